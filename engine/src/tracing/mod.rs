@@ -9,7 +9,7 @@
 //! The forward itself decides where the stages are; it asks a [`TracePlan`] whether a tensor is
 //! wanted before copying it, so a forward without a sink does no tracing work at all.
 
-
+pub mod diff;
 pub mod npy;
 pub mod plan;
 pub mod sink;

@@ -96,7 +96,11 @@ impl NpyArray {
             1 => format!("({},)", self.shape[0]),
             _ => format!(
                 "({})",
-                self.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                self.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         let mut header = format!(
@@ -109,16 +113,21 @@ impl NpyArray {
         let pad = (ALIGN - unpadded % ALIGN) % ALIGN;
         header.push_str(&" ".repeat(pad));
         header.push('\n');
-        let len = u16::try_from(header.len())
-            .map_err(|_| NpyError::Header(format!("header too long ({} bytes) for v1.0", header.len())))?;
+        let len = u16::try_from(header.len()).map_err(|_| {
+            NpyError::Header(format!("header too long ({} bytes) for v1.0", header.len()))
+        })?;
         let mut buf = Vec::with_capacity(MAGIC.len() + 4 + header.len() + self.data.len() * 4);
         buf.extend_from_slice(MAGIC);
         buf.extend_from_slice(&[1, 0]);
         buf.extend_from_slice(&len.to_le_bytes());
         buf.extend_from_slice(header.as_bytes());
         match &self.data {
-            NpyData::F32(v) => v.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
-            NpyData::I32(v) => v.iter().for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
+            NpyData::F32(v) => v
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I32(v) => v
+                .iter()
+                .for_each(|x| buf.extend_from_slice(&x.to_le_bytes())),
         }
         w.write_all(&buf)?;
         Ok(())
@@ -157,7 +166,8 @@ impl NpyArray {
         let header = bytes
             .get(header_start..header_end)
             .ok_or_else(|| NpyError::Header("truncated".into()))?;
-        let header = std::str::from_utf8(header).map_err(|_| NpyError::Header("not UTF-8".into()))?;
+        let header =
+            std::str::from_utf8(header).map_err(|_| NpyError::Header("not UTF-8".into()))?;
         let descr = dict_value(header, "descr")?;
         let descr = descr.trim_matches(|c| c == '\'' || c == '"');
         match dict_value(header, "fortran_order")? {
@@ -250,10 +260,18 @@ mod tests {
 
     #[test]
     fn special_values_keep_their_bits() {
-        let vals = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, f32::from_bits(1)];
+        let vals = vec![
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -0.0,
+            f32::from_bits(1),
+        ];
         let a = NpyArray::new(vec![5], NpyData::F32(vals.clone())).unwrap();
         let b = NpyArray::from_bytes(&a.to_bytes().unwrap()).unwrap();
-        let NpyData::F32(got) = b.data else { panic!("dtype changed") };
+        let NpyData::F32(got) = b.data else {
+            panic!("dtype changed")
+        };
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&vals));
     }
@@ -279,11 +297,17 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_read() {
-        assert!(matches!(NpyArray::from_bytes(b"hello world"), Err(NpyError::BadMagic)));
+        assert!(matches!(
+            NpyArray::from_bytes(b"hello world"),
+            Err(NpyError::BadMagic)
+        ));
         let a = NpyArray::new(vec![2], NpyData::F32(vec![1.0, 2.0])).unwrap();
         let mut bytes = a.to_bytes().unwrap();
         bytes.pop();
-        assert!(matches!(NpyArray::from_bytes(&bytes), Err(NpyError::Size { .. })));
+        assert!(matches!(
+            NpyArray::from_bytes(&bytes),
+            Err(NpyError::Size { .. })
+        ));
         assert!(NpyArray::new(vec![3], NpyData::F32(vec![1.0])).is_err());
     }
 }

@@ -242,7 +242,9 @@ impl PlanSpec {
                 let (key_at, key_text) = trim_at(&seg[..eq], seg_at);
                 let Some(key) = Key::from_name(key_text) else {
                     let help = match closest(key_text, Key::NAMES) {
-                        Some(k) => format!("did you mean `{k}`? keys are `layers`, `pos`, `experts`"),
+                        Some(k) => {
+                            format!("did you mean `{k}`? keys are `layers`, `pos`, `experts`")
+                        }
                         None => "keys are `layers`, `pos` and `experts`".to_string(),
                     };
                     return Err(err(
@@ -262,7 +264,10 @@ impl PlanSpec {
                     return Err(err(
                         seg_span,
                         format!("`{}` is given twice in one clause", key.name()),
-                        Some("to select more, list them (`layers=0,5,9`) or add a clause after `;`".into()),
+                        Some(
+                            "to select more, list them (`layers=0,5,9`) or add a clause after `;`"
+                                .into(),
+                        ),
                     ));
                 }
                 *slot = Some((sel, seg_span));
@@ -309,9 +314,27 @@ impl PlanSpec {
                     Some("per-expert stages: moe_expert_gate, moe_expert_up, moe_expert_swiglu, moe_expert_out".into()),
                 ));
             }
-            let layers = resolve(&self.text, c.layers.as_ref(), dims.n_layer, "layer", "layers")?;
-            let pos = resolve(&self.text, c.pos.as_ref(), dims.n_tokens, "position", "tokens")?;
-            let experts = resolve(&self.text, c.experts.as_ref(), dims.n_expert, "expert", "experts")?;
+            let layers = resolve(
+                &self.text,
+                c.layers.as_ref(),
+                dims.n_layer,
+                "layer",
+                "layers",
+            )?;
+            let pos = resolve(
+                &self.text,
+                c.pos.as_ref(),
+                dims.n_tokens,
+                "position",
+                "tokens",
+            )?;
+            let experts = resolve(
+                &self.text,
+                c.experts.as_ref(),
+                dims.n_expert,
+                "expert",
+                "experts",
+            )?;
             clauses.push(BoundClause {
                 stages,
                 layers,
@@ -368,7 +391,11 @@ fn parse_stages(spec: &str, at: usize, text: &str) -> Result<Vec<Stage>, SpecErr
                     Some(s) => format!("did you mean `{s}`? stages: {}", list.join(", ")),
                     None => format!("stages: {}", list.join(", ")),
                 };
-                return Err(err(span(name_at, name), format!("unknown stage `{name}`"), Some(help)));
+                return Err(err(
+                    span(name_at, name),
+                    format!("unknown stage `{name}`"),
+                    Some(help),
+                ));
             }
         }
     }
@@ -383,7 +410,11 @@ fn parse_number(spec: &str, at: usize, text: &str, what: &str) -> Result<usize, 
     }
     Err(SpecError {
         spec: spec.to_string(),
-        span: if text.is_empty() { at..at } else { span(at, text) },
+        span: if text.is_empty() {
+            at..at
+        } else {
+            span(at, text)
+        },
         message: if text.is_empty() {
             format!("expected a number {what}")
         } else {
@@ -462,7 +493,12 @@ fn parse_selection(spec: &str, key: Key, at: usize, value: &str) -> Result<Selec
                     }
                     None
                 } else {
-                    Some(parse_number(spec, item_at + right_off, right, "after `..`")?)
+                    Some(parse_number(
+                        spec,
+                        item_at + right_off,
+                        right,
+                        "after `..`",
+                    )?)
                 };
                 Item::Range {
                     start,
@@ -512,7 +548,11 @@ fn resolve(
             }
             Item::Last => {
                 if bound == 0 {
-                    return Err(err(sp, "`last` given, but there are no tokens".into(), None));
+                    return Err(err(
+                        sp,
+                        "`last` given, but there are no tokens".into(),
+                        None,
+                    ));
                 }
                 (bound - 1, bound)
             }
@@ -538,12 +578,19 @@ fn resolve(
                     return Err(err(
                         sp,
                         "empty range: it selects nothing".into(),
-                        Some(format!("`{lo}..{}` or `{lo}..={lo}` selects {what} {lo}", lo + 1)),
+                        Some(format!(
+                            "`{lo}..{}` or `{lo}..={lo}` selects {what} {lo}",
+                            lo + 1
+                        )),
                     ));
                 }
                 if hi > bound {
                     let last = hi - 1;
-                    return Err(err(sp, format!("{what} {last} is out of range"), range_help()));
+                    return Err(err(
+                        sp,
+                        format!("{what} {last} is out of range"),
+                        range_help(),
+                    ));
                 }
                 (lo, hi)
             }
@@ -683,7 +730,9 @@ mod tests {
     #[test]
     fn open_ranges() {
         let p = TracePlan::parse("layer_out@layers=..2,46..", DIMS).unwrap();
-        let got: Vec<usize> = (0..48).filter(|&l| p.wants(Stage::LayerOut, Some(l), 0)).collect();
+        let got: Vec<usize> = (0..48)
+            .filter(|&l| p.wants(Stage::LayerOut, Some(l), 0))
+            .collect();
         assert_eq!(got, vec![0, 1, 46, 47]);
     }
 

@@ -47,6 +47,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
     }
 }
 
+/// Sort key in forward order: (phase, layer, stage, position, part, expert).
+pub type ForwardOrder = (u8, usize, usize, usize, usize, usize);
+
 /// What identifies one captured tensor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TensorKey {
@@ -102,7 +105,7 @@ impl TensorKey {
     /// Sort key in forward order: phase, layer, stage, position, part, expert. Positions come
     /// after the stage because a batched forward computes one stage for all positions before it
     /// moves to the next stage.
-    pub fn forward_order(&self) -> (u8, usize, usize, usize, usize, usize) {
+    pub fn forward_order(&self) -> ForwardOrder {
         let part_idx = self
             .part
             .as_deref()
@@ -167,7 +170,8 @@ pub struct ManifestTensor {
 
 impl ManifestTensor {
     pub fn key(&self) -> Result<TensorKey, String> {
-        let stage = Stage::from_name(&self.stage).ok_or_else(|| format!("unknown stage `{}`", self.stage))?;
+        let stage = Stage::from_name(&self.stage)
+            .ok_or_else(|| format!("unknown stage `{}`", self.stage))?;
         Ok(TensorKey {
             stage,
             part: self.part.clone(),
@@ -209,7 +213,9 @@ pub struct RunInfo {
 pub fn header_digest(path: &Path, header_bytes: u64) -> Result<String, TraceError> {
     let f = fs::File::open(path).map_err(io_err(path))?;
     let mut buf = Vec::new();
-    f.take(header_bytes).read_to_end(&mut buf).map_err(io_err(path))?;
+    f.take(header_bytes)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path))?;
     if (buf.len() as u64) < header_bytes {
         return Err(TraceError::Invalid(format!(
             "{}: file is shorter than its header ({} < {header_bytes} bytes)",
@@ -270,7 +276,12 @@ impl TraceWriter {
     }
 
     /// Writes one tensor if the plan selects it; returns whether it was written.
-    pub fn save(&mut self, key: TensorKey, shape: &[usize], data: NpyData) -> Result<bool, TraceError> {
+    pub fn save(
+        &mut self,
+        key: TensorKey,
+        shape: &[usize],
+        data: NpyData,
+    ) -> Result<bool, TraceError> {
         if !self.wants(&key) {
             return Ok(false);
         }
@@ -333,7 +344,8 @@ impl TraceWriter {
 
     /// Writes `manifest.json` (tensors in forward order) and returns it.
     pub fn finish(mut self, info: RunInfo) -> Result<Manifest, TraceError> {
-        self.tensors.sort_by_key(|t| t.key().map(|k| k.forward_order()).unwrap_or_default());
+        self.tensors
+            .sort_by_key(|t| t.key().map(|k| k.forward_order()).unwrap_or_default());
         let manifest = Manifest {
             format: MANIFEST_FORMAT.to_string(),
             model: info.model,
@@ -444,7 +456,10 @@ mod tests {
         assert_eq!(k.file_name(), "L012.moe_router.logits.p005.npy");
         let k = TensorKey::new(Stage::MoeExpertGate, Some(3), 0).expert(17);
         assert_eq!(k.file_name(), "L003.moe_expert_gate.e017.p000.npy");
-        assert_eq!(TensorKey::new(Stage::Logits, None, 5).file_name(), "logits.p005.npy");
+        assert_eq!(
+            TensorKey::new(Stage::Logits, None, 5).file_name(),
+            "logits.p005.npy"
+        );
     }
 
     #[test]
@@ -456,15 +471,34 @@ mod tests {
         };
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("t");
-        let plan = TracePlan::parse("layer_out@layers=1@pos=last;moe_expert_up@experts=2", dims).unwrap();
+        let plan =
+            TracePlan::parse("layer_out@layers=1@pos=last;moe_expert_up@experts=2", dims).unwrap();
         let mut w = TraceWriter::create(&dir, plan).unwrap();
         let v = NpyData::F32(vec![1.0, -2.0, 3.0]);
-        assert!(!w.save(TensorKey::new(Stage::LayerOut, Some(0), 1), &[3], v.clone()).unwrap());
-        assert!(w.save(TensorKey::new(Stage::LayerOut, Some(1), 1), &[3], v.clone()).unwrap());
-        assert!(!w.save(TensorKey::new(Stage::MoeExpertUp, Some(0), 0).expert(1), &[3], v.clone()).unwrap());
-        assert!(w.save(TensorKey::new(Stage::MoeExpertUp, Some(0), 0).expert(2), &[3], v.clone()).unwrap());
+        assert!(!w
+            .save(TensorKey::new(Stage::LayerOut, Some(0), 1), &[3], v.clone())
+            .unwrap());
+        assert!(w
+            .save(TensorKey::new(Stage::LayerOut, Some(1), 1), &[3], v.clone())
+            .unwrap());
+        assert!(!w
+            .save(
+                TensorKey::new(Stage::MoeExpertUp, Some(0), 0).expert(1),
+                &[3],
+                v.clone()
+            )
+            .unwrap());
+        assert!(w
+            .save(
+                TensorKey::new(Stage::MoeExpertUp, Some(0), 0).expert(2),
+                &[3],
+                v.clone()
+            )
+            .unwrap());
         // The same tensor twice is a forward bug, not something to overwrite silently.
-        assert!(w.save(TensorKey::new(Stage::LayerOut, Some(1), 1), &[3], v.clone()).is_err());
+        assert!(w
+            .save(TensorKey::new(Stage::LayerOut, Some(1), 1), &[3], v.clone())
+            .is_err());
         let m = w.finish(info()).unwrap();
         assert_eq!(m.tensors.len(), 2);
         // forward order: the expert stage of layer 0 comes before layer 1's output

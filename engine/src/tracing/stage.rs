@@ -115,7 +115,10 @@ impl Stage {
     pub const fn per_expert(self) -> bool {
         matches!(
             self,
-            Stage::MoeExpertGate | Stage::MoeExpertUp | Stage::MoeExpertSwiglu | Stage::MoeExpertOut
+            Stage::MoeExpertGate
+                | Stage::MoeExpertUp
+                | Stage::MoeExpertSwiglu
+                | Stage::MoeExpertOut
         )
     }
 
