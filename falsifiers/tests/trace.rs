@@ -359,3 +359,484 @@ fn falsify_trace_npy_numpy_001_can_fail() {
     };
     assert!(npy_mismatches(&python, &big_endian) > 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Harness for the falsifiers that run a forward: FALSIFY-TRACE-NO-EFFECT-001,
+// FALSIFY-TRACE-PLANTED-001, FALSIFY-TRACE-FIRST-NAN-001, FALSIFY-TRACE-OFF-COST-001.
+//
+// Each takes the forward under test as a closure, so the same code runs against the production
+// CPU forward (and, on the GPU machine, the CUDA forward) and, in the `*_can_fail` self-tests,
+// against a small test double (`toy`) with known bugs.
+// ---------------------------------------------------------------------------------------------
+
+use engine::tracing::diff::{diff_dirs, DiffOptions, DiffReport};
+use engine::tracing::{HookedWriter, ModelInfo, RunInfo, TraceHook, TraceWriter};
+
+/// A forward under test: (tokens, planted wrong-qtype layer, hook) -> logits of every position.
+type Forward<'a> = &'a dyn Fn(&[u32], Option<usize>, Option<&mut dyn TraceHook>) -> Vec<f32>;
+
+/// Runs `fwd` with a trace of `spec` into `dir`; returns the logits and the trace's report of
+/// the run (the manifest is written).
+fn trace_into(
+    fwd: Forward,
+    dims: PlanDims,
+    tokens: &[u32],
+    planted: Option<usize>,
+    spec: &str,
+    dir: &Path,
+) -> Vec<f32> {
+    let plan = TracePlan::parse(spec, dims).expect("harness specs are valid");
+    let mut hook = HookedWriter::new(TraceWriter::create(dir, plan).expect("new trace dir"));
+    let logits = fwd(tokens, planted, Some(&mut hook));
+    let writer = hook
+        .into_writer()
+        .expect("trace written without I/O errors");
+    writer
+        .finish(RunInfo {
+            model: ModelInfo {
+                path: "under-test".into(),
+                header_sha256: "same".into(),
+                header_bytes: 0,
+                n_layer: dims.n_layer,
+                n_expert: dims.n_expert,
+                n_expert_used: 0,
+            },
+            device: "cpu".into(),
+            precision: "f32".into(),
+            forward_options: format!("planted={planted:?}"),
+            tokens: tokens.to_vec(),
+        })
+        .expect("manifest written");
+    logits
+}
+
+fn differing_bits(a: &[f32], b: &[f32]) -> usize {
+    if a.len() != b.len() {
+        return a.len().max(b.len());
+    }
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
+}
+
+/// FALSIFY-TRACE-NO-EFFECT-001: (logit_bits_differing, traced_logit_bits_differing).
+fn no_effect_metrics(fwd: Forward, dims: PlanDims, tokens: &[u32]) -> (usize, usize) {
+    let plain = fwd(tokens, None, None);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let traced = trace_into(fwd, dims, tokens, None, "all", tmp.path());
+    // The traced `logits` stage, position by position, must equal the returned logits.
+    let t = engine::tracing::TraceDir::open(tmp.path()).expect("trace dir");
+    let mut from_trace = Vec::new();
+    for e in t.manifest.tensors.iter().filter(|e| e.stage == "logits") {
+        match t.load(e).expect("tensor").data {
+            NpyData::F32(v) => from_trace.extend(v),
+            NpyData::I32(_) => return (differing_bits(&plain, &traced), plain.len()),
+        }
+    }
+    (
+        differing_bits(&plain, &traced),
+        differing_bits(&plain, &from_trace),
+    )
+}
+
+/// Traces the clean and the planted forward (every stage) and diffs them.
+fn planted_report(
+    fwd: Forward,
+    dims: PlanDims,
+    tokens: &[u32],
+    planted: Option<usize>,
+) -> DiffReport {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (tmp.path().join("clean"), tmp.path().join("planted"));
+    trace_into(fwd, dims, tokens, None, "all", &a);
+    trace_into(fwd, dims, tokens, planted, "all", &b);
+    diff_dirs(&a, &b, DiffOptions::default()).expect("diff")
+}
+
+/// FALSIFY-TRACE-PLANTED-001: (misattributed_runs, divergences_with_bug_off).
+fn planted_metrics(
+    fwd: Forward,
+    dims: PlanDims,
+    tokens: &[u32],
+    expected_stage: Stage,
+) -> (usize, usize) {
+    let mut layers = vec![0, dims.n_layer / 2, dims.n_layer - 1];
+    layers.dedup();
+    let mut misattributed = 0;
+    for &l in &layers {
+        let r = planted_report(fwd, dims, tokens, Some(l));
+        let got = r
+            .first_divergence
+            .as_ref()
+            .map(|d| (d.location.layer, d.location.stage.clone()));
+        if got != Some((Some(l), expected_stage.name().to_string())) {
+            eprintln!("planted at layer {l} ({expected_stage}): first divergence {got:?}");
+            misattributed += 1;
+        }
+    }
+    let off = planted_report(fwd, dims, tokens, None);
+    (misattributed, off.diverged)
+}
+
+/// FALSIFY-TRACE-FIRST-NAN-001: `clean` and `with_nan` are the same model except for a NaN in
+/// layer `layer`'s ffn_norm weight. Returns misattributed_first_nan (0 or 1).
+fn first_nan_metric(
+    clean: Forward,
+    with_nan: Forward,
+    dims: PlanDims,
+    tokens: &[u32],
+    layer: usize,
+) -> usize {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (tmp.path().join("clean"), tmp.path().join("nan"));
+    trace_into(clean, dims, tokens, None, "all", &a);
+    trace_into(with_nan, dims, tokens, None, "all", &b);
+    let r = diff_dirs(&a, &b, DiffOptions::default()).expect("diff");
+    let got = r
+        .first_nan_b
+        .as_ref()
+        .map(|n| (n.location.layer, n.location.stage.clone()));
+    let want = Some((Some(layer), Stage::FfnNorm.name().to_string()));
+    if got != want || r.first_nan_a.is_some() {
+        eprintln!(
+            "first NaN: A {:?}, B {got:?}; want B {want:?}",
+            r.first_nan_a.map(|n| n.location.description)
+        );
+        return 1;
+    }
+    0
+}
+
+/// FALSIFY-TRACE-OFF-COST-001: min wall time with a select-nothing hook over min wall time
+/// without a hook, over `reps` interleaved repeats.
+fn idle_sink_overhead_ratio(fwd: Forward, dims: PlanDims, tokens: &[u32], reps: usize) -> f64 {
+    use std::time::Instant;
+    // A plan that selects nothing: a real spec cannot (empty ranges are rejected), so the hook
+    // here answers `wants` with false, exactly what a plan for other positions would do.
+    struct Nothing;
+    impl TraceHook for Nothing {
+        fn wants(&self, _: Stage, _: Option<usize>, _: usize) -> bool {
+            false
+        }
+        fn wants_expert(&self, _: Stage, _: usize, _: usize, _: usize) -> bool {
+            false
+        }
+        fn record_f32(&mut self, _: engine::tracing::TensorKey, _: &[usize], _: &[f32]) {}
+        fn record_i32(&mut self, _: engine::tracing::TensorKey, _: &[usize], _: &[i32]) {}
+    }
+    let _ = dims;
+    let (mut best_off, mut best_idle) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps {
+        let t = Instant::now();
+        std::hint::black_box(fwd(tokens, None, None));
+        best_off = best_off.min(t.elapsed().as_secs_f64());
+        let mut h = Nothing;
+        let t = Instant::now();
+        std::hint::black_box(fwd(tokens, None, Some(&mut h)));
+        best_idle = best_idle.min(t.elapsed().as_secs_f64());
+    }
+    best_idle / best_off
+}
+
+// ---------------------------------------------------------------------------------------------
+// `toy`: a test double for the harness self-tests. It is NOT the engine's forward and no
+// contract falsifier runs on it; it only shows that each check above can fail. It emits the
+// MoE stages through the same hook API (attention is left out: positions do not mix).
+// ---------------------------------------------------------------------------------------------
+
+mod toy {
+    use engine::tracing::{emit_rows, Stage, TensorKey, TraceHook};
+
+    pub const N_LAYER: usize = 4;
+    pub const HIDDEN: usize = 8;
+    pub const N_EXPERT: usize = 6;
+    pub const K: usize = 2;
+    const FF: usize = 5;
+    const VOCAB: usize = 11;
+
+    /// The known bugs a toy forward can carry.
+    #[derive(Clone, Copy, Default)]
+    pub struct Bugs {
+        /// Tracing changes the result (rounds the residual when a hook is present).
+        pub hook_changes_result: bool,
+        /// Hands the per-expert stages over under the next layer's index (an off-by-one in the
+        /// hook calls), so a bisection would look in the wrong place.
+        pub expert_layer_off_by_one: bool,
+        /// A NaN in this layer's ffn_norm weight.
+        pub nan_ffn_norm: Option<usize>,
+    }
+
+    fn w(seed: usize, n: usize) -> Vec<f32> {
+        // Deterministic pseudo-random weights in [-0.5, 0.5).
+        let mut s = (seed as u64)
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    fn matvec(m: &[f32], x: &[f32], rows: usize) -> Vec<f32> {
+        (0..rows)
+            .map(|r| {
+                m[r * x.len()..(r + 1) * x.len()]
+                    .iter()
+                    .zip(x)
+                    .map(|(a, b)| a * b)
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn rms(x: &[f32], g: &[f32]) -> Vec<f32> {
+        let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+        let s = 1.0 / (ms + 1e-6).sqrt();
+        x.iter().zip(g).map(|(v, g)| v * s * g).collect()
+    }
+
+    pub fn forward(
+        tokens: &[u32],
+        planted: Option<usize>,
+        mut hook: Option<&mut dyn TraceHook>,
+        bugs: Bugs,
+    ) -> Vec<f32> {
+        let mut logits_all = Vec::new();
+        for (pos, &tok) in tokens.iter().enumerate() {
+            let mut x = w(1000 + tok as usize, HIDDEN);
+            emit_rows(&mut hook, Stage::Embed, None, None, pos, &[HIDDEN], &x);
+            for l in 0..N_LAYER {
+                let seed = 10_000 * (l + 1);
+                let h = rms(&x, &[1.0; HIDDEN]);
+                emit_rows(
+                    &mut hook,
+                    Stage::AttnNorm,
+                    None,
+                    Some(l),
+                    pos,
+                    &[HIDDEN],
+                    &h,
+                );
+                let a = matvec(&w(seed + 1, HIDDEN * HIDDEN), &h, HIDDEN);
+                emit_rows(&mut hook, Stage::AttnOut, None, Some(l), pos, &[HIDDEN], &a);
+                for (xi, ai) in x.iter_mut().zip(&a) {
+                    *xi += ai;
+                }
+                if bugs.hook_changes_result && hook.is_some() {
+                    x.iter_mut()
+                        .for_each(|v| *v = (*v * 1024.0).round() / 1024.0);
+                }
+                emit_rows(
+                    &mut hook,
+                    Stage::AttnResidual,
+                    None,
+                    Some(l),
+                    pos,
+                    &[HIDDEN],
+                    &x,
+                );
+                let mut g = vec![1.0; HIDDEN];
+                if bugs.nan_ffn_norm == Some(l) {
+                    g[3] = f32::NAN;
+                }
+                let h = rms(&x, &g);
+                emit_rows(&mut hook, Stage::FfnNorm, None, Some(l), pos, &[HIDDEN], &h);
+                let rl = matvec(&w(seed + 2, N_EXPERT * HIDDEN), &h, N_EXPERT);
+                let max = rl.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = rl.iter().map(|v| (v - max).exp()).collect();
+                let sum: f32 = e.iter().sum();
+                let p: Vec<f32> = e.iter().map(|v| v / sum).collect();
+                let mut order: Vec<usize> = (0..N_EXPERT).collect();
+                order.sort_by(|&i, &j| p[j].total_cmp(&p[i]));
+                let ids: Vec<usize> = order[..K].to_vec();
+                let wsum: f32 = ids.iter().map(|&i| p[i]).sum();
+                let weights: Vec<f32> = ids.iter().map(|&i| p[i] / wsum).collect();
+                let margin = p[order[K - 1]] - p[order[K]];
+                if let Some(hk) = hook.as_deref_mut() {
+                    if hk.wants(Stage::MoeRouter, Some(l), pos) {
+                        let k = TensorKey::new(Stage::MoeRouter, Some(l), pos);
+                        hk.record_f32(k.clone().part("logits"), &[N_EXPERT], &rl);
+                        let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+                        hk.record_i32(k.clone().part("topk_ids"), &[K], &ids32);
+                        hk.record_f32(k.clone().part("topk_weights"), &[K], &weights);
+                        hk.record_f32(k.part("margin"), &[1], &[margin]);
+                    }
+                }
+                let mut moe = vec![0.0f32; HIDDEN];
+                for (&ex, &wt) in ids.iter().zip(&weights) {
+                    let es = seed + 100 * (ex + 1);
+                    // The planted "wrong qtype" bug reads the gate matrix with the up matrix's
+                    // layout, i.e. gets the wrong numbers, at one layer.
+                    let gate_seed = if planted == Some(l) { es + 2 } else { es + 1 };
+                    let gate = matvec(&w(gate_seed, FF * HIDDEN), &h, FF);
+                    let up = matvec(&w(es + 2, FF * HIDDEN), &h, FF);
+                    let sw: Vec<f32> = gate
+                        .iter()
+                        .zip(&up)
+                        .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                        .collect();
+                    let out = matvec(&w(es + 3, HIDDEN * FF), &sw, HIDDEN);
+                    if let Some(hk) = hook.as_deref_mut() {
+                        for (stage, v) in [
+                            (Stage::MoeExpertGate, &gate),
+                            (Stage::MoeExpertUp, &up),
+                            (Stage::MoeExpertSwiglu, &sw),
+                            (Stage::MoeExpertOut, &out),
+                        ] {
+                            let tl = if bugs.expert_layer_off_by_one {
+                                l + 1
+                            } else {
+                                l
+                            };
+                            if hk.wants_expert(stage, tl, pos, ex) {
+                                let key = TensorKey::new(stage, Some(tl), pos).expert(ex);
+                                hk.record_f32(key, &[v.len()], v);
+                            }
+                        }
+                    }
+                    for (m, o) in moe.iter_mut().zip(&out) {
+                        *m += wt * o;
+                    }
+                }
+                emit_rows(
+                    &mut hook,
+                    Stage::MoeFfnOut,
+                    None,
+                    Some(l),
+                    pos,
+                    &[HIDDEN],
+                    &moe,
+                );
+                for (xi, m) in x.iter_mut().zip(&moe) {
+                    *xi += m;
+                }
+                emit_rows(
+                    &mut hook,
+                    Stage::LayerOut,
+                    None,
+                    Some(l),
+                    pos,
+                    &[HIDDEN],
+                    &x,
+                );
+            }
+            let h = rms(&x, &[1.0; HIDDEN]);
+            emit_rows(&mut hook, Stage::FinalNorm, None, None, pos, &[HIDDEN], &h);
+            let logits = matvec(&w(7, VOCAB * HIDDEN), &h, VOCAB);
+            emit_rows(&mut hook, Stage::Logits, None, None, pos, &[VOCAB], &logits);
+            logits_all.extend(logits);
+        }
+        logits_all
+    }
+}
+
+const TOY_DIMS: PlanDims = PlanDims {
+    n_layer: toy::N_LAYER,
+    n_expert: toy::N_EXPERT,
+    n_tokens: 3,
+};
+const TOY_TOKENS: &[u32] = &[3, 1, 4];
+
+#[test]
+fn harness_passes_on_a_correct_toy_forward() {
+    let good = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(t, p, h, toy::Bugs::default())
+    };
+    assert_eq!(no_effect_metrics(&good, TOY_DIMS, TOY_TOKENS), (0, 0));
+    assert_eq!(
+        planted_metrics(&good, TOY_DIMS, TOY_TOKENS, Stage::MoeExpertGate),
+        (0, 0)
+    );
+    let nan = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(
+            t,
+            p,
+            h,
+            toy::Bugs {
+                nan_ffn_norm: Some(2),
+                ..Default::default()
+            },
+        )
+    };
+    assert_eq!(first_nan_metric(&good, &nan, TOY_DIMS, TOY_TOKENS, 2), 0);
+    let ratio = idle_sink_overhead_ratio(&good, TOY_DIMS, TOY_TOKENS, 5);
+    assert!(ratio.is_finite() && ratio > 0.0);
+}
+
+#[test]
+fn no_effect_can_fail() {
+    let bad = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(
+            t,
+            p,
+            h,
+            toy::Bugs {
+                hook_changes_result: true,
+                ..Default::default()
+            },
+        )
+    };
+    let (differing, _) = no_effect_metrics(&bad, TOY_DIMS, TOY_TOKENS);
+    assert!(differing > 0);
+}
+
+#[test]
+fn planted_can_fail() {
+    let good = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(t, p, h, toy::Bugs::default())
+    };
+    // Expecting the wrong stage is a misattribution.
+    let (mis, _) = planted_metrics(&good, TOY_DIMS, TOY_TOKENS, Stage::MoeExpertUp);
+    assert_eq!(mis, 3);
+    // A forward that hands stages over under the wrong layer misleads the bisection.
+    let off = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(
+            t,
+            p,
+            h,
+            toy::Bugs {
+                expert_layer_off_by_one: true,
+                ..Default::default()
+            },
+        )
+    };
+    let (mis, _) = planted_metrics(&off, TOY_DIMS, TOY_TOKENS, Stage::MoeExpertGate);
+    assert_eq!(mis, 3);
+    // A forward that is not deterministic from run to run (here: every second run carries the
+    // bug) shows divergences with the switch off.
+    let runs = std::cell::Cell::new(0);
+    let flaky = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        runs.set(runs.get() + 1);
+        let p = if runs.get() % 2 == 0 { Some(1) } else { p };
+        toy::forward(t, p, h, toy::Bugs::default())
+    };
+    let (_, divergences_with_bug_off) =
+        planted_metrics(&flaky, TOY_DIMS, TOY_TOKENS, Stage::MoeExpertGate);
+    assert!(divergences_with_bug_off > 0);
+}
+
+#[test]
+fn first_nan_can_fail() {
+    let good = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(t, p, h, toy::Bugs::default())
+    };
+    let nan = |t: &[u32], p: Option<usize>, h: Option<&mut dyn TraceHook>| {
+        toy::forward(
+            t,
+            p,
+            h,
+            toy::Bugs {
+                nan_ffn_norm: Some(2),
+                ..Default::default()
+            },
+        )
+    };
+    // Claiming the NaN is in another layer, or comparing against a clean model, must fail.
+    assert_eq!(first_nan_metric(&good, &nan, TOY_DIMS, TOY_TOKENS, 1), 1);
+    assert_eq!(first_nan_metric(&good, &good, TOY_DIMS, TOY_TOKENS, 2), 1);
+}
