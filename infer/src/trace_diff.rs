@@ -19,6 +19,9 @@ pub struct TraceDiffArgs {
     /// Print the full report as JSON (every tensor comparison included) instead of the table
     #[arg(long)]
     pub json: bool,
+    /// Show only the table rows that diverged or hold NaN/Inf
+    #[arg(long)]
+    pub only_diverged: bool,
     /// Also write an SVG plot of 1 - cosine per layer and stage to this file
     #[arg(long, value_name = "OUT.svg")]
     pub plot: Option<PathBuf>,
@@ -58,17 +61,17 @@ pub fn run(args: TraceDiffArgs) -> Result<()> {
             args.b.display()
         )
     })?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&report).context("serializing the report")?;
-        println!("{json}");
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).context("serializing the report")? + "\n"
     } else {
-        print!("{}", render_text(&report));
-    }
+        render_text(&report, args.only_diverged)
+    };
+    write_stdout(&text)?;
     if let Some(path) = &args.plot {
         std::fs::write(path, render_svg(&report))
             .with_context(|| format!("writing the plot to {}", path.display()))?;
         if !args.json {
-            println!("plot: {}", path.display());
+            write_stdout(&format!("plot: {}\n", path.display()))?;
         }
     }
     if args.fail_on_divergence {
@@ -77,4 +80,14 @@ pub fn run(args: TraceDiffArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`trace-diff ... | head`) is not an error.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
 }

@@ -428,9 +428,14 @@ pub fn diff_traces(
                 }
             }
         }
-        let st = stats(&sa, &sb);
-        // Ids are compared as sets in the router check below, not by cosine.
-        let is_ids = is_router && key.part.as_deref() == Some("topk_ids");
+        let mut st = stats(&sa, &sb);
+        // A cosine means nothing for the router's ids (compared as sets in the router check
+        // below) or for its scalar margin (reported there too).
+        let not_a_vector =
+            is_router && matches!(key.part.as_deref(), Some("topk_ids") | Some("margin"));
+        if not_a_vector {
+            st.cosine = None;
+        }
         let mut reason = None;
         if sa.shape != sb.shape {
             reason = Some(format!("shape {:?} vs {:?}", sa.shape, sb.shape));
@@ -439,7 +444,7 @@ pub fn diff_traces(
                 "non-finite values differ: NaN {} vs {}, Inf {} vs {}",
                 st.nan_a, st.nan_b, st.inf_a, st.inf_b
             ));
-        } else if !is_ids && !st.identical {
+        } else if !not_a_vector && !st.identical {
             match st.cosine {
                 Some(c) if c >= opts.threshold => {}
                 Some(c) => reason = Some(format!("cosine {c:.6} < {}", opts.threshold)),
@@ -655,8 +660,9 @@ fn fmt_loc_count(n: &Option<NonFinite>) -> String {
     }
 }
 
-/// The human-readable report.
-pub fn render_text(r: &DiffReport) -> String {
+/// The human-readable report. With `only_diverged`, the table keeps only the rows that diverged
+/// or hold a NaN or an Inf (the summary lines below it are always complete).
+pub fn render_text(r: &DiffReport, only_diverged: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -684,7 +690,10 @@ pub fn render_text(r: &DiffReport) -> String {
         "{:>5}  {:<26} {:>7} {:>9} {:>12} {:>10} {:>11} {:>11}",
         "layer", "stage", "tensors", "diverged", "min cosine", "1-cos", "max |a-b|", "NaN/Inf A|B"
     );
-    for row in &r.rows {
+    let shown = r.rows.iter().filter(|row| {
+        !only_diverged || row.diverged > 0 || row.nan_a + row.nan_b + row.inf_a + row.inf_b > 0
+    });
+    for row in shown {
         let layer = row.layer.map_or_else(|| "-".to_string(), |l| l.to_string());
         let (cos, one_minus) = match row.min_cosine {
             Some(c) => (format!("{c:.8}"), format!("{:.2e}", (1.0 - c).max(0.0))),
@@ -1040,7 +1049,7 @@ mod tests {
         assert!(r.first_divergence.is_none());
         assert_eq!(r.diverged, 0);
         assert!(r.tensors.iter().all(|t| t.identical));
-        assert!(render_text(&r).contains("no divergence"));
+        assert!(render_text(&r, false).contains("no divergence"));
     }
 
     #[test]
