@@ -3,6 +3,7 @@
 //! (Minimal entry point written by the tracing work so that `trace-diff` can be run; the model
 //! engineer owns this file and will add `synth`, `run`, `logits`, ... here.)
 
+mod trace;
 mod trace_diff;
 
 use clap::{Parser, Subcommand};
@@ -16,11 +17,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    Trace(trace::TraceArgs),
     TraceDiff(trace_diff::TraceDiffArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Trace(args) => trace::run(args),
         Cmd::TraceDiff(args) => trace_diff::run(args),
     }
 }

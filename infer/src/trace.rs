@@ -1,0 +1,213 @@
+//! `infer trace MODEL --tokens ... --save-tensor SPEC --out DIR`: runs the production forward
+//! once over the given tokens with a trace hook, and writes the selected stage tensors as `.npy`
+//! files plus `manifest.json` (docs/tracing.md).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use engine::tracing::{
+    HookedWriter, ModelInfo, PlanDims, PlanSpec, RunInfo, TraceHook, TraceWriter,
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda,
+}
+
+/// Run one forward over the given tokens and save the tensors of the selected stages.
+///
+/// The spec selects stages, layers, positions and experts, e.g.
+/// `moe_router,moe_ffn_out@layers=0..48@pos=last;logits` (docs/tracing.md has the grammar).
+#[derive(clap::Args, Debug)]
+pub struct TraceArgs {
+    /// GGUF model file
+    pub model: PathBuf,
+    /// Token ids, comma-separated (e.g. 1,2,3)
+    #[arg(long)]
+    pub tokens: String,
+    /// Device whose forward is traced
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// Which tensors to save (plan spec)
+    #[arg(long, value_name = "SPEC")]
+    pub save_tensor: String,
+    /// Output directory (created; must be new or empty)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Test-only: plant the wrong-qtype dispatch bug at this layer (to practise bisection)
+    #[arg(long, hide = true, value_name = "LAYER")]
+    pub debug_wrong_qtype_layer: Option<usize>,
+}
+
+/// A loaded model on a device, as tracing needs it.
+pub trait TraceTarget {
+    /// Layer and expert counts, model path and header digest.
+    fn model_info(&self) -> &ModelInfo;
+    /// e.g. `cpu` or `cuda:0 NVIDIA H100 80GB HBM3`
+    fn device(&self) -> String;
+    /// Activation precision of the forward, e.g. `f32`.
+    fn precision(&self) -> String;
+    /// Debug form of the forward's options (a planted bug shows up here).
+    fn forward_options(&self) -> String;
+    /// One forward over `tokens` with the hook; returns the logits of every position.
+    fn forward(&mut self, tokens: &[u32], hook: Option<&mut dyn TraceHook>) -> Result<Vec<f32>>;
+}
+
+/// Parses `1,2, 3` into token ids, naming the bad item on error.
+pub fn parse_tokens(text: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for (i, item) in text.split(',').enumerate() {
+        let item = item.trim();
+        let id = item
+            .parse::<u32>()
+            .with_context(|| format!("--tokens: item {} (`{item}`) is not a token id", i + 1))?;
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Loads the model for `device`. The binding to the engine's forwards lives here, and only here.
+fn open_target(args: &TraceArgs) -> Result<Box<dyn TraceTarget>> {
+    let _ = &args.debug_wrong_qtype_layer;
+    match args.device {
+        Device::Cpu => bail!(
+            "the CPU forward (engine::model) is not in this build yet: `infer trace` binds to its \
+             trace hook (engine::tracing::TraceHook) once it lands"
+        ),
+        Device::Cuda => bail!(
+            "GPU tracing not built: the CUDA forward does not call the trace hook in this build \
+             (build with --features cuda once the GPU forward is wired to engine::tracing)"
+        ),
+    }
+}
+
+pub fn run(args: TraceArgs) -> Result<()> {
+    let tokens = parse_tokens(&args.tokens)?;
+    // Syntax and names first, so that a typo fails before a large model is loaded.
+    let spec = PlanSpec::parse(&args.save_tensor).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut target = open_target(&args)
+        .with_context(|| format!("loading {} for tracing", args.model.display()))?;
+    let info = target.model_info().clone();
+    trace_with(&mut *target, &tokens, &spec, &args.out, &info)?;
+    Ok(())
+}
+
+/// Binds the plan to the model and tokens, runs the traced forward, writes the manifest.
+/// Returns the logits.
+pub fn trace_with(
+    target: &mut dyn TraceTarget,
+    tokens: &[u32],
+    spec: &PlanSpec,
+    out: &Path,
+    info: &ModelInfo,
+) -> Result<Vec<f32>> {
+    let dims = PlanDims {
+        n_layer: info.n_layer,
+        n_expert: info.n_expert,
+        n_tokens: tokens.len(),
+    };
+    let plan = spec.bind(dims).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let writer = TraceWriter::create(out, plan)?;
+    let mut hook = HookedWriter::new(writer);
+    let logits = target
+        .forward(tokens, Some(&mut hook))
+        .context("running the traced forward")?;
+    let writer = hook
+        .into_writer()
+        .with_context(|| format!("writing the trace into {}", out.display()))?;
+    let n = writer.len();
+    let manifest = writer.finish(RunInfo {
+        model: info.clone(),
+        device: target.device(),
+        precision: target.precision(),
+        forward_options: target.forward_options(),
+        tokens: tokens.to_vec(),
+    })?;
+    println!(
+        "traced {} tokens on {}: {n} tensors in {} (manifest.json)",
+        tokens.len(),
+        manifest.device,
+        out.display()
+    );
+    Ok(logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_parse_and_name_the_bad_item() {
+        assert_eq!(parse_tokens("1, 2,3").unwrap(), vec![1, 2, 3]);
+        let e = parse_tokens("1,x,3").unwrap_err().to_string();
+        assert!(e.contains("item 2 (`x`)"), "{e}");
+        assert!(parse_tokens("").is_err());
+        assert!(parse_tokens("1,,2").is_err());
+    }
+
+    /// A stand-in target (not a forward) that hands over `embed` and `logits` for each position.
+    struct Fake(ModelInfo);
+
+    impl TraceTarget for Fake {
+        fn model_info(&self) -> &ModelInfo {
+            &self.0
+        }
+        fn device(&self) -> String {
+            "cpu".into()
+        }
+        fn precision(&self) -> String {
+            "f32".into()
+        }
+        fn forward_options(&self) -> String {
+            "fake".into()
+        }
+        fn forward(
+            &mut self,
+            tokens: &[u32],
+            mut hook: Option<&mut dyn TraceHook>,
+        ) -> Result<Vec<f32>> {
+            use engine::tracing::{emit_rows, Stage};
+            let rows: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| [t as f32, -(t as f32)])
+                .collect();
+            emit_rows(&mut hook, Stage::Embed, None, None, 0, &[2], &rows);
+            emit_rows(&mut hook, Stage::Logits, None, None, 0, &[2], &rows);
+            Ok(rows)
+        }
+    }
+
+    #[test]
+    fn trace_with_writes_what_the_plan_selects() {
+        let info = ModelInfo {
+            path: "fake.gguf".into(),
+            header_sha256: "00".into(),
+            header_bytes: 0,
+            n_layer: 2,
+            n_expert: 4,
+            n_expert_used: 2,
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("t");
+        let spec = PlanSpec::parse("logits@pos=last").unwrap();
+        trace_with(&mut Fake(info.clone()), &[7, 8, 9], &spec, &out, &info).unwrap();
+        let t = engine::tracing::TraceDir::open(&out).unwrap();
+        let files: Vec<&str> = t.manifest.tensors.iter().map(|e| e.file.as_str()).collect();
+        assert_eq!(files, ["logits.p002.npy"]);
+        assert_eq!(t.manifest.tokens, [7, 8, 9]);
+        // A position past the end is refused before the forward runs.
+        let spec = PlanSpec::parse("logits@pos=3").unwrap();
+        let e = trace_with(
+            &mut Fake(info.clone()),
+            &[7, 8, 9],
+            &spec,
+            &tmp.path().join("u"),
+            &info,
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("position 3 is out of range"));
+    }
+}
