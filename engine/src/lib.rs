@@ -1,3 +1,5 @@
 //! placeholder
 
 pub mod tracing;
+#[cfg(feature = "cuda")]
+pub mod cuda;
