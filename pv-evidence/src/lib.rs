@@ -1,1 +1,26 @@
-//! placeholder
+//! Evidence records and the falsifier runtime.
+//!
+//! - [`record`]: the evidence record (one JSON file per falsifier run), its JSON Schema
+//!   (`evidence/record.schema.json`).
+//! - [`runtime`]: what `#[falsifier("ID")]` tests call: [`Ctx`], [`FalsifierResult`],
+//!   [`run_falsifier`].
+//! - [`store`]: atomic, collision-free writing and non-destructive reading of records.
+//! - [`digest`]: the source digest over [`digest::SOURCE_ROOTS`], recomputed by `pv` to decide
+//!   whether evidence is fresh.
+//! - [`bindings`]: the textual scan of `falsifiers/tests/*.rs` for bound tests.
+//!
+//! `docs/evidence.md` describes the record; `docs/falsifier-api.md` the test-writing API.
+
+pub mod bindings;
+pub mod digest;
+pub mod env;
+pub mod record;
+pub mod runtime;
+pub mod store;
+pub mod timefmt;
+
+pub use record::{EvidenceRecord, JsonF64, MetricResult, Op, Outcome, Tier};
+pub use runtime::{
+    run_falsifier, run_falsifier_in, Ctx, FalsifierError, FalsifierMeta, FalsifierResult,
+    MetricSpec, ResultExt,
+};
