@@ -1,5 +1,8 @@
 //! placeholder
 
+pub mod model;
+pub mod sampling;
+pub mod tokenizer;
 pub mod tracing;
 #[cfg(feature = "cuda")]
 pub mod cuda;
