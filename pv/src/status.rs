@@ -1,0 +1,692 @@
+//! Derived stage status: a pure function from contracts + evidence records to a status per stage.
+//!
+//! Nobody types a status. `docs/status.md` states the rules; each rule has a test below. The
+//! inputs are plain data ([`Model`], [`Run`]) so the rules can be tested without files; the
+//! loaders (`status_load`) build them from `contracts/` and `evidence/`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use pv_evidence::record::{EvidenceRecord, Outcome, SourceDigest, Tier};
+use serde::Serialize;
+
+/// A stage's derived status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StageStatus {
+    /// The newest decisive run of one of its falsifiers failed (or errored).
+    Failing,
+    /// One of its falsifiers has no bound test in `falsifiers/tests/`.
+    Unimplemented,
+    /// One of its falsifiers never passed (no run, or only skipped runs), or a required stage is
+    /// below it.
+    Pending,
+    /// Every falsifier passed once, but some pass is no longer fresh (the contract or the
+    /// sources under test changed since).
+    Stale,
+    /// Every algorithm-tier falsifier passes on fresh evidence; hardware-tier ones not yet.
+    AlgorithmLevel,
+    /// Every falsifier, hardware tier included, passes on fresh evidence.
+    Discharged,
+}
+
+impl StageStatus {
+    /// Progress level: a stage never stands above (at a higher level than) a stage it requires.
+    /// FAILING, UNIMPLEMENTED and PENDING are all "not achieved" (0).
+    pub fn level(self) -> u8 {
+        match self {
+            StageStatus::Failing | StageStatus::Unimplemented | StageStatus::Pending => 0,
+            StageStatus::Stale => 1,
+            StageStatus::AlgorithmLevel => 2,
+            StageStatus::Discharged => 3,
+        }
+    }
+
+    /// The status a stage is capped to when a required stage is at `level`.
+    fn cap_for_level(level: u8) -> StageStatus {
+        match level {
+            0 => StageStatus::Pending,
+            1 => StageStatus::Stale,
+            2 => StageStatus::AlgorithmLevel,
+            _ => StageStatus::Discharged,
+        }
+    }
+
+    /// The name as printed and as accepted by `--require`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageStatus::Failing => "FAILING",
+            StageStatus::Unimplemented => "UNIMPLEMENTED",
+            StageStatus::Pending => "PENDING",
+            StageStatus::Stale => "STALE",
+            StageStatus::AlgorithmLevel => "ALGORITHM_LEVEL",
+            StageStatus::Discharged => "DISCHARGED",
+        }
+    }
+
+    /// Parses a name (case-insensitive, `-` or `_`).
+    pub fn parse(s: &str) -> Option<StageStatus> {
+        let u = s.trim().to_ascii_uppercase().replace('-', "_");
+        [
+            StageStatus::Failing,
+            StageStatus::Unimplemented,
+            StageStatus::Pending,
+            StageStatus::Stale,
+            StageStatus::AlgorithmLevel,
+            StageStatus::Discharged,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == u)
+    }
+}
+
+impl fmt::Display for StageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the evidence says about one falsifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FalsifierState {
+    /// No bound test.
+    Unimplemented,
+    /// No decisive run (none at all, or only skipped ones).
+    NeverRun,
+    /// The newest decisive run is `fail` or `error`.
+    Failing,
+    /// Passed, but no pass newer than the last failure is fresh.
+    PassStale,
+    /// A fresh pass exists, newer than every failure.
+    PassFresh,
+}
+
+/// The contracts as the status rules need them.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    /// Contracts in display order.
+    pub contracts: Vec<ContractModel>,
+}
+
+/// One contract.
+#[derive(Debug, Clone, Default)]
+pub struct ContractModel {
+    /// Contract id.
+    pub id: String,
+    /// `version`.
+    pub version: String,
+    /// File path as loaded (for messages).
+    pub path: String,
+    /// sha256 of the contract file as it is now.
+    pub sha256: String,
+    /// Acceptance criteria (for the traceability report).
+    pub criteria: Vec<CriterionModel>,
+    /// Stages in file order.
+    pub stages: Vec<StageModel>,
+    /// Falsifiers in file order.
+    pub falsifiers: Vec<FalsifierModel>,
+    /// Known divergences.
+    pub divergences: Vec<DivergenceModel>,
+}
+
+/// An acceptance criterion.
+#[derive(Debug, Clone, Default)]
+pub struct CriterionModel {
+    /// `AC-...`.
+    pub id: String,
+    /// Text.
+    pub text: String,
+    /// Falsifier ids.
+    pub falsifiers: Vec<String>,
+}
+
+/// A stage.
+#[derive(Debug, Clone, Default)]
+pub struct StageModel {
+    /// `M-...`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Required stage ids (any contract).
+    pub requires: Vec<String>,
+    /// Falsifier ids.
+    pub falsifiers: Vec<String>,
+}
+
+/// A falsifier.
+#[derive(Debug, Clone)]
+pub struct FalsifierModel {
+    /// `FALSIFY-...`.
+    pub id: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Retirement reason, if retired.
+    pub retired: Option<String>,
+    /// Metric names in contract order (the first is the stage's key metric).
+    pub metrics: Vec<String>,
+}
+
+/// A known divergence.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DivergenceModel {
+    /// Falsifier id.
+    pub falsifier: String,
+    /// Where it shows.
+    pub scope: String,
+    /// `benign` | `not-benign`.
+    pub classification: String,
+}
+
+/// One evidence record as loaded, with its ordering key.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Path relative to the evidence root (the tie-breaker after the timestamp).
+    pub file: String,
+    /// Timestamp in ns since the epoch.
+    pub ts: i128,
+    /// The record.
+    pub record: EvidenceRecord,
+}
+
+/// The facts about the checkout that decide freshness.
+pub trait Freshness {
+    /// Whether the record's source digest equals the digest of the same roots now.
+    fn source_fresh(&self, digest: &SourceDigest) -> bool;
+}
+
+impl<F: Fn(&SourceDigest) -> bool> Freshness for F {
+    fn source_fresh(&self, digest: &SourceDigest) -> bool {
+        self(digest)
+    }
+}
+
+/// Options of one derivation.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// Ids of falsifiers with a bound test; `None` skips the UNIMPLEMENTED rule (no tests dir).
+    pub bound: Option<HashSet<String>>,
+    /// "Now" in ns since the epoch, for ages.
+    pub now: i128,
+}
+
+/// A run as shown in reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// Record file (relative to the evidence root).
+    pub file: String,
+    /// RFC 3339 timestamp.
+    pub timestamp: String,
+    /// ns since the epoch.
+    #[serde(skip)]
+    pub ts: i128,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Whether both the contract hash and the source digest match the checkout.
+    pub fresh: bool,
+    /// Why it is not fresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_because: Option<String>,
+    /// Reason recorded with the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Metric name -> value (None = not reported or not finite).
+    pub metrics: Vec<(String, Option<f64>, bool)>,
+    /// Git commit (short) and dirty flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// CPU model / GPU names.
+    pub hardware: String,
+}
+
+/// Derived facts about one falsifier.
+#[derive(Debug, Clone, Serialize)]
+pub struct FalsifierReport {
+    /// Id.
+    pub id: String,
+    /// Tier.
+    pub tier: Tier,
+    /// State.
+    pub state: FalsifierState,
+    /// Whether a bound test was found (None: not checked).
+    pub bound: Option<bool>,
+    /// Skipped runs (never a pass).
+    pub skipped_runs: usize,
+    /// Decisive runs, oldest first.
+    pub runs: Vec<RunView>,
+    /// Known divergences of this falsifier (shown, never turning a failure into a pass).
+    pub divergences: Vec<DivergenceModel>,
+}
+
+impl FalsifierReport {
+    /// The newest decisive run.
+    pub fn latest(&self) -> Option<&RunView> {
+        self.runs.last()
+    }
+}
+
+/// Derived status of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    /// Stage id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Effective status (after the `requires` cap).
+    pub status: StageStatus,
+    /// Status from its own falsifiers alone.
+    pub own_status: StageStatus,
+    /// The required stage that capped it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capped_by: Option<String>,
+    /// Required stages.
+    pub requires: Vec<String>,
+    /// Live falsifiers passing on fresh evidence.
+    pub passed: usize,
+    /// Live (not retired) falsifiers.
+    pub total: usize,
+    /// Newest timestamp of any decisive run of its falsifiers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshest: Option<String>,
+    /// Age of that run in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_s: Option<f64>,
+    /// `name=value (op threshold)` of the first metric of its first falsifier, newest run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_metric: Option<String>,
+    /// Its live falsifiers.
+    pub falsifiers: Vec<String>,
+}
+
+/// One contract's stages.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContractReport {
+    /// Contract id.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Stages in file order.
+    pub stages: Vec<StageReport>,
+}
+
+/// The whole derivation.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// Per contract.
+    pub contracts: Vec<ContractReport>,
+    /// Per falsifier (live ones), by id.
+    pub falsifiers: BTreeMap<String, FalsifierReport>,
+    /// Live falsifiers with no bound test.
+    pub unbound: Vec<String>,
+    /// Warnings: records of unknown falsifiers, unknown or cyclic `requires`.
+    pub warnings: Vec<String>,
+    /// Records that could not be read (reported and skipped).
+    pub unreadable: Vec<String>,
+    /// Number of records considered.
+    pub records: usize,
+}
+
+impl StatusReport {
+    /// Every stage, with its contract id.
+    pub fn stages(&self) -> impl Iterator<Item = (&str, &StageReport)> {
+        self.contracts
+            .iter()
+            .flat_map(|c| c.stages.iter().map(move |s| (c.id.as_str(), s)))
+    }
+
+    /// The stage with this id.
+    pub fn stage(&self, id: &str) -> Option<&StageReport> {
+        self.stages().map(|(_, s)| s).find(|s| s.id == id)
+    }
+}
+
+fn short_hw(r: &EvidenceRecord) -> String {
+    let mut s = r
+        .hardware
+        .cpu_model
+        .clone()
+        .unwrap_or_else(|| r.hardware.platform.clone());
+    for g in &r.hardware.gpus {
+        s.push_str(" + ");
+        s.push_str(&g.name);
+    }
+    s
+}
+
+fn falsifier_state(runs: &[RunView], bound: Option<bool>) -> FalsifierState {
+    if bound == Some(false) {
+        return FalsifierState::Unimplemented;
+    }
+    let Some(latest) = runs.last() else {
+        return FalsifierState::NeverRun;
+    };
+    if latest.outcome != Outcome::Pass {
+        return FalsifierState::Failing;
+    }
+    // Passes newer than the newest failure: is any of them fresh?
+    let last_fail = runs.iter().rposition(|r| r.outcome != Outcome::Pass);
+    let since = last_fail.map_or(0, |i| i + 1);
+    if runs[since..].iter().any(|r| r.fresh) {
+        FalsifierState::PassFresh
+    } else {
+        FalsifierState::PassStale
+    }
+}
+
+/// The status from a stage's own live falsifiers (rules 1-6 of `docs/status.md`).
+pub fn own_status(states: &[(Tier, FalsifierState)]) -> StageStatus {
+    use FalsifierState as F;
+    if states.is_empty() {
+        return StageStatus::Pending;
+    }
+    if states.iter().any(|(_, s)| *s == F::Failing) {
+        return StageStatus::Failing;
+    }
+    if states.iter().any(|(_, s)| *s == F::Unimplemented) {
+        return StageStatus::Unimplemented;
+    }
+    let algo: Vec<F> = states
+        .iter()
+        .filter(|(t, _)| *t == Tier::Algorithm)
+        .map(|(_, s)| *s)
+        .collect();
+    let hw: Vec<F> = states
+        .iter()
+        .filter(|(t, _)| *t == Tier::Hardware)
+        .map(|(_, s)| *s)
+        .collect();
+    // A stage with only hardware-tier falsifiers has no algorithm level to reach.
+    let first = if algo.is_empty() { &hw } else { &algo };
+    if first.contains(&F::NeverRun) {
+        return StageStatus::Pending;
+    }
+    if first.contains(&F::PassStale) {
+        return StageStatus::Stale;
+    }
+    if hw.iter().all(|s| *s == F::PassFresh) {
+        StageStatus::Discharged
+    } else {
+        StageStatus::AlgorithmLevel
+    }
+}
+
+/// Derives every stage's status. Deterministic: runs are ordered by timestamp, then file name.
+pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Inputs) -> StatusReport {
+    let mut warnings = Vec::new();
+    let mut defs: HashMap<&str, &FalsifierModel> = HashMap::new();
+    for c in &model.contracts {
+        for f in &c.falsifiers {
+            defs.insert(f.id.as_str(), f);
+        }
+    }
+
+    // Group runs by falsifier, in deterministic order.
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| {
+        runs[a]
+            .ts
+            .cmp(&runs[b].ts)
+            .then_with(|| runs[a].file.cmp(&runs[b].file))
+    });
+    let mut by_f: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in order {
+        let id = runs[i].record.falsifier.as_str();
+        match defs.get(id) {
+            Some(f) if f.retired.is_some() => {} // retired: excluded
+            Some(_) => by_f.entry(id).or_default().push(i),
+            None => *unknown.entry(id).or_default() += 1,
+        }
+    }
+    for (id, n) in &unknown {
+        warnings.push(format!(
+            "{n} evidence record(s) for {id}, which no contract defines (ignored)"
+        ));
+    }
+
+    // Source freshness is the same for every record with the same digest: compute it once each.
+    let mut source_cache: HashMap<(&str, &[String], &str), bool> = HashMap::new();
+
+    let mut falsifiers = BTreeMap::new();
+    let mut unbound = Vec::new();
+    for c in &model.contracts {
+        for f in c.falsifiers.iter().filter(|f| f.retired.is_none()) {
+            let mut views = Vec::new();
+            let mut skipped = 0;
+            for &i in by_f.get(f.id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+                let r = &runs[i];
+                let rec = &r.record;
+                if rec.outcome == Outcome::Skipped {
+                    skipped += 1;
+                    continue;
+                }
+                let key = (
+                    rec.source.algorithm.as_str(),
+                    rec.source.roots.as_slice(),
+                    rec.source.sha256.as_str(),
+                );
+                let src_fresh = *source_cache
+                    .entry(key)
+                    .or_insert_with(|| fresh.source_fresh(&rec.source));
+                let contract_fresh = rec.contract.sha256 == c.sha256;
+                let stale_because = match (contract_fresh, src_fresh) {
+                    (true, true) => None,
+                    (false, true) => Some("contract changed".to_string()),
+                    (true, false) => Some("sources changed".to_string()),
+                    (false, false) => Some("contract and sources changed".to_string()),
+                };
+                views.push(RunView {
+                    file: r.file.clone(),
+                    timestamp: rec.timestamp.clone(),
+                    ts: r.ts,
+                    outcome: rec.outcome,
+                    fresh: stale_because.is_none(),
+                    stale_because,
+                    reason: rec.reason.clone(),
+                    metrics: rec
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.name.clone(),
+                                m.value.map(|v| v.0).filter(|v| v.is_finite()),
+                                m.passed,
+                            )
+                        })
+                        .collect(),
+                    commit: rec.git.as_ref().map(|g| {
+                        format!(
+                            "{}{}",
+                            g.commit.get(..10).unwrap_or(&g.commit),
+                            if g.dirty { "+dirty" } else { "" }
+                        )
+                    }),
+                    hardware: short_hw(rec),
+                });
+            }
+            let bound = inputs.bound.as_ref().map(|b| b.contains(&f.id));
+            if bound == Some(false) {
+                unbound.push(f.id.clone());
+            }
+            let state = falsifier_state(&views, bound);
+            falsifiers.insert(
+                f.id.clone(),
+                FalsifierReport {
+                    id: f.id.clone(),
+                    tier: f.tier,
+                    state,
+                    bound,
+                    skipped_runs: skipped,
+                    runs: views,
+                    divergences: c
+                        .divergences
+                        .iter()
+                        .filter(|d| d.falsifier == f.id)
+                        .cloned()
+                        .collect(),
+                },
+            );
+        }
+    }
+
+    // Own status per stage.
+    let mut own: HashMap<&str, StageStatus> = HashMap::new();
+    for c in &model.contracts {
+        for s in &c.stages {
+            let states: Vec<(Tier, FalsifierState)> = s
+                .falsifiers
+                .iter()
+                .filter_map(|id| falsifiers.get(id))
+                .map(|f: &FalsifierReport| (f.tier, f.state))
+                .collect();
+            own.insert(s.id.as_str(), own_status(&states));
+        }
+    }
+    let requires: HashMap<&str, &[String]> = model
+        .contracts
+        .iter()
+        .flat_map(|c| c.stages.iter())
+        .map(|s| (s.id.as_str(), s.requires.as_slice()))
+        .collect();
+
+    // Effective status: capped by every required stage's effective status (memoised DFS).
+    let mut effective: HashMap<String, (StageStatus, Option<String>)> = HashMap::new();
+    let mut ids: Vec<&str> = own.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let mut visiting = Vec::new();
+        effective_status(
+            id,
+            &own,
+            &requires,
+            &mut effective,
+            &mut visiting,
+            &mut warnings,
+        );
+    }
+
+    let mut contracts = Vec::new();
+    for c in &model.contracts {
+        let mut stages = Vec::new();
+        for s in &c.stages {
+            let (status, capped_by) = effective
+                .get(&s.id)
+                .cloned()
+                .unwrap_or((StageStatus::Pending, None));
+            let live: Vec<&FalsifierReport> = s
+                .falsifiers
+                .iter()
+                .filter_map(|id| falsifiers.get(id))
+                .collect();
+            let passed = live
+                .iter()
+                .filter(|f| f.state == FalsifierState::PassFresh)
+                .count();
+            let newest = live.iter().filter_map(|f| f.latest()).max_by_key(|r| r.ts);
+            let key_metric = live.first().and_then(|f| {
+                let run = f.latest()?;
+                let (name, value, passed) = run.metrics.first()?;
+                Some(format!(
+                    "{name}={}{}",
+                    value.map_or("n/a".to_string(), fmt_num),
+                    if *passed { "" } else { " (fails)" }
+                ))
+            });
+            stages.push(StageReport {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                status,
+                own_status: own[s.id.as_str()],
+                capped_by,
+                requires: s.requires.clone(),
+                passed,
+                total: live.len(),
+                freshest: newest.map(|r| r.timestamp.clone()),
+                age_s: newest.map(|r| ((inputs.now - r.ts) as f64 / 1e9).max(0.0)),
+                key_metric,
+                falsifiers: live.iter().map(|f| f.id.clone()).collect(),
+            });
+        }
+        contracts.push(ContractReport {
+            id: c.id.clone(),
+            version: c.version.clone(),
+            stages,
+        });
+    }
+    StatusReport {
+        contracts,
+        falsifiers,
+        unbound,
+        warnings,
+        unreadable: Vec::new(),
+        records: runs.len(),
+    }
+}
+
+fn effective_status(
+    id: &str,
+    own: &HashMap<&str, StageStatus>,
+    requires: &HashMap<&str, &[String]>,
+    memo: &mut HashMap<String, (StageStatus, Option<String>)>,
+    visiting: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> StageStatus {
+    if let Some((s, _)) = memo.get(id) {
+        return *s;
+    }
+    let Some(&mine) = own.get(id) else {
+        // Required but defined nowhere: nothing can vouch for it.
+        return StageStatus::Pending;
+    };
+    visiting.push(id.to_string());
+    let mut status = mine;
+    let mut capped_by = None;
+    for req in requires.get(id).copied().unwrap_or(&[]) {
+        if visiting.iter().any(|v| v == req) {
+            warnings.push(format!(
+                "stage {id} requires {req}, which requires {id} again (cycle ignored)"
+            ));
+            continue;
+        }
+        if !own.contains_key(req.as_str()) {
+            warnings.push(format!(
+                "stage {id} requires {req}, which no contract defines (treated as PENDING)"
+            ));
+        }
+        let r = effective_status(req, own, requires, memo, visiting, warnings);
+        if r.level() < status.level() {
+            status = StageStatus::cap_for_level(r.level());
+            capped_by = Some(req.clone());
+        }
+    }
+    visiting.pop();
+    memo.insert(id.to_string(), (status, capped_by));
+    status
+}
+
+/// A compact number for tables.
+pub fn fmt_num(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.abs() >= 1e-3 && v.abs() < 1e6 {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// `3m`, `2h`, `5d` style age.
+pub fn fmt_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -1,0 +1,386 @@
+//! One test per rule of `docs/status.md` (the rule number is in each test's name).
+
+use std::collections::{BTreeMap, HashSet};
+
+use pv_evidence::record::{
+    ContractRef, EvidenceRecord, Hardware, JsonF64, MetricResult, Op, Outcome, SourceDigest,
+    TestRef, Tier,
+};
+
+use super::*;
+
+const NOW: i128 = 2_000_000_000 * 1_000_000_000;
+const GOOD_SRC: &str = "src-now";
+const HASH: &str = "hash-now";
+
+fn falsifier(id: &str, tier: Tier) -> FalsifierModel {
+    FalsifierModel {
+        id: id.to_string(),
+        tier,
+        retired: None,
+        metrics: vec!["m".to_string()],
+    }
+}
+
+fn stage(id: &str, requires: &[&str], fs: &[&str]) -> StageModel {
+    StageModel {
+        id: id.to_string(),
+        title: format!("title of {id}"),
+        requires: requires.iter().map(|s| s.to_string()).collect(),
+        falsifiers: fs.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn model(stages: Vec<StageModel>, falsifiers: Vec<FalsifierModel>) -> Model {
+    Model {
+        contracts: vec![ContractModel {
+            id: "c-v1".into(),
+            version: "0.1.0".into(),
+            path: "contracts/c-v1.yaml".into(),
+            sha256: HASH.into(),
+            stages,
+            falsifiers,
+            ..Default::default()
+        }],
+    }
+}
+
+fn rec(id: &str, outcome: Outcome, src: &str, contract_hash: &str) -> EvidenceRecord {
+    EvidenceRecord {
+        format: 1,
+        falsifier: id.into(),
+        contract: ContractRef {
+            id: "c-v1".into(),
+            version: "0.1.0".into(),
+            path: "contracts/c-v1.yaml".into(),
+            sha256: contract_hash.into(),
+        },
+        outcome,
+        reason: None,
+        metrics: vec![MetricResult {
+            name: "m".into(),
+            value: Some(JsonF64(if outcome == Outcome::Pass { 0.0 } else { 5.0 })),
+            op: Op::Eq,
+            threshold: 0.0,
+            unit: None,
+            passed: outcome == Outcome::Pass,
+        }],
+        tier: Tier::Algorithm,
+        hardware: Hardware {
+            cpu_model: Some("cpu".into()),
+            cpus: 2,
+            gpus: vec![],
+            platform: "linux-x86_64".into(),
+        },
+        git: None,
+        source: SourceDigest {
+            algorithm: "pv-source-v1".into(),
+            roots: vec!["engine/src".into()],
+            sha256: src.into(),
+            files: 1,
+        },
+        rustc: "rustc".into(),
+        timestamp: "2033-05-18T03:33:20.000000Z".into(),
+        duration_s: 0.1,
+        test: TestRef {
+            name: "t".into(),
+            file: "t.rs".into(),
+        },
+        notes: vec![],
+        series: BTreeMap::new(),
+        details: BTreeMap::new(),
+    }
+}
+
+/// A run `age_s` seconds before NOW.
+fn run(id: &str, outcome: Outcome, age_s: i128) -> Run {
+    run_with(id, outcome, age_s, GOOD_SRC, HASH, "f.json")
+}
+
+fn run_with(id: &str, outcome: Outcome, age_s: i128, src: &str, h: &str, file: &str) -> Run {
+    Run {
+        file: format!("{age_s}-{file}"),
+        ts: NOW - age_s * 1_000_000_000,
+        record: rec(id, outcome, src, h),
+    }
+}
+
+fn derive_all(m: &Model, runs: &[Run], bound: Option<&[&str]>) -> StatusReport {
+    let fresh = |d: &SourceDigest| d.sha256 == GOOD_SRC;
+    derive(
+        m,
+        runs,
+        &fresh,
+        &Inputs {
+            bound: bound.map(|b| b.iter().map(|s| s.to_string()).collect::<HashSet<_>>()),
+            now: NOW,
+        },
+    )
+}
+
+fn one_stage(runs: &[Run], tiers: &[(&str, Tier)]) -> StageStatus {
+    let ids: Vec<&str> = tiers.iter().map(|(i, _)| *i).collect();
+    let m = model(
+        vec![stage("M-A-1.1", &[], &ids)],
+        tiers.iter().map(|(i, t)| falsifier(i, *t)).collect(),
+    );
+    derive_all(&m, runs, None).stage("M-A-1.1").unwrap().status
+}
+
+const A: (&str, Tier) = ("FALSIFY-A-001", Tier::Algorithm);
+const B: (&str, Tier) = ("FALSIFY-B-001", Tier::Algorithm);
+const H: (&str, Tier) = ("FALSIFY-H-001", Tier::Hardware);
+
+#[test]
+fn rule1_newest_failure_makes_the_stage_failing() {
+    let runs = [run(A.0, Outcome::Pass, 100), run(A.0, Outcome::Fail, 50)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
+    // An error is a failure too.
+    let runs = [run(A.0, Outcome::Pass, 100), run(A.0, Outcome::Error, 50)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
+    // A newer pass clears it.
+    let runs = [run(A.0, Outcome::Fail, 100), run(A.0, Outcome::Pass, 50)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Discharged);
+    // A failure on old sources is still a failure: only a newer pass clears it.
+    let runs = [
+        run(A.0, Outcome::Pass, 100),
+        run_with(A.0, Outcome::Fail, 50, "old", HASH, "x"),
+    ];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
+}
+
+#[test]
+fn rule2_a_falsifier_without_a_bound_test_is_unimplemented() {
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0, B.0])],
+        vec![falsifier(A.0, A.1), falsifier(B.0, B.1)],
+    );
+    let runs = [run(A.0, Outcome::Pass, 10)];
+    let r = derive_all(&m, &runs, Some(&[A.0]));
+    assert_eq!(
+        r.stage("M-A-1.1").unwrap().status,
+        StageStatus::Unimplemented
+    );
+    assert_eq!(r.unbound, vec![B.0.to_string()]);
+    // With the binding unknown (no tests dir), the rule does not apply.
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Pending);
+    // A failure outranks it.
+    let runs = [run(A.0, Outcome::Fail, 10)];
+    let r = derive_all(&m, &runs, Some(&[A.0]));
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+}
+
+#[test]
+fn rule3_never_passed_is_pending_and_skips_never_count() {
+    assert_eq!(one_stage(&[], &[A]), StageStatus::Pending);
+    let runs = [run(A.0, Outcome::Pass, 10), run(B.0, Outcome::Skipped, 5)];
+    assert_eq!(one_stage(&runs, &[A, B]), StageStatus::Pending);
+    // A skip after a pass does not hide the pass either.
+    let runs = [run(A.0, Outcome::Pass, 10), run(A.0, Outcome::Skipped, 5)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Discharged);
+}
+
+#[test]
+fn rule4_passes_on_changed_sources_or_contract_are_stale() {
+    let runs = [run_with(A.0, Outcome::Pass, 10, "old", HASH, "x")];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
+    let runs = [run_with(A.0, Outcome::Pass, 10, GOOD_SRC, "old-hash", "x")];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
+    // An older fresh pass still counts when no failure came after it.
+    let runs = [
+        run(A.0, Outcome::Pass, 100),
+        run_with(A.0, Outcome::Pass, 10, "other", HASH, "x"),
+    ];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Discharged);
+    // ... but not across a failure.
+    let runs = [
+        run(A.0, Outcome::Pass, 100),
+        run(A.0, Outcome::Fail, 50),
+        run_with(A.0, Outcome::Pass, 10, "other", HASH, "x"),
+    ];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
+}
+
+#[test]
+fn rule5_algorithm_level_when_only_hardware_is_missing() {
+    let runs = [run(A.0, Outcome::Pass, 10)];
+    assert_eq!(one_stage(&runs, &[A, H]), StageStatus::AlgorithmLevel);
+    // Stale hardware evidence does not make it DISCHARGED either.
+    let runs = [
+        run(A.0, Outcome::Pass, 10),
+        run_with(H.0, Outcome::Pass, 10, "old", HASH, "x"),
+    ];
+    assert_eq!(one_stage(&runs, &[A, H]), StageStatus::AlgorithmLevel);
+    // A hardware failure is a failure.
+    let runs = [run(A.0, Outcome::Pass, 10), run(H.0, Outcome::Fail, 5)];
+    assert_eq!(one_stage(&runs, &[A, H]), StageStatus::Failing);
+}
+
+#[test]
+fn rule6_discharged_when_everything_passes_fresh() {
+    let runs = [run(A.0, Outcome::Pass, 10), run(H.0, Outcome::Pass, 5)];
+    assert_eq!(one_stage(&runs, &[A, H]), StageStatus::Discharged);
+}
+
+#[test]
+fn rule7_hardware_only_stage_has_no_algorithm_level() {
+    assert_eq!(one_stage(&[], &[H]), StageStatus::Pending);
+    let runs = [run_with(H.0, Outcome::Pass, 10, "old", HASH, "x")];
+    assert_eq!(one_stage(&runs, &[H]), StageStatus::Stale);
+    let runs = [run(H.0, Outcome::Pass, 10)];
+    assert_eq!(one_stage(&runs, &[H]), StageStatus::Discharged);
+}
+
+#[test]
+fn rule8_a_stage_never_stands_above_what_it_requires() {
+    let m = model(
+        vec![
+            stage("M-A-1.1", &[], &[A.0]),
+            stage("M-A-1.2", &["M-A-1.1"], &[B.0]),
+            stage("M-A-1.3", &["M-A-1.2"], &[H.0]),
+        ],
+        vec![
+            falsifier(A.0, A.1),
+            falsifier(B.0, B.1),
+            falsifier(H.0, H.1),
+        ],
+    );
+    // 1.1 failing, 1.2 and 1.3 pass: both capped to PENDING, with the reason.
+    let runs = [
+        run(A.0, Outcome::Fail, 10),
+        run(B.0, Outcome::Pass, 10),
+        run(H.0, Outcome::Pass, 10),
+    ];
+    let r = derive_all(&m, &runs, None);
+    let s12 = r.stage("M-A-1.2").unwrap();
+    assert_eq!(s12.status, StageStatus::Pending);
+    assert_eq!(s12.own_status, StageStatus::Discharged);
+    assert_eq!(s12.capped_by.as_deref(), Some("M-A-1.1"));
+    assert_eq!(r.stage("M-A-1.3").unwrap().status, StageStatus::Pending);
+    // 1.1 stale: dependants at most STALE.
+    let runs = [
+        run_with(A.0, Outcome::Pass, 10, "old", HASH, "x"),
+        run(B.0, Outcome::Pass, 10),
+        run(H.0, Outcome::Pass, 10),
+    ];
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.2").unwrap().status, StageStatus::Stale);
+    assert_eq!(r.stage("M-A-1.3").unwrap().status, StageStatus::Stale);
+    // A stage's own failure is never hidden by the cap.
+    let runs = [run(A.0, Outcome::Pass, 10), run(B.0, Outcome::Fail, 10)];
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.2").unwrap().status, StageStatus::Failing);
+    assert_eq!(r.stage("M-A-1.3").unwrap().status, StageStatus::Pending);
+}
+
+#[test]
+fn rule9_known_divergences_are_shown_but_never_turn_a_failure_into_a_pass() {
+    let mut m = model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    );
+    m.contracts[0].divergences.push(DivergenceModel {
+        falsifier: A.0.into(),
+        scope: "layer 47".into(),
+        classification: "benign".into(),
+    });
+    let r = derive_all(&m, &[run(A.0, Outcome::Fail, 10)], None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+    assert_eq!(r.falsifiers[A.0].divergences.len(), 1);
+}
+
+#[test]
+fn rule10_retired_falsifiers_are_excluded() {
+    let mut retired = falsifier(B.0, B.1);
+    retired.retired = Some("superseded".into());
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0, B.0])],
+        vec![falsifier(A.0, A.1), retired],
+    );
+    // B's failure and missing test do not count; B is not listed.
+    let runs = [run(A.0, Outcome::Pass, 10), run(B.0, Outcome::Fail, 5)];
+    let r = derive_all(&m, &runs, Some(&[A.0]));
+    let s = r.stage("M-A-1.1").unwrap();
+    assert_eq!(s.status, StageStatus::Discharged);
+    assert_eq!((s.passed, s.total), (1, 1));
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+}
+
+#[test]
+fn rule11_records_of_unknown_falsifiers_are_warned_about_and_ignored() {
+    let runs = [
+        run(A.0, Outcome::Pass, 10),
+        run("FALSIFY-GONE-001", Outcome::Fail, 5),
+    ];
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    );
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Discharged);
+    assert_eq!(r.warnings.len(), 1);
+    assert!(r.warnings[0].contains("FALSIFY-GONE-001"));
+}
+
+#[test]
+fn rule12_order_is_timestamp_then_file_name_whatever_the_input_order() {
+    // Same timestamp (clock skew, or two machines): the file name decides, deterministically.
+    let pass = run_with(A.0, Outcome::Pass, 10, GOOD_SRC, HASH, "b.json");
+    let fail = run_with(A.0, Outcome::Fail, 10, GOOD_SRC, HASH, "a.json");
+    assert_eq!(
+        one_stage(&[pass.clone(), fail.clone()], &[A]),
+        StageStatus::Discharged
+    );
+    assert_eq!(one_stage(&[fail, pass], &[A]), StageStatus::Discharged);
+    // A record stamped in the future (skewed clock) is simply the newest.
+    let runs = [run(A.0, Outcome::Fail, -3600), run(A.0, Outcome::Pass, 10)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
+}
+
+#[test]
+fn rule13_a_stage_with_no_live_falsifier_is_pending() {
+    let mut retired = falsifier(A.0, A.1);
+    retired.retired = Some("gone".into());
+    let m = model(vec![stage("M-A-1.1", &[], &[A.0])], vec![retired]);
+    let r = derive_all(&m, &[run(A.0, Outcome::Pass, 1)], None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Pending);
+}
+
+#[test]
+fn rule14_unknown_or_cyclic_requirements_are_warned_about() {
+    let m = model(
+        vec![
+            stage("M-A-1.1", &["M-NOPE-9.9"], &[A.0]),
+            stage("M-A-2.1", &["M-A-2.2"], &[B.0]),
+            stage("M-A-2.2", &["M-A-2.1"], &[B.0]),
+        ],
+        vec![falsifier(A.0, A.1), falsifier(B.0, B.1)],
+    );
+    let runs = [run(A.0, Outcome::Pass, 1), run(B.0, Outcome::Pass, 1)];
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Pending);
+    assert!(r.warnings.iter().any(|w| w.contains("M-NOPE-9.9")));
+    assert!(r.warnings.iter().any(|w| w.contains("cycle")));
+    // The cycle does not loop forever and does not invent a failure.
+    assert_eq!(r.stage("M-A-2.1").unwrap().status, StageStatus::Discharged);
+}
+
+#[test]
+fn table_fields_count_and_age() {
+    let runs = [run(A.0, Outcome::Pass, 120), run(H.0, Outcome::Pass, 7200)];
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0, H.0])],
+        vec![falsifier(A.0, A.1), falsifier(H.0, H.1)],
+    );
+    let r = derive_all(&m, &runs, None);
+    let s = r.stage("M-A-1.1").unwrap();
+    assert_eq!((s.passed, s.total), (2, 2));
+    assert_eq!(s.age_s, Some(120.0));
+    assert_eq!(s.key_metric.as_deref(), Some("m=0"));
+    assert_eq!(fmt_age(120.0), "2m");
+    assert_eq!(
+        StageStatus::parse("algorithm-level"),
+        Some(StageStatus::AlgorithmLevel)
+    );
+}
