@@ -1,0 +1,312 @@
+//! The contract types: one-to-one with the YAML format in `docs/contract-format.md`.
+//!
+//! Every struct denies unknown fields, so a typo is an error rather than silently ignored data.
+//! There is deliberately no `status` field anywhere: status is derived from evidence.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pattern of a contract id (`quant-kernels-v1`).
+pub const CONTRACT_ID_PATTERN: &str = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*-v[0-9]+$";
+/// Pattern of an acceptance-criterion id (`AC-QK-001`).
+pub const CRITERION_ID_PATTERN: &str = r"^AC(-[A-Z0-9]+)+-[0-9]{3,}$";
+/// Pattern of a stage id (`M-QK-1.1`).
+pub const STAGE_ID_PATTERN: &str = r"^M(-[A-Z0-9]+)+-[0-9]+\.[0-9]+$";
+/// Pattern of a falsifier id (`FALSIFY-QK-DEQ-001`).
+pub const FALSIFIER_ID_PATTERN: &str = r"^FALSIFY(-[A-Z0-9]+)+-[0-9]{3,}$";
+/// Pattern of a metric name (`snake_case`).
+pub const METRIC_NAME_PATTERN: &str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$";
+/// Pattern of a semantic version (the full grammar is checked by the `semver` crate).
+pub const SEMVER_PATTERN: &str =
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$";
+/// Pattern of an amendment date (`YYYY-MM-DD`).
+pub const DATE_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+
+/// One contract file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "pv contract",
+    description = "A pv contract: claims about the system and the falsifiers that try to break them. There is no status field anywhere: status is derived from evidence."
+)]
+pub struct Contract {
+    /// Unique id, lowercase words joined by '-', ending in -v<major>; the file is `<id>.yaml`.
+    #[schemars(pattern(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*-v[0-9]+$"))]
+    pub contract: String,
+    /// Semantic version; equals the newest `amendment_history` entry's version.
+    #[schemars(pattern(
+        r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+    ))]
+    pub version: String,
+    /// One-line title.
+    pub title: String,
+    /// What the contract is about, in a paragraph.
+    pub summary: String,
+    /// Who answers for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<String>,
+    /// Other contracts this one builds on, with a semver requirement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// What "done" means, each decided by falsifiers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acceptance_criteria: Vec<AcceptanceCriterion>,
+    /// Implementation milestones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+    /// The claims and how to break them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub falsifiers: Vec<Falsifier>,
+    /// Explained failures; they never turn a failure into a pass.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_divergences: Vec<KnownDivergence>,
+    /// Append-only history: strictly increasing versions, non-decreasing dates.
+    pub amendment_history: Vec<Amendment>,
+}
+
+/// A dependency on another contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    /// The other contract's id.
+    pub contract: String,
+    /// A semver requirement (`>=0.1.0`, `^1.2`) the other contract's version must satisfy.
+    pub version: String,
+}
+
+/// An acceptance criterion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptanceCriterion {
+    /// `AC-<AREA>-<NNN>`.
+    #[schemars(pattern(r"^AC(-[A-Z0-9]+)+-[0-9]{3,}$"))]
+    pub id: String,
+    /// The criterion in words.
+    pub text: String,
+    /// Falsifier ids that decide it.
+    #[serde(default)]
+    pub falsifiers: Vec<String>,
+}
+
+/// An implementation milestone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// `M-<AREA>-<major>.<minor>`.
+    #[schemars(pattern(r"^M(-[A-Z0-9]+)+-[0-9]+\.[0-9]+$"))]
+    pub id: String,
+    /// What the stage delivers.
+    pub title: String,
+    /// Stage ids (this or another contract) that must be done first.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Falsifier ids of this contract whose outcomes decide the stage.
+    #[serde(default)]
+    pub falsifiers: Vec<String>,
+}
+
+/// Where a falsifier can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Runs on any CPU.
+    Algorithm,
+    /// Needs a GPU or a full-size model.
+    Hardware,
+}
+
+/// Conditions under which a falsifier's test is built and run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// Cargo features: the test is `#[cfg(feature = "...")]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+    /// Devices that must be present at run time, else the run is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Named fixtures (docs/fixtures.md), else the run is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixtures: Vec<String>,
+}
+
+impl Gate {
+    /// True when nothing is gated.
+    pub fn is_empty(&self) -> bool {
+        self.features.is_empty() && self.devices.is_empty() && self.fixtures.is_empty()
+    }
+}
+
+/// A claim and the test that tries to break it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Falsifier {
+    /// `FALSIFY-<AREA>-<WORDS>-<NNN>`.
+    #[schemars(pattern(r"^FALSIFY(-[A-Z0-9]+)+-[0-9]{3,}$"))]
+    pub id: String,
+    /// The claim, precise enough that a test can refute it.
+    pub claim: String,
+    /// `algorithm` (any CPU) or `hardware` (GPU or full-size model).
+    pub tier: Tier,
+    /// Build and run conditions.
+    #[serde(default, skip_serializing_if = "Gate::is_empty")]
+    pub gate: Gate,
+    /// What the test reports, and the thresholds it is judged by.
+    #[serde(default)]
+    pub metrics: Vec<Metric>,
+    /// Where to look next when it fails.
+    pub if_fails: String,
+    /// Set (to the reason) when the falsifier is retired; it stays in the file forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
+    /// Links to findings documents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+}
+
+impl Falsifier {
+    /// True unless the falsifier has been retired.
+    pub fn is_live(&self) -> bool {
+        self.retired.is_none()
+    }
+
+    /// The metric named `name`, if the falsifier lists it.
+    pub fn metric(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// A reported metric and its pass condition `value <op> threshold`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    /// `snake_case` name, as passed to `ctx.metric(name, value)`.
+    #[schemars(pattern(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$"))]
+    pub name: String,
+    /// Comparison operator.
+    pub op: Op,
+    /// Finite threshold.
+    pub threshold: f64,
+    /// Unit, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl Metric {
+    /// Whether `value` passes this metric. NaN never passes.
+    pub fn passes(&self, value: f64) -> bool {
+        self.op.holds(value, self.threshold)
+    }
+}
+
+/// Comparison operator of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Op {
+    /// `<`
+    #[serde(rename = "<")]
+    Lt,
+    /// `<=`
+    #[serde(rename = "<=")]
+    Le,
+    /// `>`
+    #[serde(rename = ">")]
+    Gt,
+    /// `>=`
+    #[serde(rename = ">=")]
+    Ge,
+    /// `==`
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Op {
+    /// `value <op> threshold`; false whenever either side is NaN.
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Lt => value < threshold,
+            Op::Le => value <= threshold,
+            Op::Gt => value > threshold,
+            Op::Ge => value >= threshold,
+            Op::Eq => value == threshold,
+        }
+    }
+
+    /// The operator as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An explained failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnownDivergence {
+    /// The falsifier whose failure is explained.
+    pub falsifier: String,
+    /// Where the divergence shows (layer, position, inputs).
+    pub scope: String,
+    /// `benign` or `not-benign`.
+    pub classification: Classification,
+    /// Why.
+    pub justification: String,
+    /// When to look again.
+    pub revisit_when: String,
+}
+
+/// Classification of a known divergence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Classification {
+    /// Explained and harmless.
+    Benign,
+    /// Explained but a real defect.
+    NotBenign,
+}
+
+/// One entry of the append-only amendment history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Amendment {
+    /// The version this amendment produced.
+    #[schemars(pattern(
+        r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+    ))]
+    pub version: String,
+    /// `YYYY-MM-DD`.
+    #[schemars(pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
+    pub date: String,
+    /// One line.
+    pub summary: String,
+    /// What changed, item by item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+impl Contract {
+    /// The falsifier with this id, if this contract defines it.
+    pub fn falsifier(&self, id: &str) -> Option<&Falsifier> {
+        self.falsifiers.iter().find(|f| f.id == id)
+    }
+
+    /// The stage with this id, if this contract defines it.
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// The parsed version, if it is valid semver.
+    pub fn semver(&self) -> Option<semver::Version> {
+        semver::Version::parse(&self.version).ok()
+    }
+}
