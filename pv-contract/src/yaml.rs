@@ -90,10 +90,10 @@ impl From<usize> for Seg {
     }
 }
 
-/// Builds a path from keys and indices: `path!["stages", 3, "falsifiers", 0]`.
+/// Builds a path (an array of [`Seg`]) from keys and indices: `path!["stages", 3, "falsifiers", 0]`.
 #[macro_export]
 macro_rules! path {
-    ($($seg:expr),* $(,)?) => { vec![$($crate::yaml::Seg::from($seg)),*] };
+    ($($seg:expr),* $(,)?) => { [$($crate::yaml::Seg::from($seg)),*] };
 }
 
 impl Node {
@@ -576,7 +576,8 @@ mod tests {
     #[test]
     fn spans_are_one_based_and_count_characters() {
         let n = p("é: x\nkey:\n  - value\n").expect("parses");
-        let v = n.at(&path!["key", 0]).expect("exists");
+        let path = path!["key", 0];
+        let v = n.at(&path).expect("exists");
         assert_eq!((v.span.line, v.span.col), (3, 5));
         let k = n.get("é").expect("exists");
         assert_eq!((k.span.line, k.span.col), (1, 4));
