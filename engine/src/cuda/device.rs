@@ -1,0 +1,278 @@
+//! Opening the GPU: library checks, context, stream, NVRTC compilation of `kernels.cu`.
+//!
+//! cudarc is built with `dynamic-loading`: libcuda and libnvrtc are opened on first use, and a
+//! missing library or symbol makes cudarc PANIC. So before the first cudarc call we ask
+//! cudarc's own loaders whether the libraries are there, and turn "no" into an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+
+use super::CudaError;
+
+/// The kernel source, compiled at start-up (see docs/gpu.md for why NVRTC rather than nvcc).
+pub const KERNELS_CU: &str = include_str!("kernels.cu");
+
+/// What the device reported about itself.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeviceInfo {
+    pub ordinal: usize,
+    pub name: String,
+    pub compute_capability: (i32, i32),
+    pub sm_count: i32,
+    pub l2_bytes: i32,
+    pub total_mem_bytes: usize,
+    pub driver_version: i32,
+    pub nvrtc_version: (i32, i32),
+}
+
+/// An open GPU: context, one stream (everything the forward does is ordered on it), and the
+/// compiled kernels.
+pub struct GpuDevice {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    _module: Arc<CudaModule>,
+    funcs: HashMap<String, CudaFunction>,
+    pub info: DeviceInfo,
+}
+
+pub(crate) fn drv(what: &str) -> impl Fn(cudarc::driver::DriverError) -> CudaError + '_ {
+    move |source| {
+        if source.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
+            CudaError::OutOfMemory { what: what.to_string(), bytes: 0, free: 0, total: 0 }
+        } else {
+            CudaError::Driver { what: what.to_string(), source }
+        }
+    }
+}
+
+/// Every kernel entry point in kernels.cu, loaded up front so that a missing one is a start-up
+/// error rather than a failure in the middle of a forward.
+fn kernel_names() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "embed",
+        "rmsnorm",
+        "qk_norm_rope_store",
+        "attention",
+        "router_topk",
+        "group_pairs",
+        "swiglu",
+        "moe_combine",
+        "argmax",
+        "advance_pos",
+        "fill_u32",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for q in ["f32", "f16", "q8_0", "q4_k", "q5_k", "q6_k"] {
+        for k in ["matvec", "moe_gate_up", "moe_down_decode", "matmat"] {
+            v.push(format!("{k}_{q}"));
+        }
+    }
+    v
+}
+
+/// Check that the CUDA driver and NVRTC libraries can be loaded, without panicking.
+pub fn check_libraries() -> Result<(), CudaError> {
+    // SAFETY: these only try to dlopen the library by cudarc's candidate names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(CudaError::NoDriver);
+    }
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(CudaError::NoNvrtc);
+    }
+    Ok(())
+}
+
+impl GpuDevice {
+    /// Open device `ordinal` and compile the kernels.
+    pub fn open(ordinal: usize) -> Result<Self, CudaError> {
+        check_libraries()?;
+        cudarc::driver::result::init().map_err(drv("cuInit"))?;
+        let count = CudaContext::device_count().map_err(drv("cuDeviceGetCount"))?;
+        if count <= 0 || ordinal >= count as usize {
+            return Err(CudaError::NoDevice { ordinal, count: count.max(0) as usize });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(drv("creating the CUDA context"))?;
+        // One stream orders everything; cudarc's per-buffer event tracking would only add
+        // driver calls (and cannot be captured into a graph), so it is turned off.
+        // SAFETY: all buffers are created afterwards and used on `stream` alone.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream().map_err(drv("creating a stream"))?;
+
+        let (major, minor) = ctx.compute_capability().map_err(drv("reading the compute capability"))?;
+        let attr = |a| ctx.attribute(a).map_err(drv("reading a device attribute"));
+        let sm_count = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+        let l2_bytes = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?;
+        let mut driver_version = 0i32;
+        // SAFETY: plain out-parameter call after cuInit.
+        unsafe { sys::cuDriverGetVersion(&mut driver_version) }
+            .result()
+            .map_err(drv("cuDriverGetVersion"))?;
+        let mut nvrtc_version = (0i32, 0i32);
+        // SAFETY: plain out-parameter call; the library was found above.
+        unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut nvrtc_version.0, &mut nvrtc_version.1) }
+            .result()
+            .map_err(|e| CudaError::Compile(format!("nvrtcVersion: {e:?}")))?;
+        let info = DeviceInfo {
+            ordinal,
+            name: ctx.name().map_err(drv("reading the device name"))?,
+            compute_capability: (major, minor),
+            sm_count,
+            l2_bytes,
+            total_mem_bytes: ctx.total_mem().map_err(drv("reading the memory size"))?,
+            driver_version,
+            nvrtc_version,
+        };
+
+        // Compile for the exact chip we run on (sm_90 on Hopper); NVRTC emits PTX that the driver
+        // JIT-compiles once at module load.
+        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+        let opts = CompileOptions {
+            arch: Some(arch),
+            options: vec!["--std=c++17".into()],
+            ..Default::default()
+        };
+        let ptx = compile_ptx_with_opts(KERNELS_CU, opts).map_err(|e| match e {
+            cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+                CudaError::Compile(log.to_string_lossy().into_owned())
+            }
+            other => CudaError::Compile(format!("{other:?}")),
+        })?;
+        let module = ctx.load_module(ptx).map_err(drv("loading the compiled kernels"))?;
+        let mut funcs = HashMap::new();
+        for name in kernel_names() {
+            let f = module.load_function(&name).map_err(drv("looking up a kernel"))?;
+            funcs.insert(name, f);
+        }
+        Ok(Self { ctx, stream, _module: module, funcs, info })
+    }
+
+    pub(crate) fn func(&self, name: &str) -> Result<&CudaFunction, CudaError> {
+        self.funcs.get(name).ok_or_else(|| CudaError::Model(format!("no kernel named {name}")))
+    }
+
+    /// (free, total) device memory in bytes.
+    pub fn mem_info(&self) -> Result<(usize, usize), CudaError> {
+        self.ctx.mem_get_info().map_err(drv("cuMemGetInfo"))
+    }
+
+    /// Allocate `n` elements, turning out-of-memory into an error that says how much was asked
+    /// for and how much was free.
+    pub fn alloc<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        n: usize,
+        what: &str,
+    ) -> Result<CudaSlice<T>, CudaError> {
+        let bytes = n * std::mem::size_of::<T>();
+        match self.stream.alloc_zeros::<T>(n.max(1)) {
+            Ok(s) => Ok(s),
+            Err(e) if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {
+                let (free, total) = self.mem_info().unwrap_or((0, 0));
+                Err(CudaError::OutOfMemory { what: what.to_string(), bytes, free, total })
+            }
+            Err(e) => Err(CudaError::Driver { what: format!("cuMemAlloc for {what}"), source: e }),
+        }
+    }
+
+    /// Upload a host slice into a new device buffer.
+    pub fn upload<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self,
+        src: &[T],
+        what: &str,
+    ) -> Result<CudaSlice<T>, CudaError> {
+        let mut d = self.alloc::<T>(src.len(), what)?;
+        self.stream.memcpy_htod(src, &mut d).map_err(drv("copying to the device"))?;
+        Ok(d)
+    }
+
+    pub fn download<T: cudarc::driver::DeviceRepr + Default + Clone>(
+        &self,
+        src: &CudaSlice<T>,
+        n: usize,
+    ) -> Result<Vec<T>, CudaError> {
+        let mut out = vec![T::default(); n];
+        self.stream
+            .memcpy_dtoh(&src.slice(0..n), &mut out[..])
+            .map_err(drv("copying from the device"))?;
+        self.sync()?;
+        Ok(out)
+    }
+
+    pub fn sync(&self) -> Result<(), CudaError> {
+        self.stream.synchronize().map_err(drv("synchronizing the stream"))
+    }
+
+    /// Measure device-to-device copy bandwidth with a `bytes`-sized buffer: returns GB/s counting
+    /// bytes read plus bytes written (median of `reps` copies, timed with events).
+    pub fn copy_bandwidth_gbs(&self, bytes: usize, reps: usize) -> Result<f64, CudaError> {
+        let n = bytes / 4;
+        let src = self.alloc::<u32>(n, "bandwidth source")?;
+        let mut dst = self.alloc::<u32>(n, "bandwidth destination")?;
+        let start = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+        let stop = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+        let mut times = Vec::new();
+        for i in 0..reps + 2 {
+            start.record(&self.stream).map_err(drv("event record"))?;
+            self.stream.memcpy_dtod(&src, &mut dst).map_err(drv("device copy"))?;
+            stop.record(&self.stream).map_err(drv("event record"))?;
+            stop.synchronize().map_err(drv("event sync"))?;
+            let ms = start.elapsed_ms(&stop).map_err(drv("event time"))?;
+            if i >= 2 {
+                times.push(ms as f64);
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let med = times[times.len() / 2];
+        Ok(2.0 * (n * 4) as f64 / (med * 1e-3) / 1e9)
+    }
+}
+
+/// Raw device address of a buffer (event tracking is off, so the guard does nothing).
+pub(crate) fn dptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
+    let (p, _guard) = s.device_ptr(stream);
+    p
+}
+
+/// Compile `kernels.cu` to PTX for `arch` (e.g. "compute_90") without a device: used by tests
+/// on machines that have NVRTC but no GPU.
+pub fn compile_kernels(arch: &'static str) -> Result<String, CudaError> {
+    check_libraries_nvrtc_only()?;
+    let opts = CompileOptions { arch: Some(arch), options: vec!["--std=c++17".into()], ..Default::default() };
+    let ptx = compile_ptx_with_opts(KERNELS_CU, opts).map_err(|e| match e {
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => CudaError::Compile(log.to_string_lossy().into_owned()),
+        other => CudaError::Compile(format!("{other:?}")),
+    })?;
+    Ok(ptx.to_src())
+}
+
+fn check_libraries_nvrtc_only() -> Result<(), CudaError> {
+    // SAFETY: only tries to dlopen the library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(CudaError::NoNvrtc);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where NVRTC is installed (GPU machines, or a developer machine with the library on
+    /// LD_LIBRARY_PATH), the kernel source must compile and define every entry point we load.
+    #[test]
+    fn kernels_compile_where_nvrtc_exists() {
+        match compile_kernels("compute_90") {
+            Err(CudaError::NoNvrtc) => eprintln!("NVRTC not installed here: compile check not run"),
+            Err(e) => panic!("{e}"),
+            Ok(ptx) => {
+                for name in kernel_names() {
+                    assert!(ptx.contains(&format!(".entry {name}(")), "kernel {name} missing from the PTX");
+                }
+            }
+        }
+    }
+}

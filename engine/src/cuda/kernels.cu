@@ -1,0 +1,735 @@
+// Qwen3-MoE forward kernels, compiled with NVRTC when the backend starts (engine/src/cuda/device.rs).
+//
+// Precision: weights are read in their stored format and dequantized to f32 in registers; every
+// dot product, norm, softmax and sum accumulates in f32. No fast-math: expf / rsqrtf / sincosf
+// are the accurate versions.
+//
+// Block layouts on the device (bytes). Q4_K and Q5_K are stored as in GGUF (144 / 176 bytes, both
+// multiples of 16, so 16-byte loads are aligned). Q6_K (210 bytes) and Q8_0 (34 bytes) are
+// repacked at upload to aligned strides (see engine/src/cuda/qtype.rs):
+//   Q6_K: ql[128] @0, qh[64] @128, scales[16] (int8) @192, d (f16) @208, pad to 224
+//   Q8_0: d (f16) @0, pad 2, qs[32] (int8) @4                                  -> 36
+// No headers: NVRTC needs none of the toolkit's include files this way.
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+typedef unsigned long long u64;
+
+#define QT_F32 0
+#define QT_F16 1
+#define QT_Q8_0 8
+#define QT_Q4_K 12
+#define QT_Q5_K 13
+#define QT_Q6_K 14
+
+#define WARP 32
+#define INFINITY __int_as_float(0x7f800000)
+#define MV_WARPS 4  // warps (= rows) per block in the mat-vec kernels
+
+__device__ __forceinline__ float h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Block-wide sum; `red` holds >= 32 floats. All threads get the result.
+__device__ float block_sum(float v, float* red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float t = (threadIdx.x < nw) ? red[threadIdx.x] : 0.f;
+    if (w == 0) t = warp_sum(t);
+    if (threadIdx.x == 0) red[0] = t;
+    __syncthreads();
+    float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ float block_max(float v, float* red) {
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float t = (threadIdx.x < nw) ? red[threadIdx.x] : -INFINITY;
+    if (w == 0) t = warp_max(t);
+    if (threadIdx.x == 0) red[0] = t;
+    __syncthreads();
+    float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-qtype traits. A "task" is the unit of work of one lane: one 16-byte load of quants (or the
+// whole Q8_0 block) and the matching activations. TASK_ELEMS elements per task.
+// ---------------------------------------------------------------------------------------------
+
+template <int QT> struct QT_traits;
+template <> struct QT_traits<QT_F32> { enum { TASK_ELEMS = 4, BLOCK_ELEMS = 4, BLOCK_BYTES = 16 }; };
+template <> struct QT_traits<QT_F16> { enum { TASK_ELEMS = 8, BLOCK_ELEMS = 8, BLOCK_BYTES = 16 }; };
+template <> struct QT_traits<QT_Q8_0> { enum { TASK_ELEMS = 32, BLOCK_ELEMS = 32, BLOCK_BYTES = 36 }; };
+template <> struct QT_traits<QT_Q4_K> { enum { TASK_ELEMS = 32, BLOCK_ELEMS = 256, BLOCK_BYTES = 144 }; };
+template <> struct QT_traits<QT_Q5_K> { enum { TASK_ELEMS = 32, BLOCK_ELEMS = 256, BLOCK_BYTES = 176 }; };
+template <> struct QT_traits<QT_Q6_K> { enum { TASK_ELEMS = 64, BLOCK_ELEMS = 256, BLOCK_BYTES = 224 }; };
+
+__device__ __forceinline__ void scale_min_k4(int j, const u8* q, float& sc, float& m) {
+    if (j < 4) {
+        sc = (float)(q[j] & 63);
+        m = (float)(q[j + 4] & 63);
+    } else {
+        sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+__device__ __forceinline__ void load16f(const float* p, float* v) {
+    const float4* p4 = (const float4*)p;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        float4 t = p4[i];
+        v[4 * i] = t.x; v[4 * i + 1] = t.y; v[4 * i + 2] = t.z; v[4 * i + 3] = t.w;
+    }
+}
+
+// Each qtype provides task_dot_n_<QT><N>: dequantize the weights of task t of a row into
+// registers (f32) and accumulate their dot product with N activation vectors at once (N > 1 in
+// the batched kernels, where each dequantized weight serves N tokens).
+
+// Each body computes the task's dequantized weights (in registers, f32) and accumulates
+// dot(w, xs[n] + offset) into acc[n] for n < N.
+
+template <int N>
+__device__ __forceinline__ void task_dot_n_F32(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    float4 w = ((const float4*)row)[t];
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float4 x = ((const float4*)xs[n])[t];
+        acc[n] += w.x * x.x + w.y * x.y + w.z * x.z + w.w * x.w;
+    }
+}
+
+template <int N>
+__device__ __forceinline__ void task_dot_n_F16(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    uint4 raw = ((const uint4*)row)[t];
+    float w[8];
+    u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        w[2 * i] = h2f((u16)(r4[i] & 0xFFFF));
+        w[2 * i + 1] = h2f((u16)(r4[i] >> 16));
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float4* x4 = (const float4*)(xs[n] + 8 * t);
+        float4 a = x4[0], b = x4[1];
+        acc[n] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y +
+                  w[6] * b.z + w[7] * b.w;
+    }
+}
+
+template <int N>
+__device__ __forceinline__ void task_dot_n_Q8_0(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    const u8* blk = row + (i64)t * 36;
+    float d = h2f(*(const u16*)blk);
+    const int* q4 = (const int*)(blk + 4);
+    int qv[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) qv[i] = q4[i];
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float4* x4 = (const float4*)(xs[n] + 32 * t);
+        float s = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            float4 x = x4[i];
+            int v = qv[i];
+            s += (float)(i8)(v & 0xFF) * x.x + (float)(i8)((v >> 8) & 0xFF) * x.y +
+                 (float)(i8)((v >> 16) & 0xFF) * x.z + (float)(i8)((v >> 24) & 0xFF) * x.w;
+        }
+        acc[n] += d * s;
+    }
+}
+
+// Q4_K task t: super-block b = t / 8, chunk j = (t % 8) / 2 (64 elements), half h = t % 2.
+// The 16 quant bytes qs[32j + 16h + i] hold element 64j + 16h + i (low nibble, scale 2j) and
+// element 64j + 32 + 16h + i (high nibble, scale 2j + 1).
+template <int N>
+__device__ __forceinline__ void task_dot_n_Q4_K(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    int b = t >> 3, j = (t >> 1) & 3, h = t & 1;
+    const u8* blk = row + (i64)b * 144;
+    u32 dd = *(const u32*)blk;
+    float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
+    float s0, m0, s1, m1;
+    scale_min_k4(2 * j, blk + 4, s0, m0);
+    scale_min_k4(2 * j + 1, blk + 4, s1, m1);
+    uint4 raw = *(const uint4*)(blk + 16 + 32 * j + 16 * h);
+    u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
+    int e0 = b * 256 + 64 * j + 16 * h;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float xl[16], xh[16];
+        load16f(xs[n] + e0, xl);
+        load16f(xs[n] + e0 + 32, xh);
+        float sl = 0.f, sh = 0.f, xsl = 0.f, xsh = 0.f;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            u32 byte = (r4[i >> 2] >> (8 * (i & 3))) & 0xFF;
+            sl += (float)(byte & 0xF) * xl[i];
+            sh += (float)(byte >> 4) * xh[i];
+            xsl += xl[i];
+            xsh += xh[i];
+        }
+        acc[n] += d * s0 * sl - dmin * m0 * xsl + d * s1 * sh - dmin * m1 * xsh;
+    }
+}
+
+// Q5_K: like Q4_K plus one high bit per element from qh[32] (bit 2j for the low-nibble element
+// l = 16h + i, bit 2j + 1 for the high-nibble one).
+template <int N>
+__device__ __forceinline__ void task_dot_n_Q5_K(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    int b = t >> 3, j = (t >> 1) & 3, h = t & 1;
+    const u8* blk = row + (i64)b * 176;
+    u32 dd = *(const u32*)blk;
+    float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
+    float s0, m0, s1, m1;
+    scale_min_k4(2 * j, blk + 4, s0, m0);
+    scale_min_k4(2 * j + 1, blk + 4, s1, m1);
+    uint4 raw = *(const uint4*)(blk + 48 + 32 * j + 16 * h);
+    uint4 rawh = *(const uint4*)(blk + 16 + 16 * h);
+    u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
+    u32 h4[4] = {rawh.x, rawh.y, rawh.z, rawh.w};
+    int e0 = b * 256 + 64 * j + 16 * h;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float xl[16], xh[16];
+        load16f(xs[n] + e0, xl);
+        load16f(xs[n] + e0 + 32, xh);
+        float sl = 0.f, sh = 0.f, xsl = 0.f, xsh = 0.f;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            u32 byte = (r4[i >> 2] >> (8 * (i & 3))) & 0xFF;
+            u32 hb = (h4[i >> 2] >> (8 * (i & 3))) & 0xFF;
+            float ql = (float)((byte & 0xF) | (((hb >> (2 * j)) & 1) << 4));
+            float qh = (float)((byte >> 4) | (((hb >> (2 * j + 1)) & 1) << 4));
+            sl += ql * xl[i];
+            sh += qh * xh[i];
+            xsl += xl[i];
+            xsh += xh[i];
+        }
+        acc[n] += d * s0 * sl - dmin * m0 * xsl + d * s1 * sh - dmin * m1 * xsh;
+    }
+}
+
+// Q6_K (repacked) task t: super-block b = t / 4, half nh = (t % 4) / 2 (128 elements), a = t % 2
+// selects l in [16a, 16a + 16). Element 128nh + l + 32k (k = 0..3) uses scale sc[8nh + a + 2k].
+template <int N>
+__device__ __forceinline__ void task_dot_n_Q6_K(const u8* __restrict__ row, int t,
+                                             const float* const* xs, float* acc) {
+    int b = t >> 2, nh = (t >> 1) & 1, a = t & 1;
+    const u8* blk = row + (i64)b * 224;
+    float d = h2f(*(const u16*)(blk + 208));
+    const i8* sc = (const i8*)(blk + 192 + 8 * nh + a);
+    float sc0 = d * (float)sc[0], sc1 = d * (float)sc[2], sc2 = d * (float)sc[4],
+          sc3 = d * (float)sc[6];
+    uint4 A = *(const uint4*)(blk + 64 * nh + 16 * a);
+    uint4 B = *(const uint4*)(blk + 64 * nh + 32 + 16 * a);
+    uint4 H = *(const uint4*)(blk + 128 + 32 * nh + 16 * a);
+    u32 a4[4] = {A.x, A.y, A.z, A.w}, b4[4] = {B.x, B.y, B.z, B.w}, h4[4] = {H.x, H.y, H.z, H.w};
+    int e0 = b * 256 + 128 * nh + 16 * a;
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        float x0[16], x1[16], x2[16], x3[16];
+        load16f(xs[n] + e0, x0);
+        load16f(xs[n] + e0 + 32, x1);
+        load16f(xs[n] + e0 + 64, x2);
+        load16f(xs[n] + e0 + 96, x3);
+        float t0 = 0.f, t1 = 0.f, t2 = 0.f, t3 = 0.f;
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            int sh = 8 * (i & 3);
+            u32 qa = (a4[i >> 2] >> sh) & 0xFF, qb = (b4[i >> 2] >> sh) & 0xFF,
+                qhv = (h4[i >> 2] >> sh) & 0xFF;
+            t0 += (float)((int)((qa & 0xF) | ((qhv & 3) << 4)) - 32) * x0[i];
+            t1 += (float)((int)((qb & 0xF) | (((qhv >> 2) & 3) << 4)) - 32) * x1[i];
+            t2 += (float)((int)((qa >> 4) | (((qhv >> 4) & 3) << 4)) - 32) * x2[i];
+            t3 += (float)((int)((qb >> 4) | (((qhv >> 6) & 3) << 4)) - 32) * x3[i];
+        }
+        acc[n] += sc0 * t0 + sc1 * t1 + sc2 * t2 + sc3 * t3;
+    }
+}
+
+template <int QT, int N>
+__device__ __forceinline__ void tdot(const u8* row, int t, const float* const* xs, float* acc) {
+    if (QT == QT_F32) task_dot_n_F32<N>(row, t, xs, acc);
+    else if (QT == QT_F16) task_dot_n_F16<N>(row, t, xs, acc);
+    else if (QT == QT_Q8_0) task_dot_n_Q8_0<N>(row, t, xs, acc);
+    else if (QT == QT_Q4_K) task_dot_n_Q4_K<N>(row, t, xs, acc);
+    else if (QT == QT_Q5_K) task_dot_n_Q5_K<N>(row, t, xs, acc);
+    else task_dot_n_Q6_K<N>(row, t, xs, acc);
+}
+
+// Whole-row dot product of one warp (all lanes get the result).
+template <int QT>
+__device__ __forceinline__ float warp_row_dot(const u8* row, int ntasks, const float* x) {
+    float acc[1] = {0.f};
+    const float* xs[1] = {x};
+    int lane = threadIdx.x & 31;
+    int t = lane;
+    // Two tasks per iteration so that two independent 16-byte loads are in flight per lane.
+    for (; t + WARP < ntasks; t += 2 * WARP) {
+        tdot<QT, 1>(row, t, xs, acc);
+        tdot<QT, 1>(row, t + WARP, xs, acc);
+    }
+    if (t < ntasks) tdot<QT, 1>(row, t, xs, acc);
+    return warp_sum(acc[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode (one token) kernels.
+// ---------------------------------------------------------------------------------------------
+
+// y[r] (=|+=) W[r,:] . x  for r < nrows. One warp per row. mode 0: store, 1: add (residual).
+template <int QT>
+__device__ void matvec_impl(const u8* W, i64 row_bytes, int nrows, int K, const float* x, float* y,
+                            int mode) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    if (r >= nrows) return;
+    int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    float s = warp_row_dot<QT>(W + (i64)r * row_bytes, ntasks, x);
+    if ((threadIdx.x & 31) == 0) {
+        if (mode) y[r] += s;
+        else y[r] = s;
+    }
+}
+
+// Gate and up of the selected experts with SwiGLU fused: act[p*ff + r] = silu(g) * u where
+// g = gate_e[r] . x_t, u = up_e[r] . x_t, e = ids[p], t = p / in_div. grid.y = number of pairs.
+template <int QT>
+__device__ void moe_gate_up_impl(const u8* Wg, const u8* Wu, i64 expert_bytes, i64 row_bytes,
+                                 int ff, int K, const float* x, int x_stride, int in_div,
+                                 const int* ids, float* act) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    if (r >= ff) return;
+    int p = blockIdx.y;
+    int e = ids[p];
+    const float* xp = x + (i64)(p / in_div) * x_stride;
+    int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    float g = warp_row_dot<QT>(Wg + (i64)e * expert_bytes + (i64)r * row_bytes, ntasks, xp);
+    float u = warp_row_dot<QT>(Wu + (i64)e * expert_bytes + (i64)r * row_bytes, ntasks, xp);
+    if ((threadIdx.x & 31) == 0) {
+        float sg = g / (1.f + expf(-g));
+        act[(i64)p * ff + r] = sg * u;
+    }
+}
+
+// Down projection of the k selected experts, weighted and added to the residual:
+// x[r] += sum_s w[s] * (down_{ids[s]}[r] . act[s]). One warp per output row, all k slots.
+template <int QT>
+__device__ void moe_down_decode_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows,
+                                     int ff, int k, const float* act, const int* ids,
+                                     const float* wts, float* x) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    if (r >= nrows) return;
+    int lane = threadIdx.x & 31;
+    int tpr = ff / QT_traits<QT>::TASK_ELEMS;  // tasks per row
+    int total = tpr * k;
+    float acc = 0.f;
+    for (int t = lane; t < total; t += WARP) {
+        int s = t / tpr, tt = t - s * tpr;
+        const u8* row = Wd + (i64)ids[s] * expert_bytes + (i64)r * row_bytes;
+        float a[1] = {0.f};
+        const float* xs[1] = {act + (i64)s * ff};
+        tdot<QT, 1>(row, tt, xs, a);
+        acc += wts[s] * a[0];
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) x[r] += acc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batched (prefill) mat-mat: Y[p, r] (=|+=) W_e[r,:] . X[p / in_div, :] for the pairs p of a
+// group. Dense: one group (expert 0) holding p = 0..n. Grouped MoE: blockIdx.z = expert e, its
+// pairs are list[off[e] .. off[e+1]). TT pairs share each dequantized weight task.
+// ---------------------------------------------------------------------------------------------
+
+#define TT 8
+
+template <int QT>
+__device__ void matmat_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
+                            const float* X, int x_stride, int in_div, int n_dense,
+                            const int* list, const int* off, float* Y, int y_stride, int mode) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    if (r >= nrows) return;
+    int lane = threadIdx.x & 31;
+    int e = blockIdx.z;
+    int p0 = 0, p1 = n_dense;
+    if (off) {
+        p0 = off[e];
+        p1 = off[e + 1];
+    }
+    const u8* row = W + (i64)e * expert_bytes + (i64)r * row_bytes;
+    int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    for (int base = p0; base < p1; base += TT) {
+        int cnt = min(TT, p1 - base);
+        const float* xs[TT];
+        int pid[TT];
+#pragma unroll
+        for (int n = 0; n < TT; n++) {
+            int idx = base + min(n, cnt - 1);  // duplicates past the end are computed, not stored
+            int p = list ? list[idx] : idx;
+            pid[n] = p;
+            xs[n] = X + (i64)(p / in_div) * x_stride;
+        }
+        float acc[TT];
+#pragma unroll
+        for (int n = 0; n < TT; n++) acc[n] = 0.f;
+        for (int t = lane; t < ntasks; t += WARP) tdot<QT, TT>(row, t, xs, acc);
+#pragma unroll
+        for (int n = 0; n < TT; n++) {
+            float s = warp_sum(acc[n]);
+            if (lane == 0 && n < cnt) {
+                float* dst = Y + (i64)pid[n] * y_stride + r;
+                if (mode) *dst += s;
+                else *dst = s;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points, one per supported qtype (the host picks by the tensor's qtype; there is no
+// default branch: an unsupported qtype has no entry point and is rejected at load).
+// ---------------------------------------------------------------------------------------------
+
+#define ENTRIES(NAME, QT)                                                                        \
+    extern "C" __global__ void matvec_##NAME(const u8* W, i64 row_bytes, int nrows, int K,        \
+                                             const float* x, float* y, int mode) {                \
+        matvec_impl<QT>(W, row_bytes, nrows, K, x, y, mode);                                     \
+    }                                                                                            \
+    extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
+                                                  i64 row_bytes, int ff, int K, const float* x,   \
+                                                  int x_stride, int in_div, const int* ids,       \
+                                                  float* act) {                                   \
+        moe_gate_up_impl<QT>(Wg, Wu, expert_bytes, row_bytes, ff, K, x, x_stride, in_div, ids,    \
+                             act);                                                                \
+    }                                                                                            \
+    extern "C" __global__ void moe_down_decode_##NAME(const u8* Wd, i64 expert_bytes,             \
+                                                      i64 row_bytes, int nrows, int ff, int k,    \
+                                                      const float* act, const int* ids,           \
+                                                      const float* wts, float* x) {               \
+        moe_down_decode_impl<QT>(Wd, expert_bytes, row_bytes, nrows, ff, k, act, ids, wts, x);   \
+    }                                                                                            \
+    extern "C" __global__ void matmat_##NAME(const u8* W, i64 expert_bytes, i64 row_bytes,        \
+                                             int nrows, int K, const float* X, int x_stride,      \
+                                             int in_div, int n_dense, const int* list,            \
+                                             const int* off, float* Y, int y_stride, int mode) {  \
+        matmat_impl<QT>(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list, \
+                        off, Y, y_stride, mode);                                                  \
+    }
+
+ENTRIES(f32, QT_F32)
+ENTRIES(f16, QT_F16)
+ENTRIES(q8_0, QT_Q8_0)
+ENTRIES(q4_k, QT_Q4_K)
+ENTRIES(q5_k, QT_Q5_K)
+ENTRIES(q6_k, QT_Q6_K)
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise and small kernels (T tokens; grid.x or blocks over tokens).
+// ---------------------------------------------------------------------------------------------
+
+// Dequantize one element of a row (embedding lookup only: a handful of rows per step).
+__device__ float deq_elem(int qt, const u8* row, int i) {
+    if (qt == QT_F32) return ((const float*)row)[i];
+    if (qt == QT_F16) return h2f(((const u16*)row)[i]);
+    if (qt == QT_Q8_0) {
+        const u8* blk = row + (i / 32) * 36;
+        return h2f(*(const u16*)blk) * (float)((const i8*)(blk + 4))[i % 32];
+    }
+    int b = i / 256, k = i % 256;
+    if (qt == QT_Q4_K || qt == QT_Q5_K) {
+        const u8* blk = row + b * (qt == QT_Q4_K ? 144 : 176);
+        float d = h2f(((const u16*)blk)[0]), dmin = h2f(((const u16*)blk)[1]);
+        int j = k / 64, l = k % 32, hi = (k / 32) & 1;
+        float sc, m;
+        scale_min_k4(2 * j + hi, blk + 4, sc, m);
+        const u8* qs = blk + (qt == QT_Q4_K ? 16 : 48);
+        int q = hi ? (qs[32 * j + l] >> 4) : (qs[32 * j + l] & 0xF);
+        if (qt == QT_Q5_K) q |= ((blk[16 + l] >> (2 * j + hi)) & 1) << 4;
+        return d * sc * (float)q - dmin * m;
+    }
+    // Q6_K repacked
+    const u8* blk = row + b * 224;
+    float d = h2f(*(const u16*)(blk + 208));
+    int nh = k / 128, r = k % 128, kk = r / 32, l = r % 32;
+    const u8* ql = blk + 64 * nh;
+    const u8* qh = blk + 128 + 32 * nh;
+    const i8* sc = (const i8*)(blk + 192 + 8 * nh);
+    int lo = (kk & 1) ? ql[l + 32] : ql[l];
+    lo = (kk & 2) ? (lo >> 4) : (lo & 0xF);
+    int hb = (qh[l] >> (2 * kk)) & 3;
+    int q = (lo | (hb << 4)) - 32;
+    return d * (float)sc[l / 16 + 2 * kk] * (float)q;
+}
+
+// x[t, :] = dequant(E[tokens[t], :]); grid.x = T.
+extern "C" __global__ void embed(int qt, const u8* E, i64 row_bytes, int n_embd, int vocab,
+                                 const int* tokens, float* x) {
+    int t = blockIdx.x;
+    int tok = tokens[t];
+    if (tok < 0 || tok >= vocab) tok = 0;  // the host validates tokens; this only avoids a fault
+    const u8* row = E + (i64)tok * row_bytes;
+    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) x[(i64)t * n_embd + i] = deq_elem(qt, row, i);
+}
+
+// y[t, :] = x[t, :] / sqrt(mean(x^2) + eps) * w; grid.x = T.
+extern "C" __global__ void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
+    __shared__ float red[32];
+    const float* xr = x + (i64)blockIdx.x * n;
+    float* yr = y + (i64)blockIdx.x * n;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
+    s = block_sum(s, red);
+    float scale = rsqrtf(s / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+}
+
+// Per-head RMSNorm of q and k, NEOX RoPE, and the store of k and v into the cache.
+// grid = (n_head + n_head_kv, T), block = head_dim threads. Token t sits at position
+// pos0 + t, where pos0 = *pos_ptr (device-resident so that a captured decode graph replays at
+// any position).
+extern "C" __global__ void qk_norm_rope_store(float* q, const float* k, const float* v,
+                                              const float* qnw, const float* knw, float* kc,
+                                              float* vc, const int* pos_ptr, int n_head,
+                                              int n_head_kv, int hd, float base, float eps) {
+    __shared__ float red[32];
+    __shared__ float buf[512];
+    int h = blockIdx.x, t = blockIdx.y, i = threadIdx.x;
+    int pos = *pos_ptr + t;
+    int q_dim = n_head * hd, kv_dim = n_head_kv * hd;
+    bool is_q = h < n_head;
+    int hh = is_q ? h : h - n_head;
+    const float* src = is_q ? (q + (i64)t * q_dim + hh * hd) : (k + (i64)t * kv_dim + hh * hd);
+    const float* nw = is_q ? qnw : knw;
+    float val = src[i];
+    float ss = block_sum(val * val, red);
+    float nv = val * rsqrtf(ss / (float)hd + eps) * nw[i];
+    buf[i] = nv;
+    __syncthreads();
+    int half = hd / 2;
+    int pi = i < half ? i : i - half;
+    float inv = powf(base, -2.0f * (float)pi / (float)hd);
+    float ang = (float)pos * inv;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    float out = i < half ? (buf[i] * cs - buf[i + half] * sn) : (buf[i - half] * sn + buf[i] * cs);
+    if (is_q) {
+        q[(i64)t * q_dim + hh * hd + i] = out;
+    } else {
+        kc[(i64)pos * kv_dim + hh * hd + i] = out;
+        vc[(i64)pos * kv_dim + hh * hd + i] = v[(i64)t * kv_dim + hh * hd + i];
+    }
+}
+
+// Causal attention of T queries at positions pos0 + t over the cache [0, pos0 + t].
+// grid = (n_head, T), block = 256 threads, dynamic shared = (max_ctx) floats for the scores.
+extern "C" __global__ void attention(const float* q, const float* kc, const float* vc, float* out,
+                                     const int* pos_ptr, int n_head, int n_head_kv, int hd,
+                                     float scale) {
+    extern __shared__ float sc[];
+    __shared__ float red[32];
+    __shared__ float part[8 * 128];
+    int h = blockIdx.x, t = blockIdx.y;
+    int n = *pos_ptr + t + 1;  // keys 0..n-1
+    int kvh = h / (n_head / n_head_kv);
+    int q_dim = n_head * hd, kv_dim = n_head_kv * hd;
+    const float* qh = q + (i64)t * q_dim + h * hd;
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    // scores: one warp per key, lanes over the head dimension (hd = 128: one float4 per lane)
+    for (int j = w; j < n; j += nw) {
+        const float* kr = kc + (i64)j * kv_dim + kvh * hd;
+        float s = 0.f;
+        for (int d = lane; d < hd; d += 32) s += qh[d] * kr[d];
+        s = warp_sum(s);
+        if (lane == 0) sc[j] = s * scale;
+    }
+    __syncthreads();
+    float m = -INFINITY;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
+    m = block_max(m, red);
+    float sum = 0.f;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = expf(sc[j] - m);
+        sc[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);
+    // weighted sum of values: warp w takes keys w, w + nw, ...; lanes over dims; then combine.
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+        float acc = 0.f;
+        int d = d0 + lane;
+        for (int j = w; j < n; j += nw) acc += sc[j] * vc[(i64)j * kv_dim + kvh * hd + d];
+        part[w * 128 + d] = acc;
+    }
+    __syncthreads();
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.f;
+        for (int ww = 0; ww < nw; ww++) acc += part[ww * 128 + d];
+        out[(i64)t * q_dim + h * hd + d] = acc / sum;
+    }
+}
+
+// Router: p = softmax(logits[t, :n_exp]); the k largest p (ties: lower index first), weights
+// renormalised to sum 1. One warp per token; grid.x = T; n_exp <= 256.
+extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, int* ids, float* wts) {
+    int t = blockIdx.x, lane = threadIdx.x;
+    const float* l = logits + (i64)t * n_exp;
+    float v[8];
+    float m = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int e = lane + 32 * i;
+        v[i] = e < n_exp ? l[e] : -INFINITY;
+        m = fmaxf(m, v[i]);
+    }
+    m = warp_max(m);
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        int e = lane + 32 * i;
+        v[i] = e < n_exp ? expf(v[i] - m) : -1.f;  // probabilities are >= 0; -1 marks "absent"
+        if (e < n_exp) s += v[i];
+    }
+    s = warp_sum(s);
+    float chosen_sum = 0.f;
+    for (int r = 0; r < k; r++) {
+        float best = -2.f;
+        int bi = 1 << 30;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            int e = lane + 32 * i;
+            if (v[i] > best || (v[i] == best && e < bi)) { best = v[i]; bi = e; }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            float ob = __shfl_xor_sync(0xffffffffu, best, o);
+            int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (ob > best || (ob == best && oi < bi)) { best = ob; bi = oi; }
+        }
+        if (lane == 0) {
+            ids[t * k + r] = bi;
+            wts[t * k + r] = best / s;
+        }
+        chosen_sum += best / s;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            if (lane + 32 * i == bi) v[i] = -2.f;
+    }
+    __syncwarp();
+    if (lane == 0)
+        for (int r = 0; r < k; r++) wts[t * k + r] /= chosen_sum;
+}
+
+// Group the (token, slot) pairs by expert: off[e] .. off[e+1] indexes list[], which holds the
+// pair ids p = t * k + slot in increasing order per expert. One block; n_exp <= 1024.
+extern "C" __global__ void group_pairs(const int* ids, int n_pairs, int n_exp, int* off, int* list) {
+    __shared__ int cnt[1024];
+    __shared__ int cur[1024];
+    for (int e = threadIdx.x; e < n_exp; e += blockDim.x) cnt[e] = 0;
+    __syncthreads();
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&cnt[ids[p]], 1);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int acc = 0;
+        for (int e = 0; e < n_exp; e++) {
+            off[e] = acc;
+            cur[e] = acc;
+            acc += cnt[e];
+        }
+        off[n_exp] = acc;
+        // sequential fill keeps the order deterministic (p increasing within each expert)
+        for (int p = 0; p < n_pairs; p++) list[cur[ids[p]]++] = p;
+    }
+}
+
+// act[i] = silu(g[i]) * u[i]
+extern "C" __global__ void swiglu(const float* g, const float* u, float* act, i64 n) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float x = g[i];
+        act[i] = x / (1.f + expf(-x)) * u[i];
+    }
+}
+
+// x[t, r] += sum_s wts[t*k + s] * y[(t*k + s), r]; grid.x = T.
+extern "C" __global__ void moe_combine(const float* y, const float* wts, int k, int n, float* x) {
+    int t = blockIdx.x;
+    for (int r = threadIdx.x; r < n; r += blockDim.x) {
+        float acc = 0.f;
+        for (int s = 0; s < k; s++) acc += wts[t * k + s] * y[((i64)t * k + s) * n + r];
+        x[(i64)t * n + r] += acc;
+    }
+}
+
+// First index of the maximum of v[0..n) (NaN never wins); writes it to out_tok[0] and to
+// hist[*pos_ptr + 1] (the token that will sit at the next position). One block.
+extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist, const int* pos_ptr) {
+    __shared__ float bv[32];
+    __shared__ int bi[32];
+    float best = -INFINITY;
+    int idx = 0x7fffffff;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float x = v[i];
+        if (x > best || (x == best && i < idx)) { best = x; idx = i; }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (ob > best || (ob == best && oi < idx)) { best = ob; idx = oi; }
+    }
+    int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    if (lane == 0) { bv[w] = best; bi[w] = idx; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int nw = blockDim.x >> 5;
+        for (int i = 1; i < nw; i++)
+            if (bv[i] > best || (bv[i] == best && bi[i] < idx)) { best = bv[i]; idx = bi[i]; }
+        if (idx == 0x7fffffff) idx = 0;
+        out_tok[0] = idx;
+        if (hist) hist[*pos_ptr + 1] = idx;
+    }
+}
+
+// *pos_ptr += by (the last node of a captured decode step).
+extern "C" __global__ void advance_pos(int* pos_ptr, int by) { *pos_ptr += by; }
+
+// Poison fill for checks: every element set to a NaN pattern.
+extern "C" __global__ void fill_u32(u32* p, u32 v, i64 n) {
+    i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) p[i] = v;
+}

@@ -1,0 +1,889 @@
+//! The model on the GPU: upload (per-tensor qtype checks), device state (KV cache, activations),
+//! and the forward: prefill as batched products over T tokens, decode as a captured graph.
+
+use cudarc::driver::{sys, CudaGraph, CudaSlice, LaunchConfig, PushKernelArg};
+
+use super::device::{dptr, drv, GpuDevice};
+use super::qtype::{dequantize_row_file, repack_for_device, GpuQType};
+use super::{CudaError, GpuConfig, HostModel, HostTensor};
+
+/// Rows (warps) per block of the mat-vec / mat-mat kernels: MV_WARPS in kernels.cu.
+const MV_WARPS: usize = 4;
+/// Longest context the attention kernel's shared-memory score row allows (f32, < 48 KB).
+pub const MAX_CTX_LIMIT: usize = 8192;
+/// Most positions whose logits one prefill call returns when asked for all of them.
+pub const MAX_LOGIT_ROWS: usize = 64;
+
+/// A bug that tests can plant on purpose to show that a falsifier catches it. Never set in
+/// production code paths (the default is `None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlantedBug {
+    #[default]
+    None,
+    /// At this layer, every Q6_K matrix is run with the Q5_K kernel (a wrong qtype dispatch; the
+    /// Q5_K kernel stays inside a Q6_K row, so it computes garbage without faulting).
+    WrongQTypeDispatch { layer: usize },
+}
+
+/// Sizes of the device state.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// KV cache length (positions).
+    pub max_ctx: usize,
+    /// Most tokens one prefill launch sequence processes (longer prompts are chunked).
+    pub max_batch: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { max_ctx: 1024, max_batch: 512 }
+    }
+}
+
+/// What the forward computed at one layer, copied back for parity checks.
+#[derive(Clone, Debug)]
+pub struct LayerObservation {
+    pub layer: usize,
+    /// Position of the first token of this call.
+    pub pos0: usize,
+    /// Hidden state after the layer (residual stream), `tokens x n_embd`.
+    pub hidden: Vec<f32>,
+    /// Selected experts per token, `tokens x n_expert_used`, in selection order.
+    pub expert_ids: Vec<i32>,
+    /// Renormalised routing weights, same layout.
+    pub expert_weights: Vec<f32>,
+}
+
+/// Memory accounting of the backend.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct VramReport {
+    /// Weight bytes in the source (GGUF layout).
+    pub weight_bytes_file: usize,
+    /// Weight bytes on the device (after repacking).
+    pub weight_bytes_device: usize,
+    /// KV cache bytes.
+    pub kv_bytes: usize,
+    /// Activations and scratch.
+    pub scratch_bytes: usize,
+    /// Device memory in use (total - free) right after the context and kernels were set up,
+    /// before any upload, and the largest value seen since.
+    pub used_at_start: usize,
+    pub used_peak: usize,
+}
+
+struct DevMat {
+    qt: GpuQType,
+    _buf: CudaSlice<u8>,
+    ptr: u64,
+    k: usize,
+    rows: usize,
+    row_bytes: usize,
+    mat_bytes: usize,
+}
+
+struct DevVec {
+    _buf: CudaSlice<f32>,
+    ptr: u64,
+}
+
+struct Layer {
+    attn_norm: DevVec,
+    q: DevMat,
+    k: DevMat,
+    v: DevMat,
+    o: DevMat,
+    q_norm: DevVec,
+    k_norm: DevVec,
+    ffn_norm: DevVec,
+    router: DevMat,
+    gate: DevMat,
+    up: DevMat,
+    down: DevMat,
+}
+
+struct Buf<T> {
+    _buf: CudaSlice<T>,
+    ptr: u64,
+}
+
+struct State {
+    kc: Vec<Buf<f32>>,
+    vc: Vec<Buf<f32>>,
+    x: Buf<f32>,
+    h: Buf<f32>,
+    q: Buf<f32>,
+    k: Buf<f32>,
+    v: Buf<f32>,
+    att: Buf<f32>,
+    rl: Buf<f32>,
+    ids: Buf<i32>,
+    wts: Buf<f32>,
+    off: Buf<i32>,
+    list: Buf<i32>,
+    g: Buf<f32>,
+    u: Buf<f32>,
+    act: Buf<f32>,
+    y: Buf<f32>,
+    logits: Buf<f32>,
+    tok: Buf<i32>,
+    pos: Buf<i32>,
+    hist: Buf<i32>,
+}
+
+/// A Qwen3-MoE model resident on one GPU, with its KV cache.
+pub struct GpuModel {
+    pub dev: GpuDevice,
+    pub cfg: GpuConfig,
+    pub opts: LoadOptions,
+    layers: Vec<Layer>,
+    embd: DevMat,
+    out_norm: DevVec,
+    output: Option<DevMat>,
+    st: State,
+    pos: usize,
+    graph: Option<CudaGraph>,
+    planted: PlantedBug,
+    vram: VramReport,
+}
+
+fn cfg1(n: usize, threads: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (threads as u32, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn ceil_div(a: usize, b: usize) -> usize {
+    a.div_ceil(b)
+}
+
+macro_rules! launch {
+    ($dev:expr, $name:expr, $cfg:expr $(, $arg:expr)* $(,)?) => {{
+        let f = $dev.func($name)?;
+        let mut b = $dev.stream.launch_builder(f);
+        $( let a = $arg; b.arg(&a); )*
+        // SAFETY: the argument lists match the kernel signatures in kernels.cu (checked by the
+        // parity tests), and every pointer is a live device buffer sized by `GpuModel::load`.
+        unsafe { b.launch($cfg) }.map_err(drv($name))?;
+    }};
+}
+
+impl GpuModel {
+    /// Upload `host` to the device. Every tensor's qtype is checked first: one without a kernel
+    /// fails the load naming the tensor, before anything is allocated.
+    pub fn load(dev: GpuDevice, host: &HostModel<'_>, opts: LoadOptions) -> Result<Self, CudaError> {
+        let cfg = host.config.clone();
+        validate_config(&cfg, &opts)?;
+        for t in &host.tensors {
+            GpuQType::from_ggml(t.ggml_type)
+                .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+        }
+        let (free0, total) = dev.mem_info()?;
+        let mut vram = VramReport { used_at_start: total - free0, ..Default::default() };
+
+        // Check the whole budget before the first allocation: an out-of-memory half way through
+        // an 18 GB upload would waste a minute and say less.
+        let need_w: usize = host
+            .tensors
+            .iter()
+            .map(|t| {
+                let qt = GpuQType::from_ggml(t.ggml_type).expect("checked above");
+                t.data.len() / qt.file_block_bytes() * qt.device_block_bytes()
+            })
+            .sum();
+        let kv_dim = cfg.n_head_kv * cfg.head_dim;
+        let kv_bytes = cfg.n_layer * 2 * opts.max_ctx * kv_dim * 4;
+        let scratch = scratch_bytes(&cfg, &opts);
+        let need = need_w + kv_bytes + scratch;
+        if need > free0 {
+            return Err(CudaError::OutOfMemory {
+                what: format!(
+                    "the model ({need_w} weight bytes, {kv_bytes} KV-cache bytes for {} positions, {scratch} scratch bytes)",
+                    opts.max_ctx
+                ),
+                bytes: need,
+                free: free0,
+                total,
+            });
+        }
+
+        let get = |name: &str| -> Result<&HostTensor<'_>, CudaError> {
+            host.tensor(name).ok_or_else(|| CudaError::Model(format!("tensor `{name}` is missing")))
+        };
+        let mut repack = Vec::new();
+        let mut up_mat = |t: &HostTensor<'_>, dims: &[usize]| -> Result<DevMat, CudaError> {
+            upload_mat(&dev, t, dims, &mut repack)
+        };
+        let e = cfg.n_embd;
+        let qd = cfg.n_head * cfg.head_dim;
+        let embd = up_mat(get("token_embd.weight")?, &[e, cfg.vocab])?;
+        let output = match host.tensor("output.weight") {
+            Some(t) => Some(up_mat(t, &[e, cfg.vocab])?),
+            None => None, // tied to the embedding
+        };
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let gate = up_mat(get(&n("ffn_gate_exps"))?, &[e, cfg.expert_ff, cfg.n_expert])?;
+            let up = up_mat(get(&n("ffn_up_exps"))?, &[e, cfg.expert_ff, cfg.n_expert])?;
+            if gate.qt != up.qt {
+                return Err(CudaError::Model(format!(
+                    "blk.{l}: ffn_gate_exps is {} but ffn_up_exps is {}; the fused gate/up kernel needs one qtype",
+                    gate.qt.name(),
+                    up.qt.name()
+                )));
+            }
+            layers.push(Layer {
+                attn_norm: upload_vec(&dev, get(&n("attn_norm"))?, e)?,
+                q: up_mat(get(&n("attn_q"))?, &[e, qd])?,
+                k: up_mat(get(&n("attn_k"))?, &[e, kv_dim])?,
+                v: up_mat(get(&n("attn_v"))?, &[e, kv_dim])?,
+                o: up_mat(get(&n("attn_output"))?, &[qd, e])?,
+                q_norm: upload_vec(&dev, get(&n("attn_q_norm"))?, cfg.head_dim)?,
+                k_norm: upload_vec(&dev, get(&n("attn_k_norm"))?, cfg.head_dim)?,
+                ffn_norm: upload_vec(&dev, get(&n("ffn_norm"))?, e)?,
+                router: up_mat(get(&n("ffn_gate_inp"))?, &[e, cfg.n_expert])?,
+                gate,
+                up,
+                down: up_mat(get(&n("ffn_down_exps"))?, &[cfg.expert_ff, e, cfg.n_expert])?,
+            });
+        }
+        let out_norm = upload_vec(&dev, get("output_norm.weight")?, e)?;
+        let st = alloc_state(&dev, &cfg, &opts)?;
+        let (free1, _) = dev.mem_info()?;
+        vram.weight_bytes_file = host.tensor_bytes();
+        vram.weight_bytes_device = need_w;
+        vram.kv_bytes = kv_bytes;
+        vram.scratch_bytes = scratch;
+        vram.used_peak = total - free1;
+        Ok(Self {
+            dev,
+            cfg,
+            opts,
+            layers,
+            embd,
+            out_norm,
+            output,
+            st,
+            pos: 0,
+            graph: None,
+            planted: PlantedBug::None,
+            vram,
+        })
+    }
+
+    /// Plant a deliberate bug (tests only; see [`PlantedBug`]). Drops any captured graph.
+    pub fn set_planted_bug(&mut self, bug: PlantedBug) {
+        self.planted = bug;
+        self.graph = None;
+    }
+
+    /// Next position to be written in the KV cache.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Forget the context (the KV cache contents are simply overwritten later).
+    pub fn reset(&mut self) -> Result<(), CudaError> {
+        self.pos = 0;
+        self.write_pos()
+    }
+
+    pub fn vram(&mut self) -> Result<VramReport, CudaError> {
+        let (free, total) = self.dev.mem_info()?;
+        self.vram.used_peak = self.vram.used_peak.max(total - free);
+        Ok(self.vram)
+    }
+
+    fn write_pos(&mut self) -> Result<(), CudaError> {
+        let p = [self.pos as i32];
+        let mut dst = self.st.pos._buf.slice_mut(0..1);
+        self.dev.stream.memcpy_htod(&p[..], &mut dst).map_err(drv("writing the position"))?;
+        Ok(())
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), CudaError> {
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
+            return Err(CudaError::Model(format!("token id {t} is outside the vocabulary ({})", self.cfg.vocab)));
+        }
+        if self.pos + tokens.len() > self.opts.max_ctx {
+            return Err(CudaError::Model(format!(
+                "context full: {} positions used, {} more asked, KV cache holds {}",
+                self.pos,
+                tokens.len(),
+                self.opts.max_ctx
+            )));
+        }
+        Ok(())
+    }
+
+    /// Process `tokens` at the current position. Returns the logits of the last token, or of
+    /// every token of the call when `all_logits` (at most [`MAX_LOGIT_ROWS`] tokens then).
+    /// `obs`, when given, receives every layer's output (this synchronises per layer: tests only).
+    pub fn prefill(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
+        mut obs: Option<&mut dyn FnMut(LayerObservation)>,
+    ) -> Result<Vec<f32>, CudaError> {
+        if tokens.is_empty() {
+            return Err(CudaError::Model("prefill of an empty prompt".into()));
+        }
+        if all_logits && tokens.len() > MAX_LOGIT_ROWS {
+            return Err(CudaError::Model(format!("all_logits is limited to {MAX_LOGIT_ROWS} tokens")));
+        }
+        self.check_tokens(tokens)?;
+        let mut out = Vec::new();
+        let n_chunks = tokens.len().div_ceil(self.opts.max_batch);
+        for (ci, chunk) in tokens.chunks(self.opts.max_batch).enumerate() {
+            let toks: Vec<i32> = chunk.iter().map(|&t| t as i32).collect();
+            let mut dst = self.st.tok._buf.slice_mut(0..toks.len());
+            self.dev.stream.memcpy_htod(&toks[..], &mut dst).map_err(drv("copying tokens"))?;
+            self.write_pos()?;
+            let t = chunk.len();
+            self.encode_embed(t)?;
+            for l in 0..self.cfg.n_layer {
+                self.encode_layer(l, t)?;
+                if let Some(f) = obs.as_deref_mut() {
+                    f(self.observe(l, t)?);
+                }
+            }
+            let last = ci + 1 == n_chunks;
+            let rows = if all_logits { t } else { 1 };
+            if last {
+                self.encode_head(t, rows)?;
+            }
+            launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, t as i32);
+            self.pos += t;
+            if last {
+                out = self.dev.download(&self.st.logits._buf, rows * self.cfg.vocab)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One decode step without the graph (tests): feed `token`, return its logits.
+    pub fn decode(
+        &mut self,
+        token: u32,
+        mut obs: Option<&mut dyn FnMut(LayerObservation)>,
+    ) -> Result<Vec<f32>, CudaError> {
+        self.check_tokens(&[token])?;
+        let tok = [token as i32];
+        let mut dst = self.st.tok._buf.slice_mut(0..1);
+        self.dev.stream.memcpy_htod(&tok[..], &mut dst).map_err(drv("copying a token"))?;
+        self.write_pos()?;
+        self.encode_embed(1)?;
+        for l in 0..self.cfg.n_layer {
+            self.encode_layer(l, 1)?;
+            if let Some(f) = obs.as_deref_mut() {
+                f(self.observe(l, 1)?);
+            }
+        }
+        self.encode_head(1, 1)?;
+        launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
+        self.pos += 1;
+        self.dev.download(&self.st.logits._buf, self.cfg.vocab)
+    }
+
+    /// Greedy generation of `n` tokens after a prefill: the first is the argmax of the prefill's
+    /// last logits, each next one comes from a decode step replayed from a captured CUDA graph
+    /// (the position and token live on the device, so the host only launches the graph).
+    /// Returns the tokens; the caller can time the call with [`GpuModel::decode_steps_graph`].
+    pub fn generate_greedy(&mut self, n: usize) -> Result<Vec<u32>, CudaError> {
+        if self.pos == 0 {
+            return Err(CudaError::Model("generate_greedy needs a prefill first".into()));
+        }
+        if self.pos + n > self.opts.max_ctx {
+            return Err(CudaError::Model("context full".into()));
+        }
+        let p0 = self.pos;
+        self.argmax_last_logits()?;
+        if n > 1 {
+            self.decode_steps_graph(n - 1)?;
+        }
+        let hist = self.dev.download(&self.st.hist._buf, p0 + n)?;
+        Ok(hist[p0..p0 + n].iter().map(|&t| t as u32).collect())
+    }
+
+    /// The argmax of the last logits becomes the token at the current position (device only).
+    pub fn argmax_last_logits(&mut self) -> Result<(), CudaError> {
+        launch!(
+            self.dev,
+            "argmax",
+            cfg1(1, 1024),
+            self.st.logits.ptr,
+            self.cfg.vocab as i32,
+            self.st.tok.ptr,
+            self.st.hist.ptr,
+            self.st.pos.ptr,
+            0i32
+        );
+        Ok(())
+    }
+
+    /// Run `steps` decode steps from the graph, each feeding the token the previous one chose.
+    /// Asynchronous: synchronise (or record an event) to wait for them.
+    pub fn decode_steps_graph(&mut self, steps: usize) -> Result<(), CudaError> {
+        if self.pos + steps >= self.opts.max_ctx {
+            return Err(CudaError::Model("context full".into()));
+        }
+        if self.graph.is_none() {
+            self.capture_decode_graph()?;
+        }
+        let g = self.graph.as_ref().expect("captured above");
+        for _ in 0..steps {
+            g.launch().map_err(drv("launching the decode graph"))?;
+        }
+        self.pos += steps;
+        Ok(())
+    }
+
+    fn capture_decode_graph(&mut self) -> Result<(), CudaError> {
+        self.dev.sync()?;
+        self.dev
+            .stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(drv("beginning graph capture"))?;
+        let r = self.encode_decode_step();
+        let g = self
+            .dev
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+            .map_err(drv("ending graph capture"))?;
+        r?;
+        let g = g.ok_or_else(|| CudaError::Model("graph capture produced no graph".into()))?;
+        g.upload().map_err(drv("uploading the decode graph"))?;
+        self.graph = Some(g);
+        Ok(())
+    }
+
+    /// The launches of one graph decode step: token and position come from device memory.
+    fn encode_decode_step(&self) -> Result<(), CudaError> {
+        self.encode_embed(1)?;
+        for l in 0..self.cfg.n_layer {
+            self.encode_layer(l, 1)?;
+        }
+        self.encode_head(1, 1)?;
+        launch!(
+            self.dev,
+            "argmax",
+            cfg1(1, 1024),
+            self.st.logits.ptr,
+            self.cfg.vocab as i32,
+            self.st.tok.ptr,
+            self.st.hist.ptr,
+            self.st.pos.ptr,
+            1i32
+        );
+        launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
+        Ok(())
+    }
+
+    fn observe(&self, layer: usize, t: usize) -> Result<LayerObservation, CudaError> {
+        let k = self.cfg.n_expert_used;
+        Ok(LayerObservation {
+            layer,
+            pos0: self.pos,
+            hidden: self.dev.download(&self.st.x._buf, t * self.cfg.n_embd)?,
+            expert_ids: self.dev.download(&self.st.ids._buf, t * k)?,
+            expert_weights: self.dev.download(&self.st.wts._buf, t * k)?,
+        })
+    }
+
+    fn kernel_for(&self, m: &DevMat, layer: Option<usize>, op: &str) -> String {
+        let mut qt = m.qt;
+        if let (PlantedBug::WrongQTypeDispatch { layer: bl }, Some(l)) = (self.planted, layer) {
+            if bl == l && qt == GpuQType::Q6K {
+                qt = GpuQType::Q5K;
+            }
+        }
+        format!("{op}_{}", qt.kernel_suffix())
+    }
+
+    /// y (=|+=) W x for t tokens (x, y with row strides k and rows).
+    fn encode_dense(&self, m: &DevMat, layer: Option<usize>, t: usize, x: u64, y: u64, add: bool) -> Result<(), CudaError> {
+        let mode = add as i32;
+        if t == 1 {
+            let name = self.kernel_for(m, layer, "matvec");
+            launch!(
+                self.dev,
+                name.as_str(),
+                cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS),
+                m.ptr,
+                m.row_bytes as i64,
+                m.rows as i32,
+                m.k as i32,
+                x,
+                y,
+                mode
+            );
+        } else {
+            let name = self.kernel_for(m, layer, "matmat");
+            launch!(
+                self.dev,
+                name.as_str(),
+                cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS),
+                m.ptr,
+                0i64,
+                m.row_bytes as i64,
+                m.rows as i32,
+                m.k as i32,
+                x,
+                m.k as i32,
+                1i32,
+                t as i32,
+                0u64,
+                0u64,
+                y,
+                m.rows as i32,
+                mode
+            );
+        }
+        Ok(())
+    }
+
+    fn encode_embed(&self, t: usize) -> Result<(), CudaError> {
+        launch!(
+            self.dev,
+            "embed",
+            cfg1(t, 256),
+            self.embd.qt.ggml_id() as i32,
+            self.embd.ptr,
+            self.embd.row_bytes as i64,
+            self.cfg.n_embd as i32,
+            self.cfg.vocab as i32,
+            self.st.tok.ptr,
+            self.st.x.ptr
+        );
+        Ok(())
+    }
+
+    fn encode_layer(&self, l: usize, t: usize) -> Result<(), CudaError> {
+        let c = &self.cfg;
+        let s = &self.st;
+        let ly = &self.layers[l];
+        let e = c.n_embd as i32;
+        let k = c.n_expert_used;
+        launch!(self.dev, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.attn_norm.ptr, s.h.ptr, e, c.rms_eps);
+        self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false)?;
+        self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false)?;
+        self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+        let qk_cfg = LaunchConfig {
+            grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
+            block_dim: (c.head_dim as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self.dev,
+            "qk_norm_rope_store",
+            qk_cfg,
+            s.q.ptr,
+            s.k.ptr,
+            s.v.ptr,
+            ly.q_norm.ptr,
+            ly.k_norm.ptr,
+            s.kc[l].ptr,
+            s.vc[l].ptr,
+            s.pos.ptr,
+            c.n_head as i32,
+            c.n_head_kv as i32,
+            c.head_dim as i32,
+            c.rope_base,
+            c.rms_eps
+        );
+        let att_cfg = LaunchConfig {
+            grid_dim: (c.n_head as u32, t as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: (self.opts.max_ctx * 4) as u32,
+        };
+        launch!(
+            self.dev,
+            "attention",
+            att_cfg,
+            s.q.ptr,
+            s.kc[l].ptr,
+            s.vc[l].ptr,
+            s.att.ptr,
+            s.pos.ptr,
+            c.n_head as i32,
+            c.n_head_kv as i32,
+            c.head_dim as i32,
+            1.0f32 / (c.head_dim as f32).sqrt()
+        );
+        self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
+        launch!(self.dev, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
+        self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
+        launch!(self.dev, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
+        let ff = c.expert_ff;
+        if t == 1 {
+            let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up");
+            let gu_cfg = LaunchConfig {
+                grid_dim: (ceil_div(ff, MV_WARPS) as u32, k as u32, 1),
+                block_dim: (32 * MV_WARPS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self.dev,
+                name.as_str(),
+                gu_cfg,
+                ly.gate.ptr,
+                ly.up.ptr,
+                ly.gate.mat_bytes as i64,
+                ly.gate.row_bytes as i64,
+                ff as i32,
+                e,
+                s.h.ptr,
+                e,
+                k as i32,
+                s.ids.ptr,
+                s.act.ptr
+            );
+            let name = self.kernel_for(&ly.down, Some(l), "moe_down_decode");
+            launch!(
+                self.dev,
+                name.as_str(),
+                cfg1(ceil_div(c.n_embd, MV_WARPS), 32 * MV_WARPS),
+                ly.down.ptr,
+                ly.down.mat_bytes as i64,
+                ly.down.row_bytes as i64,
+                e,
+                ff as i32,
+                k as i32,
+                s.act.ptr,
+                s.ids.ptr,
+                s.wts.ptr,
+                s.x.ptr
+            );
+        } else {
+            let pairs = t * k;
+            launch!(self.dev, "group_pairs", cfg1(1, 1024), s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
+            let grouped = |m: &DevMat, rows: usize, x: u64, xs: usize, in_div: usize, y: u64, ys: usize| -> Result<(), CudaError> {
+                let name = self.kernel_for(m, Some(l), "matmat");
+                let cfg = LaunchConfig {
+                    grid_dim: (ceil_div(rows, MV_WARPS) as u32, 1, c.n_expert as u32),
+                    block_dim: (32 * MV_WARPS as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                launch!(
+                    self.dev,
+                    name.as_str(),
+                    cfg,
+                    m.ptr,
+                    m.mat_bytes as i64,
+                    m.row_bytes as i64,
+                    rows as i32,
+                    m.k as i32,
+                    x,
+                    xs as i32,
+                    in_div as i32,
+                    0i32,
+                    s.list.ptr,
+                    s.off.ptr,
+                    y,
+                    ys as i32,
+                    0i32
+                );
+                Ok(())
+            };
+            grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff)?;
+            grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff)?;
+            let n = (pairs * ff) as i64;
+            launch!(self.dev, "swiglu", cfg1(ceil_div(pairs * ff, 256), 256), s.g.ptr, s.u.ptr, s.act.ptr, n);
+            grouped(&ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd)?;
+            launch!(self.dev, "moe_combine", cfg1(t, 256), s.y.ptr, s.wts.ptr, k as i32, e, s.x.ptr);
+        }
+        Ok(())
+    }
+
+    /// Final norm and lm_head for the last `rows` of the `t` tokens.
+    fn encode_head(&self, t: usize, rows: usize) -> Result<(), CudaError> {
+        let c = &self.cfg;
+        let s = &self.st;
+        let x0 = s.x.ptr + ((t - rows) * c.n_embd * 4) as u64;
+        launch!(self.dev, "rmsnorm", cfg1(rows, 256), x0, self.out_norm.ptr, s.h.ptr, c.n_embd as i32, c.rms_eps);
+        let head = self.output.as_ref().unwrap_or(&self.embd);
+        self.encode_dense(head, None, rows, s.h.ptr, s.logits.ptr, false)
+    }
+}
+
+fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
+    let bad = |m: String| Err(CudaError::Model(m));
+    if c.head_dim == 0 || c.head_dim > 128 || c.head_dim % 32 != 0 {
+        return bad(format!("head_dim {} unsupported (the attention kernel needs a multiple of 32, at most 128)", c.head_dim));
+    }
+    if c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0 {
+        return bad(format!("n_head {} is not a multiple of n_head_kv {}", c.n_head, c.n_head_kv));
+    }
+    if c.n_expert == 0 || c.n_expert > 256 || c.n_expert_used == 0 || c.n_expert_used > c.n_expert {
+        return bad(format!("{} experts with {} used is unsupported (at most 256 experts)", c.n_expert, c.n_expert_used));
+    }
+    if o.max_ctx == 0 || o.max_ctx > MAX_CTX_LIMIT {
+        return bad(format!("max_ctx {} outside 1..={MAX_CTX_LIMIT}", o.max_ctx));
+    }
+    if o.max_batch == 0 {
+        return bad("max_batch must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn scratch_bytes(c: &GpuConfig, o: &LoadOptions) -> usize {
+    let b = o.max_batch;
+    let k = c.n_expert_used;
+    let qd = c.n_head * c.head_dim;
+    let kvd = c.n_head_kv * c.head_dim;
+    let f = b * (2 * c.n_embd + 2 * qd + 2 * kvd + c.n_expert + k)
+        + 3 * b * k * c.expert_ff
+        + b * k * c.n_embd
+        + MAX_LOGIT_ROWS.min(b).max(1) * c.vocab;
+    let i = b * k * 2 + c.n_expert + 1 + b + 1 + o.max_ctx + 2;
+    4 * (f + i)
+}
+
+fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State, CudaError> {
+    let b = o.max_batch;
+    let k = c.n_expert_used;
+    let qd = c.n_head * c.head_dim;
+    let kvd = c.n_head_kv * c.head_dim;
+    let f = |n: usize, what: &str| -> Result<Buf<f32>, CudaError> {
+        let s = dev.alloc::<f32>(n, what)?;
+        let ptr = dptr(&s, &dev.stream);
+        Ok(Buf { _buf: s, ptr })
+    };
+    let i = |n: usize, what: &str| -> Result<Buf<i32>, CudaError> {
+        let s = dev.alloc::<i32>(n, what)?;
+        let ptr = dptr(&s, &dev.stream);
+        Ok(Buf { _buf: s, ptr })
+    };
+    let mut kc = Vec::new();
+    let mut vc = Vec::new();
+    for _ in 0..c.n_layer {
+        kc.push(f(o.max_ctx * kvd, "the K cache")?);
+        vc.push(f(o.max_ctx * kvd, "the V cache")?);
+    }
+    Ok(State {
+        kc,
+        vc,
+        x: f(b * c.n_embd, "activations")?,
+        h: f(b * c.n_embd, "activations")?,
+        q: f(b * qd, "activations")?,
+        k: f(b * kvd, "activations")?,
+        v: f(b * kvd, "activations")?,
+        att: f(b * qd, "activations")?,
+        rl: f(b * c.n_expert, "router logits")?,
+        ids: i(b * k, "expert ids")?,
+        wts: f(b * k, "expert weights")?,
+        off: i(c.n_expert + 1, "expert offsets")?,
+        list: i(b * k, "expert pair lists")?,
+        g: f(b * k * c.expert_ff, "expert activations")?,
+        u: f(b * k * c.expert_ff, "expert activations")?,
+        act: f(b * k * c.expert_ff, "expert activations")?,
+        y: f(b * k * c.n_embd, "expert outputs")?,
+        logits: f(MAX_LOGIT_ROWS.min(b).max(1) * c.vocab, "logits")?,
+        tok: i(b + 1, "tokens")?,
+        pos: i(1, "position")?,
+        hist: i(o.max_ctx + 2, "token history")?,
+    })
+}
+
+fn upload_mat(dev: &GpuDevice, t: &HostTensor<'_>, dims: &[usize], repack: &mut Vec<u8>) -> Result<DevMat, CudaError> {
+    let qt = GpuQType::from_ggml(t.ggml_type)
+        .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+    let got: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    // Trailing 1s are not stored by every writer: compare up to them.
+    let trim = |v: &[usize]| -> Vec<usize> {
+        let mut v = v.to_vec();
+        while v.len() > 1 && v.last() == Some(&1) {
+            v.pop();
+        }
+        v
+    };
+    if trim(&got) != trim(dims) {
+        return Err(CudaError::Model(format!("tensor `{}` has dims {:?}, expected {:?}", t.name, got, dims)));
+    }
+    let k = dims[0];
+    if k % qt.row_multiple() != 0 {
+        return Err(CudaError::Model(format!(
+            "tensor `{}`: row length {k} is not a multiple of {} as the {} kernel needs",
+            t.name,
+            qt.row_multiple(),
+            qt.name()
+        )));
+    }
+    let n_rows_total: usize = dims[1..].iter().product();
+    let expect = qt.file_row_bytes(k) * n_rows_total;
+    if t.data.len() != expect {
+        return Err(CudaError::Model(format!("tensor `{}` holds {} bytes, expected {expect}", t.name, t.data.len())));
+    }
+    let bytes: &[u8] = if qt.device_block_bytes() != qt.file_block_bytes() {
+        repack_for_device(qt, t.data, repack);
+        repack
+    } else {
+        t.data
+    };
+    let buf = dev.upload::<u8>(bytes, &t.name)?;
+    let ptr = dptr(&buf, &dev.stream);
+    let row_bytes = qt.device_row_bytes(k);
+    Ok(DevMat { qt, _buf: buf, ptr, k, rows: dims[1], row_bytes, mat_bytes: row_bytes * dims[1] })
+}
+
+fn upload_vec(dev: &GpuDevice, t: &HostTensor<'_>, n: usize) -> Result<DevVec, CudaError> {
+    let qt = GpuQType::from_ggml(t.ggml_type)
+        .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+    if t.dims.iter().product::<u64>() as usize != n || t.data.len() != qt.file_row_bytes(n) {
+        return Err(CudaError::Model(format!("tensor `{}` has dims {:?}, expected [{n}]", t.name, t.dims)));
+    }
+    if n % qt.block_elems() != 0 {
+        return Err(CudaError::Model(format!("tensor `{}`: length {n} is not whole blocks", t.name)));
+    }
+    let mut v = vec![0f32; n];
+    dequantize_row_file(qt, t.data, &mut v);
+    let buf = dev.upload::<f32>(&v, &t.name)?;
+    let ptr = dptr(&buf, &dev.stream);
+    Ok(DevVec { _buf: buf, ptr })
+}
+
+/// Per-tensor layout on the device, for the preload falsifier: (name, qtype, k, rows, n_mat,
+/// device bytes).
+pub fn device_layout(m: &GpuModel) -> Vec<(String, GpuQType, usize, usize, usize)> {
+    let mut v = Vec::new();
+    let mut push = |n: String, d: &DevMat| v.push((n, d.qt, d.k, d.rows, d._buf.len()));
+    push("token_embd.weight".into(), &m.embd);
+    if let Some(o) = &m.output {
+        push("output.weight".into(), o);
+    }
+    for (l, ly) in m.layers.iter().enumerate() {
+        for (s, d) in [
+            ("attn_q", &ly.q),
+            ("attn_k", &ly.k),
+            ("attn_v", &ly.v),
+            ("attn_output", &ly.o),
+            ("ffn_gate_inp", &ly.router),
+            ("ffn_gate_exps", &ly.gate),
+            ("ffn_up_exps", &ly.up),
+            ("ffn_down_exps", &ly.down),
+        ] {
+            push(format!("blk.{l}.{s}.weight"), d);
+        }
+    }
+    v
+}
+
+impl GpuModel {
+    /// Weight bytes one decode step must read at least: every dense matrix once, the k selected
+    /// experts' gate/up/down, the head, one embedding row (device layout).
+    pub fn active_bytes_per_token(&self) -> usize {
+        let k = self.cfg.n_expert_used;
+        let mut b = self.embd.row_bytes;
+        for ly in &self.layers {
+            b += ly.q.mat_bytes + ly.k.mat_bytes + ly.v.mat_bytes + ly.o.mat_bytes + ly.router.mat_bytes;
+            b += k * (ly.gate.mat_bytes + ly.up.mat_bytes + ly.down.mat_bytes);
+        }
+        b + self.output.as_ref().unwrap_or(&self.embd).mat_bytes
+    }
+}
+
+impl GpuModel {
+    /// Tokens the device wrote at positions `from .. from + n` (greedy decode history).
+    pub fn generated_tokens(&self, from: usize, n: usize) -> Result<Vec<u32>, CudaError> {
+        let h = self.dev.download(&self.st.hist._buf, from + n)?;
+        Ok(h[from..].iter().map(|&t| t as u32).collect())
+    }
+}
