@@ -1,3 +1,103 @@
-//! The Qwen3-MoE model on the CPU: configuration, weights, forward, float64 reference.
+//! The Qwen3-MoE model on the CPU (and dense Qwen3): configuration from GGUF metadata, weights
+//! as zero-copy views with per-tensor qtypes, the production forward with KV cache and trace
+//! hook ([`forward`]), and a plain float64 reference forward ([`reference`]) for falsifiers.
+//!
+//! ```no_run
+//! use engine::model::{GgufFile, Model, KvCache, ForwardOptions, Logits};
+//! let file = GgufFile::open("model.gguf".as_ref())?;
+//! let model = Model::load(&file)?;
+//! let mut cache = KvCache::new(&model, 512);
+//! let logits = model.forward(&[1, 2, 3], &mut cache, &ForwardOptions::default(), Logits::All, None)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod config;
+pub mod forward;
+pub mod gguf_file;
+pub mod kernels;
 pub mod ops;
+pub mod reference;
+pub mod weights;
+
+pub use config::{Arch, Config, ConfigError, MetaValue};
+pub use forward::{ActPrecision, ForwardOptions, KvCache, Logits};
+pub use gguf_file::{GgufError, GgufFile};
+pub use kernels::QType;
+pub use weights::{TensorSource, Weights, WeightsError};
+
+use crate::tokenizer::{Tokenizer, TokenizerError, TokenizerSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error("tokenizer.ggml.tokens has {tokens} entries but token_embd has {rows} rows")]
+    VocabMismatch { tokens: usize, rows: usize },
+    #[error("no tokens given")]
+    EmptyInput,
+    #[error("token id {token} is outside the vocabulary of {vocab}")]
+    TokenOutOfRange { token: u32, vocab: usize },
+    #[error("the KV cache holds {capacity} positions; this call needs {needed}")]
+    ContextFull { needed: usize, capacity: usize },
+}
+
+/// A loaded model: configuration and weights borrowed from a [`GgufFile`].
+pub struct Model<'f> {
+    pub config: Config,
+    pub weights: Weights<'f>,
+}
+
+impl<'f> Model<'f> {
+    /// Reads the config from the metadata and checks every tensor against it.
+    pub fn load(file: &'f GgufFile) -> Result<Model<'f>, ModelError> {
+        let n_tokens = file.str_array("tokenizer.ggml.tokens").map(|t| t.len());
+        let mut config = Config::from_metadata(&|k| file.meta_value(k), n_tokens)?;
+        let weights = Weights::load(&file, &mut config)?;
+        if let Some(t) = n_tokens {
+            let rows = weights.token_embd.m.rows;
+            if t != rows {
+                return Err(ModelError::VocabMismatch { tokens: t, rows });
+            }
+        }
+        Ok(Model { config, weights })
+    }
+
+    /// Loads from any tensor source (tests, other readers) with a given config.
+    pub fn from_source(
+        src: &dyn TensorSource<'f>,
+        mut config: Config,
+    ) -> Result<Model<'f>, ModelError> {
+        let weights = Weights::load(src, &mut config)?;
+        Ok(Model { config, weights })
+    }
+}
+
+/// The tokenizer described by the file's `tokenizer.ggml.*` keys.
+pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer, TokenizerError> {
+    let id = |k: &str| file.uint(k).map(|v| v as u32);
+    let spec = TokenizerSpec {
+        model: file
+            .str("tokenizer.ggml.model")
+            .unwrap_or_default()
+            .to_string(),
+        pre: file
+            .str("tokenizer.ggml.pre")
+            .unwrap_or_default()
+            .to_string(),
+        tokens: file.str_array("tokenizer.ggml.tokens").unwrap_or_default(),
+        token_types: file
+            .int_array("tokenizer.ggml.token_type")
+            .map(|v| v.into_iter().map(|x| x as i32).collect())
+            .unwrap_or_default(),
+        merges: file.str_array("tokenizer.ggml.merges").unwrap_or_default(),
+        bos_id: id("tokenizer.ggml.bos_token_id"),
+        eos_id: id("tokenizer.ggml.eos_token_id"),
+    };
+    Tokenizer::from_spec(spec)
+}
