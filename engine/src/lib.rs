@@ -2,6 +2,7 @@
 
 pub mod model;
 pub mod sampling;
+pub mod synth;
 pub mod tokenizer;
 pub mod tracing;
 #[cfg(feature = "cuda")]
