@@ -1,6 +1,8 @@
 //! The model on the GPU: upload (per-tensor qtype checks), device state (KV cache, activations),
 //! and the forward: prefill as batched products over T tokens, decode as a captured graph.
 
+use std::sync::Arc;
+
 use cudarc::driver::{sys, CudaGraph, CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::device::{dptr, drv, GpuDevice};
@@ -132,7 +134,7 @@ struct State {
 
 /// A Qwen3-MoE model resident on one GPU, with its KV cache.
 pub struct GpuModel {
-    pub dev: GpuDevice,
+    pub dev: Arc<GpuDevice>,
     pub cfg: GpuConfig,
     pub opts: LoadOptions,
     layers: Vec<Layer>,
@@ -168,7 +170,7 @@ macro_rules! launch {
 impl GpuModel {
     /// Upload `host` to the device. Every tensor's qtype is checked first: one without a kernel
     /// fails the load naming the tensor, before anything is allocated.
-    pub fn load(dev: GpuDevice, host: &HostModel<'_>, opts: LoadOptions) -> Result<Self, CudaError> {
+    pub fn load(dev: Arc<GpuDevice>, host: &HostModel<'_>, opts: LoadOptions) -> Result<Self, CudaError> {
         let cfg = host.config.clone();
         validate_config(&cfg, &opts)?;
         for t in &host.tensors {

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs ON the GPU device machine (no cargo there): executes the prebuilt GPU falsifier test binary
+# carried in .device-carry/, collects evidence records, the bench JSON and logs under $OUT.
+# Build here first (docs/gpu.md, "Running on the device"):
+#   scripts/device-run.sh --prepare      (on the development machine: build, strip, copy)
+# then call the device tool with carry [".device-carry"] and command "bash scripts/device-run.sh".
+set -uo pipefail
+
+if [[ "${1:-}" == "--prepare" ]]; then
+    set -e
+    : "${CARGO_TARGET_DIR:?export CARGO_TARGET_DIR (e.g. /work/main/target-gpu)}"
+    bin=$(cargo test --release --no-run --features cuda -p falsifiers --test gpu_forward 2>&1 \
+        | sed -n 's/.*Executable tests\/gpu_forward.rs (\(.*\))/\1/p' | tail -1)
+    [[ -x "$bin" ]] || { echo "no test binary found" >&2; exit 1; }
+    mkdir -p .device-carry
+    strip -o .device-carry/gpu_forward "$bin"
+    ls -la .device-carry
+    exit 0
+fi
+
+: "${OUT:?OUT must be set (the device tool sets it)}"
+BIN=.device-carry/gpu_forward
+[[ -x "$BIN" ]] || { echo "missing $BIN: run scripts/device-run.sh --prepare here first" >&2; exit 2; }
+mkdir -p "$OUT/evidence" "$OUT/planted"
+LOG="$OUT/device-run.log"
+# The falsifier runtime computes the source digest from the workspace it was built in; point that
+# path at this copy of the tree so that the digest describes the sources that were carried.
+BUILT_ROOT=${PV_BUILT_ROOT:-/work/gpu-wt}
+if [[ ! -e "$BUILT_ROOT" ]]; then mkdir -p "$(dirname "$BUILT_ROOT")" && ln -s "$PWD" "$BUILT_ROOT"; fi
+
+{
+    echo "== $(date -u +%FT%TZ) device-run on $(hostname)"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu --format=csv
+    nvcc --version 2>/dev/null | tail -2
+} 2>&1 | tee "$LOG"
+
+run() { # name, env..., then test filters
+    local label=$1; shift
+    echo "== $label: $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    env "$@" --include-ignored --test-threads=1 --nocapture 2>&1 | tee -a "$LOG" | grep --line-buffered -E "^test |DEVICE:|panicked|FAIL"
+    echo "== $label done in $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+E="PV_EVIDENCE_DIR=$OUT/evidence"
+run describe   $E "$BIN" --exact gpu_describe_device
+run errors     $E "$BIN" --exact gpu_clear_errors
+run preload    $E "$BIN" --exact gpu_preload_per_tensor_qtypes
+run finite     $E "$BIN" --exact gpu_logits_finite
+run layer-tiny $E "$BIN" --exact gpu_layer_cosine_tiny
+run logits     $E "$BIN" --exact gpu_logits_parity
+run parity-30b $E "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
+run bench      $E PV_GPU_BENCH_JSON="$OUT/bench.json" "$BIN" gpu_decode_throughput gpu_prefill_throughput gpu_vram_budget
+
+if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
+    # The same falsifiers with a planted wrong-qtype dispatch at layer 2 (Q6_K run as Q5_K): each
+    # must now FAIL. Their records go to planted/, never to the real evidence.
+    P="PV_EVIDENCE_DIR=$OUT/planted PV_GPU_PLANT=wrong-qtype:2"
+    run planted-finite $P "$BIN" --exact gpu_logits_finite
+    run planted-layer  $P "$BIN" --exact gpu_layer_cosine_tiny
+    run planted-logits $P "$BIN" --exact gpu_logits_parity
+    run planted-router $P "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
+fi
+
+tar -C "$OUT" -cf "$OUT/evidence.tar" evidence planted && rm -rf "$OUT/evidence" "$OUT/planted"
+echo "== summary" | tee -a "$LOG"
+grep -E "^test .*(ok|FAILED|ignored)$|done in" "$LOG" | tee "$OUT/summary.txt"
+[[ -f "$OUT/bench.json" ]] && cat "$OUT/bench.json"
