@@ -611,3 +611,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod q8_exactness {
+    use super::*;
+    use crate::sampling::Rng;
+
+    /// The integer dot must equal the f64 dot of the dequantized weights with the dequantized
+    /// (8-bit) activations: only f32 rounding may separate them.
+    #[test]
+    fn q8_dots_equal_dequantized_times_dequantized_activations() {
+        let mut rng = Rng::new(5);
+        let cols = 512;
+        let x: Vec<f32> = (0..cols).map(|_| rng.next_f32() * 2.0 - 1.0).collect();
+        for q in [QType::Q8_0, QType::Q4K, QType::Q5K, QType::Q6K] {
+            let (_, bb) = q.block();
+            let mut row: Vec<u8> = (0..row_bytes(q, cols).unwrap())
+                .map(|_| rng.next_u64() as u8)
+                .collect();
+            for b in 0..row.len() / bb {
+                let at = if q == QType::Q6K {
+                    b * bb + 208
+                } else {
+                    b * bb
+                };
+                row[at..at + 2].copy_from_slice(&f32_to_f16(0.001).to_le_bytes());
+                if matches!(q, QType::Q4K | QType::Q5K) {
+                    row[at + 2..at + 4].copy_from_slice(&f32_to_f16(0.0075).to_le_bytes());
+                }
+            }
+            let mut w = vec![0.0f32; cols];
+            dequantize_row(q, &row, &mut w);
+            let mut needs = ActNeeds::default();
+            needs.add(q);
+            let mut a = QuantAct::default();
+            quantize_act(&x, needs, &mut a);
+            let xq: Vec<f64> = if q == QType::Q8_0 {
+                (0..cols)
+                    .map(|i| a.q0_d[i / 32] as f64 * a.q0_qs[i] as f64)
+                    .collect()
+            } else {
+                (0..cols)
+                    .map(|i| a.k_d[i / 256] as f64 * a.k_qs[i] as f64)
+                    .collect()
+            };
+            let want: f64 = w.iter().zip(&xq).map(|(a, b)| *a as f64 * b).sum();
+            let norm: f64 = w.iter().zip(&xq).map(|(a, b)| (*a as f64 * b).abs()).sum();
+            let got = dot_q8(q, &row, &x, &a) as f64;
+            assert!(
+                (got - want).abs() <= 1e-5 * norm,
+                "{q:?}: {got} vs {want} (norm {norm})"
+            );
+        }
+    }
+}

@@ -101,3 +101,13 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer, TokenizerError>
     };
     Tokenizer::from_spec(spec)
 }
+
+/// Runs `f` on a rayon pool of `threads` threads (the forward's parallelism follows the pool it
+/// runs in). Used by the CLI's `--threads` and by the determinism falsifier.
+pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
+    Ok(pool.install(f))
+}
