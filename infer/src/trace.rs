@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use engine::model::{ActPrecision, ForwardOptions, GgufFile, KvCache, Logits, Model};
+use engine::tracing::sink::header_digest;
 use engine::tracing::{
     HookedWriter, ModelInfo, PlanDims, PlanSpec, RunInfo, TraceHook, TraceWriter,
 };
@@ -13,6 +15,12 @@ use engine::tracing::{
 pub enum Device {
     Cpu,
     Cuda,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    Q8,
+    F32,
 }
 
 /// Run one forward over the given tokens and save the tensors of the selected stages.
@@ -35,6 +43,9 @@ pub struct TraceArgs {
     /// Output directory (created; must be new or empty)
     #[arg(long)]
     pub out: PathBuf,
+    /// Activation precision of the forward: q8 (production default, llama.cpp's scheme) or f32
+    #[arg(long, value_enum, default_value_t = Act::Q8)]
+    pub act: Act,
     /// Test-only: plant the wrong-qtype dispatch bug at this layer (to practise bisection)
     #[arg(long, hide = true, value_name = "LAYER")]
     pub debug_wrong_qtype_layer: Option<usize>,
@@ -42,8 +53,6 @@ pub struct TraceArgs {
 
 /// A loaded model on a device, as tracing needs it.
 pub trait TraceTarget {
-    /// Layer and expert counts, model path and header digest.
-    fn model_info(&self) -> &ModelInfo;
     /// e.g. `cpu` or `cuda:0 NVIDIA H100 80GB HBM3`
     fn device(&self) -> String;
     /// Activation precision of the forward, e.g. `f32`.
@@ -67,29 +76,87 @@ pub fn parse_tokens(text: &str) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Loads the model for `device`. The binding to the engine's forwards lives here, and only here.
-fn open_target(args: &TraceArgs) -> Result<Box<dyn TraceTarget>> {
-    let _ = &args.debug_wrong_qtype_layer;
-    match args.device {
-        Device::Cpu => bail!(
-            "the CPU forward (engine::model) is not in this build yet: `infer trace` binds to its \
-             trace hook (engine::tracing::TraceHook) once it lands"
-        ),
-        Device::Cuda => bail!(
-            "GPU tracing not built: the CUDA forward does not call the trace hook in this build \
-             (build with --features cuda once the GPU forward is wired to engine::tracing)"
-        ),
+/// The CPU production forward (`engine::model`) as a trace target.
+struct CpuTarget<'m, 'f> {
+    model: &'m Model<'f>,
+    opts: ForwardOptions,
+}
+
+impl TraceTarget for CpuTarget<'_, '_> {
+    fn device(&self) -> String {
+        "cpu".to_string()
     }
+    fn precision(&self) -> String {
+        precision_name(self.opts.act).to_string()
+    }
+    fn forward_options(&self) -> String {
+        format!("{:?}", self.opts)
+    }
+    fn forward(&mut self, tokens: &[u32], hook: Option<&mut dyn TraceHook>) -> Result<Vec<f32>> {
+        let mut cache = KvCache::new(self.model, tokens.len());
+        Ok(self
+            .model
+            .forward(tokens, &mut cache, &self.opts, Logits::All, hook)?)
+    }
+}
+
+fn precision_name(act: ActPrecision) -> &'static str {
+    match act {
+        ActPrecision::F32 => "f32 activations",
+        ActPrecision::Q8 => "q8 activations (llama.cpp scheme), f32 elsewhere",
+    }
+}
+
+/// What the manifest says about the model file.
+fn model_info(path: &Path, file: &GgufFile, model: &Model<'_>) -> Result<ModelInfo> {
+    let header_bytes = file.header_bytes() as u64;
+    Ok(ModelInfo {
+        path: path.display().to_string(),
+        header_sha256: header_digest(path, header_bytes)?,
+        header_bytes,
+        n_layer: model.config.n_layer,
+        n_expert: model.config.n_expert,
+        n_expert_used: model.config.n_expert_used,
+    })
 }
 
 pub fn run(args: TraceArgs) -> Result<()> {
     let tokens = parse_tokens(&args.tokens)?;
     // Syntax and names first, so that a typo fails before a large model is loaded.
     let spec = PlanSpec::parse(&args.save_tensor).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut target = open_target(&args)
-        .with_context(|| format!("loading {} for tracing", args.model.display()))?;
-    let info = target.model_info().clone();
-    trace_with(&mut *target, &tokens, &spec, &args.out, &info)?;
+    let opts = ForwardOptions {
+        act: match args.act {
+            Act::Q8 => ActPrecision::Q8,
+            Act::F32 => ActPrecision::F32,
+        },
+        debug_wrong_qtype_layer: args.debug_wrong_qtype_layer,
+    };
+    match args.device {
+        Device::Cpu => {
+            let file = GgufFile::open(&args.model)
+                .with_context(|| format!("opening {}", args.model.display()))?;
+            let model =
+                Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
+            if let Some(l) = opts.debug_wrong_qtype_layer {
+                if l >= model.config.n_layer {
+                    bail!(
+                        "--debug-wrong-qtype-layer {l}: the model has {} layers",
+                        model.config.n_layer
+                    );
+                }
+            }
+            let info = model_info(&args.model, &file, &model)?;
+            let mut target = CpuTarget {
+                model: &model,
+                opts,
+            };
+            trace_with(&mut target, &tokens, &spec, &args.out, &info)?;
+        }
+        Device::Cuda => bail!(
+            "GPU tracing not built: the CUDA forward does not call the trace hook \
+             (engine::tracing::TraceHook) in this build"
+        ),
+    }
     Ok(())
 }
 
@@ -150,9 +217,6 @@ mod tests {
     struct Fake(ModelInfo);
 
     impl TraceTarget for Fake {
-        fn model_info(&self) -> &ModelInfo {
-            &self.0
-        }
         fn device(&self) -> String {
             "cpu".into()
         }
