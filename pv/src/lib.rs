@@ -1,7 +1,6 @@
 //! The `pv` library: what the `pv` binary's commands are made of.
 
 pub mod status;
-pub mod status_load;
 pub mod git;
 pub mod render;
 pub mod schema;
