@@ -849,9 +849,17 @@ pub fn render_svg(r: &DiffReport) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let name = |dir: &str| {
+        Path::new(dir)
+            .file_name()
+            .map_or_else(|| dir.to_string(), |n| n.to_string_lossy().into_owned())
+    };
     let title = format!(
-        "trace-diff: 1 - cosine per layer ({} vs {})",
-        r.a.device, r.b.device
+        "trace-diff: 1 - cosine per layer (A: {} on {}, B: {} on {})",
+        name(&r.a.dir),
+        r.a.device,
+        name(&r.b.dir),
+        r.b.device
     );
     let _ = writeln!(
         s,
