@@ -1,5 +1,6 @@
 //! placeholder
 
+pub mod generate;
 pub mod model;
 pub mod sampling;
 pub mod synth;

@@ -1,15 +1,26 @@
-//! `infer`: the engine CLI.
-//!
-//! (Minimal entry point written by the tracing work so that `trace-diff` can be run; the model
-//! engineer owns this file and will add `synth`, `run`, `logits`, ... here.)
+//! `infer`: the engine CLI. One module per subcommand.
 
+mod bench;
+mod common;
+mod logits;
+mod run;
+mod synth;
 mod trace;
 mod trace_diff;
+// `inspect` (GGUF header/tensor listing) is written by the GGUF engineer in inspect.rs.
 
 use clap::{Parser, Subcommand};
 
+/// Qwen3-MoE inference engine CLI: run GGUF models on the CPU, dump logits for oracles,
+/// benchmark, write synthetic models, trace the forward stage by stage.
+///
+/// Typical session:
+///   infer synth --preset tiny --quant q4_k_m -o tiny.gguf
+///   infer run tiny.gguf --prompt "the model" --max-tokens 16
+///   infer logits tiny.gguf --tokens 1,2,3 --out logits.npy
+///   infer bench tiny.gguf --prompt-tokens 64 --gen-tokens 16
 #[derive(Parser, Debug)]
-#[command(name = "infer", version, about = "Qwen3-MoE inference engine CLI")]
+#[command(name = "infer", version, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -17,13 +28,25 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    Synth(synth::SynthArgs),
+    Run(run::RunArgs),
+    Logits(logits::LogitsArgs),
+    Bench(bench::BenchArgs),
     Trace(trace::TraceArgs),
     TraceDiff(trace_diff::TraceDiffArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
-        Cmd::Trace(args) => trace::run(args),
-        Cmd::TraceDiff(args) => trace_diff::run(args),
+fn main() {
+    let r = match Cli::parse().cmd {
+        Cmd::Synth(a) => synth::run(a),
+        Cmd::Run(a) => run::run(a),
+        Cmd::Logits(a) => logits::run(a),
+        Cmd::Bench(a) => bench::run(a),
+        Cmd::Trace(a) => trace::run(a),
+        Cmd::TraceDiff(a) => trace_diff::run(a),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }
