@@ -21,7 +21,7 @@ fi
 : "${OUT:?OUT must be set (the device tool sets it)}"
 BIN=.device-carry/gpu_forward
 [[ -x "$BIN" ]] || { echo "missing $BIN: run scripts/device-run.sh --prepare here first" >&2; exit 2; }
-mkdir -p "$OUT/evidence" "$OUT/planted"
+mkdir -p "$OUT/evidence" "$OUT/planted" "$OUT/ab"
 LOG="$OUT/device-run.log"
 # The falsifier runtime computes the source digest from the workspace it was built in; point that
 # path at this copy of the tree so that the digest describes the sources that were carried.
@@ -52,6 +52,10 @@ run logits     $E "$BIN" --exact gpu_logits_parity
 run parity-30b $E "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
 run bench      $E PV_GPU_BENCH_JSON="$OUT/bench.json" "$BIN" gpu_decode_throughput gpu_prefill_throughput gpu_vram_budget
 
+# A/B: the same bench with the prefill products on the f32 CUDA-core kernel instead of the
+# tensor cores (records kept apart from the real evidence).
+run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench-no-tc.json" "$BIN" gpu_prefill_throughput
+
 if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     # The same falsifiers with a planted wrong-qtype dispatch at layer 2 (Q6_K run as Q5_K): each
     # must now FAIL. Their records go to planted/, never to the real evidence.
@@ -62,7 +66,7 @@ if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     run planted-router $P "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
 fi
 
-tar -C "$OUT" -cf "$OUT/evidence.tar" evidence planted && rm -rf "$OUT/evidence" "$OUT/planted"
+tar -C "$OUT" -cf "$OUT/evidence.tar" evidence planted ab && rm -rf "$OUT/evidence" "$OUT/planted" "$OUT/ab"
 echo "== summary" | tee -a "$LOG"
 grep -E "^test .*(ok|FAILED|ignored)$|done in" "$LOG" | tee "$OUT/summary.txt"
 [[ -f "$OUT/bench.json" ]] && cat "$OUT/bench.json"

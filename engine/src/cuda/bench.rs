@@ -31,6 +31,12 @@ pub struct BenchReport {
     /// without the graph.
     pub graph_matches_direct: bool,
     pub tokens_checked: usize,
+    pub graph_tokens: Vec<u32>,
+    pub direct_tokens: Vec<u32>,
+    /// Kernel time breakdown (ms, launches) of one direct decode step at position prompt_len
+    /// and of one prefill of the prompt (events between launches).
+    pub profile_decode: Vec<(String, f64, usize)>,
+    pub profile_prefill: Vec<(String, f64, usize)>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -98,6 +104,9 @@ pub fn run(m: &mut GpuModel, prompt_len: usize, gen: usize, reps: usize, copy_bw
         logits = m.decode(t, None)?;
     }
     let graph_matches_direct = last_tokens.len() >= check && last_tokens[..check] == direct[..];
+    m.reset()?;
+    let profile_prefill = m.profile(&toks)?;
+    let profile_decode = m.profile(&[direct[0]])?;
     let active = m.active_bytes_per_token();
     let roof = copy_bw_gbs * 1e9 / active as f64;
     let decode_tok_s = median(&dec);
@@ -118,6 +127,10 @@ pub fn run(m: &mut GpuModel, prompt_len: usize, gen: usize, reps: usize, copy_bw
         vram: m.vram()?,
         graph_matches_direct,
         tokens_checked: check,
+        graph_tokens: last_tokens.iter().take(check).cloned().collect(),
+        direct_tokens: direct,
+        profile_decode,
+        profile_prefill,
     })
 }
 

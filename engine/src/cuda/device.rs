@@ -55,7 +55,8 @@ fn kernel_names() -> Vec<String> {
         "embed",
         "rmsnorm",
         "qk_norm_rope_store",
-        "attention",
+        "attn_partial",
+        "attn_combine",
         "router_topk",
         "group_pairs",
         "swiglu",
@@ -68,7 +69,7 @@ fn kernel_names() -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for q in ["f32", "f16", "q8_0", "q4_k", "q5_k", "q6_k"] {
-        for k in ["matvec", "moe_gate_up", "moe_down_decode", "matmat"] {
+        for k in ["matvec", "moe_gate_up", "moe_down_decode", "matmat", "matmat_tc"] {
             v.push(format!("{k}_{q}"));
         }
     }

@@ -421,6 +421,201 @@ __device__ void matmat_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nr
 }
 
 // ---------------------------------------------------------------------------------------------
+// Batched products on the tensor cores (prefill): Y[p, r] (=|+=) W_e[r,:] . X[p / in_div, :].
+// Block tile: TC_BM = 64 weight rows x TC_BN = 64 pairs (tokens), K in steps of 128. The weight
+// tile is dequantized to f16 in shared memory, the activation tile converted to f16; 4 warps each
+// compute 32 rows x 32 pairs with mma.sync m16n8k16 (f16 operands, f32 accumulation).
+// grid = (ceil(rows / 64), ceil(max pairs per group / 64), groups). K % 128 == 0.
+// ---------------------------------------------------------------------------------------------
+
+#define TC_BM 64
+#define TC_BN 64
+#define TC_BK 128
+#define TC_LD (TC_BK + 8)  // halves per shared row: +8 keeps fragment loads free of bank conflicts
+
+__device__ __forceinline__ u32 pack_h2(float a, float b) {
+    u32 r;
+    asm("{ .reg .f16 lo, hi;\n cvt.rn.f16.f32 lo, %1;\n cvt.rn.f16.f32 hi, %2;\n mov.b32 %0, {lo, hi}; }"
+        : "=r"(r) : "f"(a), "f"(b));
+    return r;
+}
+
+// Dequantize 64 consecutive weights (elements e0 .. e0+63 of a row, e0 % 64 == 0) into f32.
+template <int QT>
+__device__ __forceinline__ void deq64(const u8* __restrict__ row, int e0, float* w) {
+    if (QT == QT_F32) {
+#pragma unroll
+        for (int i = 0; i < 64; i++) w[i] = ((const float*)row)[e0 + i];
+    } else if (QT == QT_F16) {
+#pragma unroll
+        for (int i = 0; i < 64; i++) w[i] = h2f(((const u16*)row)[e0 + i]);
+    } else if (QT == QT_Q8_0) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const u8* blk = row + (i64)(e0 / 32 + h) * 36;
+            float d = h2f(*(const u16*)blk);
+#pragma unroll
+            for (int i = 0; i < 32; i++) w[32 * h + i] = d * (float)((const i8*)(blk + 4))[i];
+        }
+    } else if (QT == QT_Q4_K || QT == QT_Q5_K) {
+        int b = e0 / 256, j = (e0 % 256) / 64;
+        const u8* blk = row + (i64)b * (QT == QT_Q4_K ? 144 : 176);
+        u32 dd = *(const u32*)blk;
+        float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
+        float s0, m0, s1, m1;
+        scale_min_k4(2 * j, blk + 4, s0, m0);
+        scale_min_k4(2 * j + 1, blk + 4, s1, m1);
+        float d0 = d * s0, mm0 = dmin * m0, d1 = d * s1, mm1 = dmin * m1;
+        const uint4* qs4 = (const uint4*)(blk + (QT == QT_Q4_K ? 16 : 48) + 32 * j);
+        uint4 qa = qs4[0], qb = qs4[1];
+        u32 q8[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        u32 h8[8];
+        if (QT == QT_Q5_K) {
+            const uint4* qh4 = (const uint4*)(blk + 16);
+            uint4 ha = qh4[0], hb = qh4[1];
+            h8[0] = ha.x; h8[1] = ha.y; h8[2] = ha.z; h8[3] = ha.w;
+            h8[4] = hb.x; h8[5] = hb.y; h8[6] = hb.z; h8[7] = hb.w;
+        }
+#pragma unroll
+        for (int l = 0; l < 32; l++) {
+            u32 byte = (q8[l >> 2] >> (8 * (l & 3))) & 0xFF;
+            u32 lo = byte & 0xF, hi = byte >> 4;
+            if (QT == QT_Q5_K) {
+                u32 hb = (h8[l >> 2] >> (8 * (l & 3))) & 0xFF;
+                lo |= ((hb >> (2 * j)) & 1) << 4;
+                hi |= ((hb >> (2 * j + 1)) & 1) << 4;
+            }
+            w[l] = d0 * (float)lo - mm0;
+            w[32 + l] = d1 * (float)hi - mm1;
+        }
+    } else {  // Q6_K repacked: elements l + 32 kk (kk = 2 half, 2 half + 1) of half nh
+        int b = e0 / 256, nh = (e0 % 256) / 128, half = (e0 % 128) / 64;
+        const u8* blk = row + (i64)b * 224;
+        float d = h2f(*(const u16*)(blk + 208));
+        const u8* ql = blk + 64 * nh;
+        const u8* qh = blk + 128 + 32 * nh;
+        const i8* sc = (const i8*)(blk + 192 + 8 * nh);
+#pragma unroll
+        for (int k2 = 0; k2 < 2; k2++) {
+            int kk = 2 * half + k2;
+#pragma unroll
+            for (int l = 0; l < 32; l++) {
+                int lo = (kk & 1) ? ql[l + 32] : ql[l];
+                lo = (kk & 2) ? (lo >> 4) : (lo & 0xF);
+                int hb = (qh[l] >> (2 * kk)) & 3;
+                w[32 * k2 + l] = d * (float)sc[l / 16 + 2 * kk] * (float)((lo | (hb << 4)) - 32);
+            }
+        }
+    }
+}
+
+__device__ __forceinline__ void mma16816(float* c, const u32* a, const u32* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <int QT>
+__device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
+                               const float* X, int x_stride, int in_div, int n_dense,
+                               const int* list, const int* off, float* Y, int y_stride, int mode) {
+    __shared__ __align__(16) u16 sA[TC_BM * TC_LD];
+    __shared__ __align__(16) u16 sB[TC_BN * TC_LD];
+    __shared__ int spid[TC_BN];
+    int e = blockIdx.z;
+    int p0 = 0, p1 = n_dense;
+    if (off) {
+        p0 = off[e];
+        p1 = off[e + 1];
+    }
+    int base = p0 + blockIdx.y * TC_BN;
+    if (base >= p1) return;
+    int cnt = min(TC_BN, p1 - base);
+    int r0 = blockIdx.x * TC_BM;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    if (tid < TC_BN) {
+        int idx = base + min(tid, cnt - 1);
+        spid[tid] = list ? list[idx] : idx;
+    }
+    const u8* Wb = W + (i64)e * expert_bytes;
+    float acc[2][4][4];
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int c = 0; c < 4; c++) acc[a][b][c] = 0.f;
+    int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;  // warp tile origin (rows, pairs)
+    int g = lane >> 2, cq = lane & 3;
+    __syncthreads();
+    for (int k0 = 0; k0 < K; k0 += TC_BK) {
+        // weights: thread -> (row tid / 2, 64-element half tid % 2)
+        {
+            int rr = tid >> 1, hh = tid & 1;
+            int r = min(r0 + rr, nrows - 1);
+            float w[64];
+            deq64<QT>(Wb + (i64)r * row_bytes, k0 + 64 * hh, w);
+            u32* dst = (u32*)(sA + rr * TC_LD + 64 * hh);
+#pragma unroll
+            for (int i = 0; i < 32; i++) dst[i] = pack_h2(w[2 * i], w[2 * i + 1]);
+        }
+        // activations: thread -> (pair tid / 2, 64-element half)
+        {
+            int pp = tid >> 1, hh = tid & 1;
+            const float4* x4 = (const float4*)(X + (i64)(spid[pp] / in_div) * x_stride + k0 + 64 * hh);
+            u32* dst = (u32*)(sB + pp * TC_LD + 64 * hh);
+#pragma unroll
+            for (int i = 0; i < 16; i++) {
+                float4 v = x4[i];
+                dst[2 * i] = pack_h2(v.x, v.y);
+                dst[2 * i + 1] = pack_h2(v.z, v.w);
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < TC_BK; kk += 16) {
+            u32 af[2][4], bf[4][2];
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const u16* base_a = sA + (wm + 16 * a + g) * TC_LD + kk + 2 * cq;
+                af[a][0] = *(const u32*)(base_a);
+                af[a][1] = *(const u32*)(base_a + 8 * TC_LD);
+                af[a][2] = *(const u32*)(base_a + 8);
+                af[a][3] = *(const u32*)(base_a + 8 * TC_LD + 8);
+            }
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                const u16* base_b = sB + (wn + 8 * b + g) * TC_LD + kk + 2 * cq;
+                bf[b][0] = *(const u32*)(base_b);
+                bf[b][1] = *(const u32*)(base_b + 8);
+            }
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int b = 0; b < 4; b++) mma16816(acc[a][b], af[a], bf[b]);
+        }
+        __syncthreads();
+    }
+    // c0,c1: (row g, pairs 2cq, 2cq+1); c2,c3: (row g+8, same pairs)
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = r0 + wm + 16 * a + g + ((i & 2) ? 8 : 0);
+                int pl = wn + 8 * b + 2 * cq + (i & 1);
+                if (r < nrows && pl < cnt) {
+                    float* dst = Y + (i64)spid[pl] * y_stride + r;
+                    if (mode) *dst += acc[a][b][i];
+                    else *dst = acc[a][b][i];
+                }
+            }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Entry points, one per supported qtype (the host picks by the tensor's qtype; there is no
 // default branch: an unsupported qtype has no entry point and is rejected at load).
 // ---------------------------------------------------------------------------------------------
@@ -449,6 +644,13 @@ __device__ void matmat_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nr
                                              const int* off, float* Y, int y_stride, int mode) {  \
         matmat_impl<QT>(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list, \
                         off, Y, y_stride, mode);                                                  \
+    }                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) matmat_tc_##NAME(                           \
+        const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K, const float* X,          \
+        int x_stride, int in_div, int n_dense, const int* list, const int* off, float* Y,        \
+        int y_stride, int mode) {                                                                \
+        matmat_tc_impl<QT>(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense,    \
+                           list, off, Y, y_stride, mode);                                         \
     }
 
 ENTRIES(f32, QT_F32)
@@ -555,52 +757,108 @@ extern "C" __global__ void qk_norm_rope_store(float* q, const float* k, const fl
     }
 }
 
-// Causal attention of T queries at positions pos0 + t over the cache [0, pos0 + t].
-// grid = (n_head, T), block = 256 threads, dynamic shared = (max_ctx) floats for the scores.
-extern "C" __global__ void attention(const float* q, const float* kc, const float* vc, float* out,
-                                     const int* pos_ptr, int n_head, int n_head_kv, int hd,
-                                     float scale) {
-    extern __shared__ float sc[];
-    __shared__ float red[32];
-    __shared__ float part[8 * 128];
-    int h = blockIdx.x, t = blockIdx.y;
-    int n = *pos_ptr + t + 1;  // keys 0..n-1
-    int kvh = h / (n_head / n_head_kv);
+// Causal attention, split over key chunks (flash-decoding): attn_partial computes, for query
+// token t (position pos0 + t), KV head kvh and key chunk c (ATT_CH keys), the chunk's max score
+// m, sum of exp l and unnormalised output o for each of the G = n_head / n_head_kv query heads
+// of that KV head (each K and V row is read once for all G heads); attn_combine merges chunks.
+// grid = (n_head_kv, n_chunks, T), block 256. Needs hd <= 128, G <= 8.
+#define ATT_CH 64
+#define ATT_HD 128
+extern "C" __global__ void attn_partial(const float* q, const float* kc, const float* vc,
+                                        float* part, const int* pos_ptr, int n_head,
+                                        int n_head_kv, int hd, int n_chunks, float scale) {
+    __shared__ float sk[ATT_CH][ATT_HD + 1];
+    __shared__ float sq[8][ATT_HD];
+    __shared__ float sp[8][ATT_CH];
+    int kvh = blockIdx.x, c = blockIdx.y, t = blockIdx.z;
+    int G = n_head / n_head_kv;
+    int n = *pos_ptr + t + 1;
+    int j0 = c * ATT_CH;
     int q_dim = n_head * hd, kv_dim = n_head_kv * hd;
-    const float* qh = q + (i64)t * q_dim + h * hd;
-    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    // scores: one warp per key, lanes over the head dimension (hd = 128: one float4 per lane)
-    for (int j = w; j < n; j += nw) {
-        const float* kr = kc + (i64)j * kv_dim + kvh * hd;
-        float s = 0.f;
-        for (int d = lane; d < hd; d += 32) s += qh[d] * kr[d];
-        s = warp_sum(s);
-        if (lane == 0) sc[j] = s * scale;
+    // part layout: [t][head][chunk][hd + 2] with (m, l) after o
+    int tid = threadIdx.x;
+    if (j0 >= n) {
+        for (int g = tid; g < G; g += blockDim.x) {
+            float* pp = part + (((long long)t * n_head + kvh * G + g) * n_chunks + c) * (hd + 2);
+            pp[hd] = -INFINITY;
+            pp[hd + 1] = 0.f;
+        }
+        return;
+    }
+    int cnt = min(ATT_CH, n - j0);
+    for (int i = tid; i < G * hd; i += blockDim.x) {
+        int g = i / hd, d = i % hd;
+        sq[g][d] = q[(long long)t * q_dim + (kvh * G + g) * hd + d];
+    }
+    for (int i = tid; i < cnt * hd; i += blockDim.x) {
+        int j = i / hd, d = i % hd;
+        sk[j][d] = kc[(long long)(j0 + j) * kv_dim + kvh * hd + d];
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, sc[j]);
-    m = block_max(m, red);
-    float sum = 0.f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) {
-        float e = expf(sc[j] - m);
-        sc[j] = e;
-        sum += e;
-    }
-    sum = block_sum(sum, red);
-    // weighted sum of values: warp w takes keys w, w + nw, ...; lanes over dims; then combine.
-    for (int d0 = 0; d0 < hd; d0 += 32) {
-        float acc = 0.f;
-        int d = d0 + lane;
-        for (int j = w; j < n; j += nw) acc += sc[j] * vc[(i64)j * kv_dim + kvh * hd + d];
-        part[w * 128 + d] = acc;
+    for (int i = tid; i < G * ATT_CH; i += blockDim.x) {
+        int g = i / ATT_CH, j = i % ATT_CH;
+        float s = -INFINITY;
+        if (j < cnt) {
+            s = 0.f;
+            for (int d = 0; d < hd; d++) s += sq[g][d] * sk[j][d];
+            s *= scale;
+        }
+        sp[g][j] = s;
     }
     __syncthreads();
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float acc = 0.f;
-        for (int ww = 0; ww < nw; ww++) acc += part[ww * 128 + d];
-        out[(i64)t * q_dim + h * hd + d] = acc / sum;
+    // per head: max and exp (one warp per head)
+    int lane = tid & 31, w = tid >> 5;
+    for (int g = w; g < G; g += blockDim.x >> 5) {
+        float m = fmaxf(sp[g][lane], sp[g][lane + 32]);
+        m = warp_max(m);
+        float e0 = lane < cnt ? expf(sp[g][lane] - m) : 0.f;
+        float e1 = lane + 32 < cnt ? expf(sp[g][lane + 32] - m) : 0.f;
+        sp[g][lane] = e0;
+        sp[g][lane + 32] = e1;
+        float l = warp_sum(e0 + e1);
+        if (lane == 0) {
+            float* pp = part + (((long long)t * n_head + kvh * G + g) * n_chunks + c) * (hd + 2);
+            pp[hd] = m;
+            pp[hd + 1] = l;
+        }
     }
+    __syncthreads();
+    // o[g][d] = sum_j p[g][j] V[j][d]; thread -> (d, head set)
+    int nsets = blockDim.x / hd;  // 2 when hd = 128
+    int d = tid % hd, set = tid / hd;
+    if (set < nsets) {
+        float acc[8];
+#pragma unroll
+        for (int g = 0; g < 8; g++) acc[g] = 0.f;
+        for (int j = 0; j < cnt; j++) {
+            float v = vc[(long long)(j0 + j) * kv_dim + kvh * hd + d];
+#pragma unroll
+            for (int g = 0; g < 8; g++)
+                if (g % nsets == set && g < G) acc[g] += sp[g][j] * v;
+        }
+#pragma unroll
+        for (int g = 0; g < 8; g++)
+            if (g % nsets == set && g < G)
+                part[(((long long)t * n_head + kvh * G + g) * n_chunks + c) * (hd + 2) + d] = acc[g];
+    }
+}
+
+// out[t, h, :] = sum_c exp(m_c - M) o_c / sum_c exp(m_c - M) l_c. grid = (n_head, T), block hd.
+extern "C" __global__ void attn_combine(const float* part, float* out, const int* pos_ptr,
+                                        int n_head, int hd, int n_chunks) {
+    int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+    int n = *pos_ptr + t + 1;
+    int used = (n + ATT_CH - 1) / ATT_CH;
+    const float* pp = part + ((long long)t * n_head + h) * n_chunks * (hd + 2);
+    float M = -INFINITY;
+    for (int c = 0; c < used; c++) M = fmaxf(M, pp[c * (hd + 2) + hd]);
+    float L = 0.f, acc = 0.f;
+    for (int c = 0; c < used; c++) {
+        float f = expf(pp[c * (hd + 2) + hd] - M);
+        L += f * pp[c * (hd + 2) + hd + 1];
+        acc += f * pp[c * (hd + 2) + d];
+    }
+    out[(long long)t * n_head * hd + h * hd + d] = acc / L;
 }
 
 // Router: p = softmax(logits[t, :n_exp]); the k largest p (ties: lower index first), weights
@@ -623,6 +881,9 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
         int e = lane + 32 * i;
         v[i] = e < n_exp ? expf(v[i] - m) : -1.f;  // probabilities are >= 0; -1 marks "absent"
         if (e < n_exp) s += v[i];
+        // A NaN logit must not leave the selection without a candidate (that would index an
+        // expert out of range): it competes as probability 0 and its NaN reaches the weights.
+        if (e < n_exp && !(v[i] >= 0.f)) v[i] = 0.f;
     }
     s = warp_sum(s);
     float chosen_sum = 0.f;
@@ -640,6 +901,7 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
             int oi = __shfl_xor_sync(0xffffffffu, bi, o);
             if (ob > best || (ob == best && oi < bi)) { best = ob; bi = oi; }
         }
+        if (bi >= n_exp) bi = 0;  // unreachable with the NaN guard above; never index past the experts
         if (lane == 0) {
             ids[t * k + r] = bi;
             wts[t * k + r] = best / s;
@@ -696,8 +958,10 @@ extern "C" __global__ void moe_combine(const float* y, const float* wts, int k, 
 }
 
 // First index of the maximum of v[0..n) (NaN never wins); writes it to out_tok[0] and to
-// hist[*pos_ptr + 1] (the token that will sit at the next position). One block.
-extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist, const int* pos_ptr) {
+// hist[*pos_ptr + off] (off = 1 inside a decode step, before the position advances; 0 right
+// after a prefill, whose position has already advanced). One block.
+extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist, const int* pos_ptr,
+                                  int off) {
     __shared__ float bv[32];
     __shared__ int bi[32];
     float best = -INFINITY;
@@ -721,7 +985,7 @@ extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist
             if (bv[i] > best || (bv[i] == best && bi[i] < idx)) { best = bv[i]; idx = bi[i]; }
         if (idx == 0x7fffffff) idx = 0;
         out_tok[0] = idx;
-        if (hist) hist[*pos_ptr + 1] = idx;
+        if (hist) hist[*pos_ptr + off] = idx;
     }
 }
 

@@ -117,6 +117,7 @@ struct State {
     k: Buf<f32>,
     v: Buf<f32>,
     att: Buf<f32>,
+    part: Buf<f32>,
     rl: Buf<f32>,
     ids: Buf<i32>,
     wts: Buf<f32>,
@@ -146,6 +147,10 @@ pub struct GpuModel {
     graph: Option<CudaGraph>,
     planted: PlantedBug,
     vram: VramReport,
+    /// Tensor-core products for prefill (off with PV_GPU_NO_TC=1, for A/B timing).
+    use_tc: bool,
+    /// When set, an event is recorded after every launch (kernel time breakdown).
+    prof: std::cell::RefCell<Option<Vec<(String, cudarc::driver::CudaEvent)>>>,
 }
 
 fn cfg1(n: usize, threads: usize) -> LaunchConfig {
@@ -157,13 +162,14 @@ fn ceil_div(a: usize, b: usize) -> usize {
 }
 
 macro_rules! launch {
-    ($dev:expr, $name:expr, $cfg:expr $(, $arg:expr)* $(,)?) => {{
-        let f = $dev.func($name)?;
-        let mut b = $dev.stream.launch_builder(f);
+    ($m:expr, $name:expr, $cfg:expr $(, $arg:expr)* $(,)?) => {{
+        let f = $m.dev.func($name)?;
+        let mut b = $m.dev.stream.launch_builder(f);
         $( let a = $arg; b.arg(&a); )*
         // SAFETY: the argument lists match the kernel signatures in kernels.cu (checked by the
         // parity tests), and every pointer is a live device buffer sized by `GpuModel::load`.
         unsafe { b.launch($cfg) }.map_err(drv($name))?;
+        $m.after_launch($name)?;
     }};
 }
 
@@ -268,6 +274,8 @@ impl GpuModel {
             graph: None,
             planted: PlantedBug::None,
             vram,
+            use_tc: std::env::var("PV_GPU_NO_TC").map(|v| v != "1").unwrap_or(true),
+            prof: std::cell::RefCell::new(None),
         })
     }
 
@@ -352,7 +360,7 @@ impl GpuModel {
             if last {
                 self.encode_head(t, rows)?;
             }
-            launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, t as i32);
+            launch!(self, "advance_pos", cfg1(1, 1), self.st.pos.ptr, t as i32);
             self.pos += t;
             if last {
                 out = self.dev.download(&self.st.logits._buf, rows * self.cfg.vocab)?;
@@ -380,7 +388,7 @@ impl GpuModel {
             }
         }
         self.encode_head(1, 1)?;
-        launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
+        launch!(self, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
         self.pos += 1;
         self.dev.download(&self.st.logits._buf, self.cfg.vocab)
     }
@@ -408,7 +416,7 @@ impl GpuModel {
     /// The argmax of the last logits becomes the token at the current position (device only).
     pub fn argmax_last_logits(&mut self) -> Result<(), CudaError> {
         launch!(
-            self.dev,
+            self,
             "argmax",
             cfg1(1, 1024),
             self.st.logits.ptr,
@@ -465,7 +473,7 @@ impl GpuModel {
         }
         self.encode_head(1, 1)?;
         launch!(
-            self.dev,
+            self,
             "argmax",
             cfg1(1, 1024),
             self.st.logits.ptr,
@@ -475,7 +483,7 @@ impl GpuModel {
             self.st.pos.ptr,
             1i32
         );
-        launch!(self.dev, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
+        launch!(self, "advance_pos", cfg1(1, 1), self.st.pos.ptr, 1i32);
         Ok(())
     }
 
@@ -488,6 +496,48 @@ impl GpuModel {
             expert_ids: self.dev.download(&self.st.ids._buf, t * k)?,
             expert_weights: self.dev.download(&self.st.wts._buf, t * k)?,
         })
+    }
+
+    /// Tensor-core path for a batched product: f16 operands, so not for the F32 router (top-k
+    /// near-ties) and only where K is whole 128-element steps.
+    fn tc_ok(&self, m: &DevMat) -> bool {
+        self.use_tc && m.k % 128 == 0 && !self.layers.iter().any(|ly| std::ptr::eq(&ly.router, m))
+    }
+
+    fn after_launch(&self, name: &str) -> Result<(), CudaError> {
+        if let Some(v) = self.prof.borrow_mut().as_mut() {
+            let ev = self
+                .dev
+                .ctx
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(drv("creating a profiling event"))?;
+            ev.record(&self.dev.stream).map_err(drv("recording a profiling event"))?;
+            v.push((name.to_string(), ev));
+        }
+        Ok(())
+    }
+
+    /// Time every kernel of one forward over `tokens` (a prefill when more than one token, else
+    /// a direct decode step) with events between launches; returns (kernel, total ms, launches)
+    /// sorted by time. Diagnostics only: events add a little time of their own.
+    pub fn profile(&mut self, tokens: &[u32]) -> Result<Vec<(String, f64, usize)>, CudaError> {
+        let start = self.dev.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+        start.record(&self.dev.stream).map_err(drv("event"))?;
+        *self.prof.borrow_mut() = Some(vec![("start".into(), start)]);
+        let r = if tokens.len() > 1 { self.prefill(tokens, false, None).map(|_| ()) } else { self.decode(tokens[0], None).map(|_| ()) };
+        let evs = self.prof.borrow_mut().take().unwrap_or_default();
+        r?;
+        self.dev.sync()?;
+        let mut agg: std::collections::HashMap<String, (f64, usize)> = std::collections::HashMap::new();
+        for w in evs.windows(2) {
+            let ms = w[0].1.elapsed_ms(&w[1].1).map_err(drv("event time"))? as f64;
+            let e = agg.entry(w[1].0.clone()).or_insert((0.0, 0));
+            e.0 += ms;
+            e.1 += 1;
+        }
+        let mut v: Vec<(String, f64, usize)> = agg.into_iter().map(|(k, (ms, n))| (k, ms, n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(v)
     }
 
     fn kernel_for(&self, m: &DevMat, layer: Option<usize>, op: &str) -> String {
@@ -506,7 +556,7 @@ impl GpuModel {
         if t == 1 {
             let name = self.kernel_for(m, layer, "matvec");
             launch!(
-                self.dev,
+                self,
                 name.as_str(),
                 cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS),
                 m.ptr,
@@ -518,11 +568,21 @@ impl GpuModel {
                 mode
             );
         } else {
-            let name = self.kernel_for(m, layer, "matmat");
+            let tc = self.tc_ok(m);
+            let name = self.kernel_for(m, layer, if tc { "matmat_tc" } else { "matmat" });
+            let cfg = if tc {
+                LaunchConfig {
+                    grid_dim: (ceil_div(m.rows, 64) as u32, ceil_div(t, 64) as u32, 1),
+                    block_dim: (128, 1, 1),
+                    shared_mem_bytes: 0,
+                }
+            } else {
+                cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS)
+            };
             launch!(
-                self.dev,
+                self,
                 name.as_str(),
-                cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS),
+                cfg,
                 m.ptr,
                 0i64,
                 m.row_bytes as i64,
@@ -544,7 +604,7 @@ impl GpuModel {
 
     fn encode_embed(&self, t: usize) -> Result<(), CudaError> {
         launch!(
-            self.dev,
+            self,
             "embed",
             cfg1(t, 256),
             self.embd.qt.ggml_id() as i32,
@@ -564,7 +624,7 @@ impl GpuModel {
         let ly = &self.layers[l];
         let e = c.n_embd as i32;
         let k = c.n_expert_used;
-        launch!(self.dev, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.attn_norm.ptr, s.h.ptr, e, c.rms_eps);
+        launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.attn_norm.ptr, s.h.ptr, e, c.rms_eps);
         self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false)?;
         self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false)?;
         self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
@@ -574,7 +634,7 @@ impl GpuModel {
             shared_mem_bytes: 0,
         };
         launch!(
-            self.dev,
+            self,
             "qk_norm_rope_store",
             qk_cfg,
             s.q.ptr,
@@ -591,29 +651,37 @@ impl GpuModel {
             c.rope_base,
             c.rms_eps
         );
-        let att_cfg = LaunchConfig {
-            grid_dim: (c.n_head as u32, t as u32, 1),
+        let nch = n_chunks(self.opts.max_ctx);
+        let part_cfg = LaunchConfig {
+            grid_dim: (c.n_head_kv as u32, nch as u32, t as u32),
             block_dim: (256, 1, 1),
-            shared_mem_bytes: (self.opts.max_ctx * 4) as u32,
+            shared_mem_bytes: 0,
         };
         launch!(
-            self.dev,
-            "attention",
-            att_cfg,
+            self,
+            "attn_partial",
+            part_cfg,
             s.q.ptr,
             s.kc[l].ptr,
             s.vc[l].ptr,
-            s.att.ptr,
+            s.part.ptr,
             s.pos.ptr,
             c.n_head as i32,
             c.n_head_kv as i32,
             c.head_dim as i32,
+            nch as i32,
             1.0f32 / (c.head_dim as f32).sqrt()
         );
+        let comb_cfg = LaunchConfig {
+            grid_dim: (c.n_head as u32, t as u32, 1),
+            block_dim: (c.head_dim as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(self, "attn_combine", comb_cfg, s.part.ptr, s.att.ptr, s.pos.ptr, c.n_head as i32, c.head_dim as i32, nch as i32);
         self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
-        launch!(self.dev, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
+        launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
         self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
-        launch!(self.dev, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
+        launch!(self, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
         let ff = c.expert_ff;
         if t == 1 {
             let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up");
@@ -623,7 +691,7 @@ impl GpuModel {
                 shared_mem_bytes: 0,
             };
             launch!(
-                self.dev,
+                self,
                 name.as_str(),
                 gu_cfg,
                 ly.gate.ptr,
@@ -640,7 +708,7 @@ impl GpuModel {
             );
             let name = self.kernel_for(&ly.down, Some(l), "moe_down_decode");
             launch!(
-                self.dev,
+                self,
                 name.as_str(),
                 cfg1(ceil_div(c.n_embd, MV_WARPS), 32 * MV_WARPS),
                 ly.down.ptr,
@@ -656,16 +724,26 @@ impl GpuModel {
             );
         } else {
             let pairs = t * k;
-            launch!(self.dev, "group_pairs", cfg1(1, 1024), s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
+            launch!(self, "group_pairs", cfg1(1, 1024), s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
             let grouped = |m: &DevMat, rows: usize, x: u64, xs: usize, in_div: usize, y: u64, ys: usize| -> Result<(), CudaError> {
-                let name = self.kernel_for(m, Some(l), "matmat");
-                let cfg = LaunchConfig {
-                    grid_dim: (ceil_div(rows, MV_WARPS) as u32, 1, c.n_expert as u32),
-                    block_dim: (32 * MV_WARPS as u32, 1, 1),
-                    shared_mem_bytes: 0,
+                let tc = self.tc_ok(m);
+                let name = self.kernel_for(m, Some(l), if tc { "matmat_tc" } else { "matmat" });
+                // A token picks an expert at most once: no expert has more than t pairs.
+                let cfg = if tc {
+                    LaunchConfig {
+                        grid_dim: (ceil_div(rows, 64) as u32, ceil_div(t, 64) as u32, c.n_expert as u32),
+                        block_dim: (128, 1, 1),
+                        shared_mem_bytes: 0,
+                    }
+                } else {
+                    LaunchConfig {
+                        grid_dim: (ceil_div(rows, MV_WARPS) as u32, 1, c.n_expert as u32),
+                        block_dim: (32 * MV_WARPS as u32, 1, 1),
+                        shared_mem_bytes: 0,
+                    }
                 };
                 launch!(
-                    self.dev,
+                    self,
                     name.as_str(),
                     cfg,
                     m.ptr,
@@ -688,9 +766,9 @@ impl GpuModel {
             grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff)?;
             grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff)?;
             let n = (pairs * ff) as i64;
-            launch!(self.dev, "swiglu", cfg1(ceil_div(pairs * ff, 256), 256), s.g.ptr, s.u.ptr, s.act.ptr, n);
+            launch!(self, "swiglu", cfg1(ceil_div(pairs * ff, 256), 256), s.g.ptr, s.u.ptr, s.act.ptr, n);
             grouped(&ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd)?;
-            launch!(self.dev, "moe_combine", cfg1(t, 256), s.y.ptr, s.wts.ptr, k as i32, e, s.x.ptr);
+            launch!(self, "moe_combine", cfg1(t, 256), s.y.ptr, s.wts.ptr, k as i32, e, s.x.ptr);
         }
         Ok(())
     }
@@ -700,10 +778,15 @@ impl GpuModel {
         let c = &self.cfg;
         let s = &self.st;
         let x0 = s.x.ptr + ((t - rows) * c.n_embd * 4) as u64;
-        launch!(self.dev, "rmsnorm", cfg1(rows, 256), x0, self.out_norm.ptr, s.h.ptr, c.n_embd as i32, c.rms_eps);
+        launch!(self, "rmsnorm", cfg1(rows, 256), x0, self.out_norm.ptr, s.h.ptr, c.n_embd as i32, c.rms_eps);
         let head = self.output.as_ref().unwrap_or(&self.embd);
         self.encode_dense(head, None, rows, s.h.ptr, s.logits.ptr, false)
     }
+}
+
+/// Key chunks of the split attention (ATT_CH = 64 keys in kernels.cu).
+fn n_chunks(max_ctx: usize) -> usize {
+    max_ctx.div_ceil(64)
 }
 
 fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
@@ -711,8 +794,11 @@ fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
     if c.head_dim == 0 || c.head_dim > 128 || c.head_dim % 32 != 0 {
         return bad(format!("head_dim {} unsupported (the attention kernel needs a multiple of 32, at most 128)", c.head_dim));
     }
-    if c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0 {
-        return bad(format!("n_head {} is not a multiple of n_head_kv {}", c.n_head, c.n_head_kv));
+    if c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0 || c.n_head / c.n_head_kv > 8 {
+        return bad(format!(
+            "n_head {} / n_head_kv {} unsupported (the attention kernel needs a whole group of at most 8 query heads per KV head)",
+            c.n_head, c.n_head_kv
+        ));
     }
     if c.n_expert == 0 || c.n_expert > 256 || c.n_expert_used == 0 || c.n_expert_used > c.n_expert {
         return bad(format!("{} experts with {} used is unsupported (at most 256 experts)", c.n_expert, c.n_expert_used));
@@ -735,6 +821,7 @@ fn scratch_bytes(c: &GpuConfig, o: &LoadOptions) -> usize {
         + 3 * b * k * c.expert_ff
         + b * k * c.n_embd
         + MAX_LOGIT_ROWS.min(b).max(1) * c.vocab;
+    let f = f + b * c.n_head * n_chunks(o.max_ctx) * (c.head_dim + 2);
     let i = b * k * 2 + c.n_expert + 1 + b + 1 + o.max_ctx + 2;
     4 * (f + i)
 }
@@ -769,6 +856,7 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         k: f(b * kvd, "activations")?,
         v: f(b * kvd, "activations")?,
         att: f(b * qd, "activations")?,
+        part: f(b * c.n_head * n_chunks(o.max_ctx) * (c.head_dim + 2), "attention partials")?,
         rl: f(b * c.n_expert, "router logits")?,
         ids: i(b * k, "expert ids")?,
         wts: f(b * k, "expert weights")?,
