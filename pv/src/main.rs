@@ -22,6 +22,10 @@ enum Command {
     Validate(pv::validate::Args),
     /// Print the JSON Schema of contract files.
     Schema(pv::schema::Args),
+    /// Stage status derived from contracts and evidence (docs/status.md).
+    Status(pv::status_cmd::Args),
+    /// Validate contracts, run every falsifier, print the derived status.
+    Verify(pv::verify::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +33,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => pv::validate::run(args),
         Command::Schema(args) => pv::schema::run(args),
+        Command::Status(args) => pv::status_cmd::run(args),
+        Command::Verify(args) => pv::verify::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,296 @@
+//! Builds the inputs of [`crate::status::derive`] from files: contracts, evidence records, the
+//! current source digests, and the bound tests.
+//!
+//! Never writes: evidence is read-only to `pv`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pv_contract::ContractSet;
+use pv_evidence::record::{SourceDigest, Tier};
+use pv_evidence::store::{list_record_files, parse_record};
+use rayon::prelude::*;
+
+use crate::status::{
+    derive, ContractModel, CriterionModel, DivergenceModel, FalsifierModel, Inputs, Model, Run,
+    StageModel, StatusReport,
+};
+
+/// Where things are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Workspace root (source digests are computed relative to it).
+    pub root: PathBuf,
+    /// Contracts directory.
+    pub contracts: PathBuf,
+    /// Evidence directories, read recursively (default: `evidence/runs`).
+    pub evidence: Vec<PathBuf>,
+    /// The bound-test directory (`falsifiers/tests`); `None` or missing: binding not checked.
+    pub tests: Option<PathBuf>,
+}
+
+impl Paths {
+    /// The standard layout under a workspace root.
+    pub fn in_workspace(root: &Path) -> Paths {
+        Paths {
+            root: root.to_path_buf(),
+            contracts: root.join("contracts"),
+            evidence: vec![root.join("evidence").join("runs")],
+            tests: Some(root.join("falsifiers").join("tests")),
+        }
+    }
+}
+
+/// A failure that prevents deriving any status.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Contracts did not load.
+    #[error("loading contracts from {dir}: {message}")]
+    Contracts {
+        /// Directory.
+        dir: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// An evidence directory could not be listed.
+    #[error("listing evidence in {dir}: {source}")]
+    Evidence {
+        /// Directory.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tests directory could not be scanned.
+    #[error("scanning bound tests in {dir}: {source}")]
+    Tests {
+        /// Directory.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Converts loaded contracts into the status model (file hashes from the bytes on disk).
+pub fn model_from_contracts(set: &ContractSet) -> Model {
+    let mut contracts = Vec::new();
+    for e in set.entries() {
+        let c = &e.contract;
+        // The file's bytes, as the macro hashed them when it compiled the test.
+        let sha256 = match std::fs::read(&e.source.path) {
+            Ok(bytes) => pv_contract::digest::content_hash(bytes),
+            Err(_) => pv_contract::digest::content_hash(e.source.text.as_bytes()),
+        };
+        contracts.push(ContractModel {
+            id: c.contract.clone(),
+            version: c.version.clone(),
+            path: e.source.path.display().to_string(),
+            sha256,
+            criteria: c
+                .acceptance_criteria
+                .iter()
+                .map(|a| CriterionModel {
+                    id: a.id.clone(),
+                    text: a.text.trim().to_string(),
+                    falsifiers: a.falsifiers.clone(),
+                })
+                .collect(),
+            stages: c
+                .stages
+                .iter()
+                .map(|s| StageModel {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    requires: s.requires.clone(),
+                    falsifiers: s.falsifiers.clone(),
+                })
+                .collect(),
+            falsifiers: c
+                .falsifiers
+                .iter()
+                .map(|f| FalsifierModel {
+                    id: f.id.clone(),
+                    tier: match f.tier {
+                        pv_contract::Tier::Algorithm => Tier::Algorithm,
+                        pv_contract::Tier::Hardware => Tier::Hardware,
+                    },
+                    retired: f.retired.clone(),
+                    metrics: f.metrics.iter().map(|m| m.name.clone()).collect(),
+                })
+                .collect(),
+            divergences: c
+                .known_divergences
+                .iter()
+                .map(|d| DivergenceModel {
+                    falsifier: d.falsifier.clone(),
+                    scope: d.scope.clone(),
+                    classification: match d.classification {
+                        pv_contract::Classification::Benign => "benign".to_string(),
+                        pv_contract::Classification::NotBenign => "not-benign".to_string(),
+                    },
+                })
+                .collect(),
+        });
+    }
+    Model { contracts }
+}
+
+/// Records read from disk, and the files that were not valid records.
+#[derive(Debug, Default)]
+pub struct LoadedRuns {
+    /// Valid records.
+    pub runs: Vec<Run>,
+    /// `path: why` for each unreadable, truncated or corrupt file (reported, then skipped).
+    pub unreadable: Vec<String>,
+}
+
+/// Reads every record under `dirs` in parallel. Files are named relative to their directory.
+pub fn load_runs(dirs: &[PathBuf]) -> Result<LoadedRuns, LoadError> {
+    load_runs_excluding(dirs, &[], &[])
+}
+
+/// As [`load_runs`], skipping files under any of `exclude` unless they are under one of `keep`
+/// (`pv verify`: committed evidence plus this run, not older local runs). A file reachable from
+/// two of `dirs` is read once.
+pub fn load_runs_excluding(
+    dirs: &[PathBuf],
+    exclude: &[PathBuf],
+    keep: &[PathBuf],
+) -> Result<LoadedRuns, LoadError> {
+    let mut files = Vec::new();
+    let mut seen = HashSet::new();
+    for d in dirs {
+        let list = list_record_files(d).map_err(|source| LoadError::Evidence {
+            dir: d.clone(),
+            source,
+        })?;
+        for f in list {
+            let excluded =
+                exclude.iter().any(|e| f.starts_with(e)) && !keep.iter().any(|k| f.starts_with(k));
+            if !excluded && seen.insert(f.clone()) {
+                files.push((d.clone(), f));
+            }
+        }
+    }
+    let results: Vec<Result<Run, String>> = files
+        .par_iter()
+        .map(|(dir, f)| {
+            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            let record = parse_record(f, &bytes).map_err(|e| e.to_string())?;
+            let ts = pv_evidence::timefmt::parse_rfc3339(&record.timestamp)
+                .ok_or_else(|| format!("{}: bad timestamp", f.display()))?;
+            Ok(Run {
+                file: f
+                    .strip_prefix(dir)
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .into_owned(),
+                ts,
+                record,
+            })
+        })
+        .collect();
+    let mut out = LoadedRuns::default();
+    for r in results {
+        match r {
+            Ok(run) => out.runs.push(run),
+            Err(e) => out.unreadable.push(e),
+        }
+    }
+    Ok(out)
+}
+
+/// (algorithm, roots) -> the digest now (None: cannot be recomputed).
+type DigestCache = HashMap<(String, Vec<String>), Option<String>>;
+
+/// Recomputes source digests for the checkout, once per distinct roots list.
+pub struct SourceFreshness {
+    root: PathBuf,
+    cache: Mutex<DigestCache>,
+}
+
+impl SourceFreshness {
+    /// For the checkout at `root`.
+    pub fn new(root: &Path) -> Self {
+        SourceFreshness {
+            root: root.to_path_buf(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn current(&self, d: &SourceDigest) -> Option<String> {
+        let key = (d.algorithm.clone(), d.roots.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .entry(key)
+            .or_insert_with(|| {
+                // Only the algorithm this build implements can be recomputed; anything else is
+                // never fresh.
+                if d.algorithm != pv_evidence::digest::DIGEST_ALGORITHM {
+                    return None;
+                }
+                let roots: Vec<&str> = d.roots.iter().map(String::as_str).collect();
+                pv_evidence::digest::source_digest(&self.root, &roots)
+                    .ok()
+                    .map(|s| s.sha256)
+            })
+            .clone()
+    }
+}
+
+impl crate::status::Freshness for SourceFreshness {
+    fn source_fresh(&self, digest: &SourceDigest) -> bool {
+        self.current(digest).is_some_and(|now| now == digest.sha256)
+    }
+}
+
+/// Ids bound to a test in `tests_dir`, or `None` if the directory does not exist.
+pub fn bound_ids(tests_dir: Option<&Path>) -> Result<Option<HashSet<String>>, LoadError> {
+    let Some(dir) = tests_dir.filter(|d| d.is_dir()) else {
+        return Ok(None);
+    };
+    let b = pv_evidence::bindings::scan_tests_dir(dir).map_err(|source| LoadError::Tests {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(Some(b.into_iter().map(|b| b.id).collect()))
+}
+
+/// Loads the contracts of `paths.contracts`.
+pub fn load_contracts(dir: &Path) -> Result<ContractSet, LoadError> {
+    pv_contract::load_dir(dir).map_err(|e| LoadError::Contracts {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// "Now" in ns since the epoch.
+pub fn now_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Everything from files: contracts, records, digests, bindings -> the derived report.
+pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadError> {
+    let set = load_contracts(&paths.contracts)?;
+    let model = model_from_contracts(&set);
+    let loaded = load_runs(&paths.evidence)?;
+    let bound = bound_ids(paths.tests.as_deref())?;
+    let fresh = SourceFreshness::new(&paths.root);
+    let mut report = derive(
+        &model,
+        &loaded.runs,
+        &fresh,
+        &Inputs {
+            bound,
+            now: now_ns(),
+        },
+    );
+    report.unreadable = loaded.unreadable;
+    Ok((set, report))
+}

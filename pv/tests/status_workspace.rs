@@ -1,0 +1,247 @@
+//! Derived status reacts to what happens in a workspace: a mini workspace (contracts, engine
+//! sources, a bound-test file, evidence) in a temporary directory, driven through the same
+//! runtime the falsifier tests use and the same loader `pv status` uses.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use pv::status::StageStatus;
+use pv::status_load::{status_for, Paths};
+use pv_evidence::{run_falsifier_in, FalsifierMeta, MetricSpec, Op, Tier};
+
+const CONTRACT: &str = r#"contract: mini-v1
+version: 0.1.0
+title: Mini
+summary: A mini contract for status tests.
+owners: [pv]
+acceptance_criteria:
+  - id: AC-MINI-001
+    text: It works.
+    falsifiers: [FALSIFY-MINI-A-001, FALSIFY-MINI-GPU-001]
+stages:
+  - id: M-MINI-1.1
+    title: Algorithm
+    requires: []
+    falsifiers: [FALSIFY-MINI-A-001]
+  - id: M-MINI-1.2
+    title: On the GPU
+    requires: [M-MINI-1.1]
+    falsifiers: [FALSIFY-MINI-A-001, FALSIFY-MINI-GPU-001]
+falsifiers:
+  - id: FALSIFY-MINI-A-001
+    claim: No mismatch.
+    tier: algorithm
+    metrics:
+      - name: mismatches
+        op: "=="
+        threshold: 0
+    if_fails: Look at mini.
+  - id: FALSIFY-MINI-GPU-001
+    claim: The GPU agrees.
+    tier: hardware
+    metrics:
+      - name: disagreements
+        op: "=="
+        threshold: 0
+    if_fails: Look at the GPU.
+amendment_history:
+  - version: 0.1.0
+    date: 2026-11-22
+    summary: First.
+"#;
+
+const TESTS: &str = r#"
+#[falsifier("FALSIFY-MINI-A-001")]
+fn a(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+
+#[falsifier("FALSIFY-MINI-GPU-001")]
+fn gpu(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+"#;
+
+struct Mini {
+    dir: tempfile::TempDir,
+    manifest: &'static str,
+}
+
+impl Mini {
+    fn new() -> Mini {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        fs::create_dir_all(root.join("contracts")).unwrap();
+        fs::write(root.join("contracts/mini-v1.yaml"), CONTRACT).unwrap();
+        fs::create_dir_all(root.join("engine/src")).unwrap();
+        fs::write(root.join("engine/src/lib.rs"), "pub fn f() -> u32 { 1 }\n").unwrap();
+        fs::write(
+            root.join("engine/Cargo.toml"),
+            "[package]\nname = \"engine\"\n",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("falsifiers/tests")).unwrap();
+        fs::write(root.join("falsifiers/tests/mini.rs"), TESTS).unwrap();
+        // FalsifierMeta wants 'static strings; a test process makes a handful of these.
+        let manifest: &'static str = Box::leak(
+            root.join("falsifiers")
+                .display()
+                .to_string()
+                .into_boxed_str(),
+        );
+        Mini { dir, manifest }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn runs(&self) -> PathBuf {
+        self.root().join("evidence/runs")
+    }
+
+    fn meta(&self, id: &'static str) -> FalsifierMeta {
+        let bytes = fs::read(self.root().join("contracts/mini-v1.yaml")).unwrap();
+        let hash: &'static str =
+            Box::leak(pv_contract::digest::content_hash(bytes).into_boxed_str());
+        let (tier, metrics): (Tier, &'static [MetricSpec]) = if id.contains("GPU") {
+            (
+                Tier::Hardware,
+                &[MetricSpec {
+                    name: "disagreements",
+                    op: Op::Eq,
+                    threshold: 0.0,
+                    unit: None,
+                }],
+            )
+        } else {
+            (
+                Tier::Algorithm,
+                &[MetricSpec {
+                    name: "mismatches",
+                    op: Op::Eq,
+                    threshold: 0.0,
+                    unit: None,
+                }],
+            )
+        };
+        FalsifierMeta {
+            id,
+            contract: "mini-v1",
+            contract_version: "0.1.0",
+            contract_path: "contracts/mini-v1.yaml",
+            contract_sha256: hash,
+            tier,
+            metrics,
+            devices: &[],
+            fixtures: &[],
+            if_fails: "",
+            test_name: "mini::t",
+            test_file: "tests/mini.rs",
+            manifest_dir: self.manifest,
+        }
+    }
+
+    /// Runs a falsifier that reports `value` for its one metric; returns the record path.
+    fn run(&self, id: &'static str, value: f64) -> PathBuf {
+        let meta = self.meta(id);
+        let name = meta.metrics[0].name;
+        run_falsifier_in(&meta, &self.runs(), |ctx| {
+            ctx.metric(name, value);
+            Ok(())
+        })
+        .unwrap()
+        .path
+    }
+
+    fn status(&self, stage: &str) -> StageStatus {
+        let (_, r) = status_for(&Paths::in_workspace(self.root())).unwrap();
+        r.stage(stage).unwrap().status
+    }
+}
+
+#[test]
+fn passing_runs_discharge_and_deleting_evidence_makes_pending() {
+    let m = Mini::new();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Pending);
+    let a = m.run("FALSIFY-MINI-A-001", 0.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+    assert_eq!(m.status("M-MINI-1.2"), StageStatus::AlgorithmLevel);
+    m.run("FALSIFY-MINI-GPU-001", 0.0);
+    assert_eq!(m.status("M-MINI-1.2"), StageStatus::Discharged);
+    // Deleting the only record of A: nothing vouches for it any more.
+    fs::remove_file(a).unwrap();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Pending);
+    // ... and the stage that requires 1.1 cannot stand above it.
+    assert_eq!(m.status("M-MINI-1.2"), StageStatus::Pending);
+}
+
+#[test]
+fn editing_engine_sources_makes_evidence_stale_until_rerun() {
+    let m = Mini::new();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+    fs::write(
+        m.root().join("engine/src/lib.rs"),
+        "pub fn f() -> u32 { 2 }\n",
+    )
+    .unwrap();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Stale);
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+    // Editing the contract (even a comment) also makes old evidence stale.
+    let path = m.root().join("contracts/mini-v1.yaml");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, format!("# edited\n{text}")).unwrap();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Stale);
+}
+
+#[test]
+fn a_failing_run_makes_the_stage_failing_until_a_newer_pass() {
+    let m = Mini::new();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    m.run("FALSIFY-MINI-A-001", 3.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Failing);
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    let s = r.stage("M-MINI-1.1").unwrap();
+    assert_eq!(s.key_metric.as_deref(), Some("mismatches=3 (fails)"));
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+}
+
+#[test]
+fn corrupt_records_are_reported_and_skipped_and_never_rewritten() {
+    let m = Mini::new();
+    let good = m.run("FALSIFY-MINI-A-001", 0.0);
+    let text = fs::read_to_string(&good).unwrap();
+    let bad = m.runs().join("truncated.json");
+    fs::write(&bad, &text[..text.len() / 2]).unwrap();
+    fs::write(m.runs().join("garbage.json"), "not json").unwrap();
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    assert_eq!(
+        r.stage("M-MINI-1.1").unwrap().status,
+        StageStatus::Discharged
+    );
+    assert_eq!(r.unreadable.len(), 2, "{:?}", r.unreadable);
+    // pv only reads.
+    assert_eq!(fs::read_to_string(&bad).unwrap(), text[..text.len() / 2]);
+}
+
+#[test]
+fn a_falsifier_without_a_bound_test_is_unimplemented() {
+    let m = Mini::new();
+    fs::write(
+        m.root().join("falsifiers/tests/mini.rs"),
+        "#[falsifier(\"FALSIFY-MINI-A-001\")]\nfn a() {}\n",
+    )
+    .unwrap();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    m.run("FALSIFY-MINI-GPU-001", 0.0);
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    assert_eq!(
+        r.stage("M-MINI-1.1").unwrap().status,
+        StageStatus::Discharged
+    );
+    assert_eq!(
+        r.stage("M-MINI-1.2").unwrap().status,
+        StageStatus::Unimplemented
+    );
+    assert_eq!(r.unbound, vec!["FALSIFY-MINI-GPU-001".to_string()]);
+}
