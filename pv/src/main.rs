@@ -22,10 +22,14 @@ enum Command {
     Validate(pv::validate::Args),
     /// Print the JSON Schema of contract files.
     Schema(pv::schema::Args),
-    /// Stage status derived from contracts and evidence (docs/status.md).
-    Status(pv::status_cmd::Args),
-    /// Validate contracts, run every falsifier, print the derived status.
-    Verify(pv::verify::Args),
+    /// Create a new contract (valid v0.1.0 scaffold).
+    New(pv::authoring::NewArgs),
+    /// Bump a contract's version and append an amendment entry.
+    Amend(pv::authoring::AmendArgs),
+    /// Show what changed between two versions of a contract (files or REV:path).
+    Diff(pv::diff::Args),
+    /// List contracts with versions and counts.
+    List(pv::list::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,8 +37,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => pv::validate::run(args),
         Command::Schema(args) => pv::schema::run(args),
-        Command::Status(args) => pv::status_cmd::run(args),
-        Command::Verify(args) => pv::verify::run(args),
+        Command::New(args) => pv::authoring::run_new(args),
+        Command::Amend(args) => pv::authoring::run_amend(args),
+        Command::Diff(args) => pv::diff::run(args),
+        Command::List(args) => pv::list::run(args),
     };
     match result {
         Ok(code) => code,
