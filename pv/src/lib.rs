@@ -1,5 +1,6 @@
 //! The `pv` library: what the `pv` binary's commands are made of.
 
+pub mod evidence_cmd;
 pub mod status;
 pub mod authoring;
 pub mod diff;

@@ -245,3 +245,32 @@ fn a_falsifier_without_a_bound_test_is_unimplemented() {
     );
     assert_eq!(r.unbound, vec!["FALSIFY-MINI-GPU-001".to_string()]);
 }
+
+#[test]
+fn traceability_rows_flag_stale_and_missing_evidence() {
+    let m = Mini::new();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    fs::write(
+        m.root().join("engine/src/lib.rs"),
+        "pub fn f() -> u32 { 3 }\n",
+    )
+    .unwrap();
+    let (set, report) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    let model = pv::status_load::model_from_contracts(&set);
+    let rows = pv::evidence_cmd::rows(&report, &model, &Default::default(), 3);
+    let a = rows
+        .iter()
+        .find(|r| r.falsifier == "FALSIFY-MINI-A-001")
+        .unwrap();
+    assert_eq!(a.criterion, "AC-MINI-001");
+    assert_eq!(a.stages, vec!["M-MINI-1.1", "M-MINI-1.2"]);
+    assert_eq!(a.flags, vec!["stale"]);
+    assert_eq!(a.runs.len(), 1);
+    let gpu = rows
+        .iter()
+        .find(|r| r.falsifier == "FALSIFY-MINI-GPU-001")
+        .unwrap();
+    assert_eq!(gpu.flags, vec!["no evidence"]);
+    let md = pv::evidence_cmd::markdown(&rows);
+    assert!(md.contains("STALE (sources changed)"), "{md}");
+}
