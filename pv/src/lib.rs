@@ -2,6 +2,10 @@
 
 pub mod evidence_cmd;
 pub mod status;
+pub mod status_cmd;
+pub mod status_load;
+pub mod status_render;
+pub mod verify;
 pub mod authoring;
 pub mod diff;
 pub mod git;

@@ -30,6 +30,12 @@ enum Command {
     Diff(pv::diff::Args),
     /// List contracts with versions and counts.
     List(pv::list::Args),
+    /// Stage status derived from contracts and evidence (docs/status.md).
+    Status(pv::status_cmd::Args),
+    /// Validate contracts, run every falsifier, print the derived status.
+    Verify(pv::verify::Args),
+    /// Evidence records: traceability report, record schema.
+    Evidence(pv::evidence_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +47,9 @@ fn main() -> ExitCode {
         Command::Amend(args) => pv::authoring::run_amend(args),
         Command::Diff(args) => pv::diff::run(args),
         Command::List(args) => pv::list::run(args),
+        Command::Status(args) => pv::status_cmd::run(args),
+        Command::Verify(args) => pv::verify::run(args),
+        Command::Evidence(args) => pv::evidence_cmd::run(args),
     };
     match result {
         Ok(code) => code,
