@@ -214,7 +214,7 @@ mod tests {
     }
 
     /// A stand-in target (not a forward) that hands over `embed` and `logits` for each position.
-    struct Fake(ModelInfo);
+    struct Fake;
 
     impl TraceTarget for Fake {
         fn device(&self) -> String {
@@ -255,20 +255,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("t");
         let spec = PlanSpec::parse("logits@pos=last").unwrap();
-        trace_with(&mut Fake(info.clone()), &[7, 8, 9], &spec, &out, &info).unwrap();
+        trace_with(&mut Fake, &[7, 8, 9], &spec, &out, &info).unwrap();
         let t = engine::tracing::TraceDir::open(&out).unwrap();
         let files: Vec<&str> = t.manifest.tensors.iter().map(|e| e.file.as_str()).collect();
         assert_eq!(files, ["logits.p002.npy"]);
         assert_eq!(t.manifest.tokens, [7, 8, 9]);
         // A position past the end is refused before the forward runs.
         let spec = PlanSpec::parse("logits@pos=3").unwrap();
-        let e = trace_with(
-            &mut Fake(info.clone()),
-            &[7, 8, 9],
-            &spec,
-            &tmp.path().join("u"),
-            &info,
-        );
+        let e = trace_with(&mut Fake, &[7, 8, 9], &spec, &tmp.path().join("u"), &info);
         assert!(e
             .unwrap_err()
             .to_string()
