@@ -147,6 +147,14 @@ impl GpuDevice {
         let mut funcs = HashMap::new();
         for name in kernel_names() {
             let f = module.load_function(&name).map_err(drv("looking up a kernel"))?;
+            if name.starts_with("matmat_tc_") {
+                // more than the default 48 KB of dynamic shared memory
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    super::model::TC_SMEM_BYTES as i32,
+                )
+                .map_err(drv("raising the shared-memory limit of the tensor-core kernels"))?;
+            }
             funcs.insert(name, f);
         }
         Ok(Self { ctx, stream, _module: module, funcs, info })

@@ -338,8 +338,17 @@ __device__ void moe_gate_up_impl(const u8* Wg, const u8* Wu, i64 expert_bytes, i
     int e = ids[p];
     const float* xp = x + (i64)(p / in_div) * x_stride;
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
-    float g = warp_row_dot<QT>(Wg + (i64)e * expert_bytes + (i64)r * row_bytes, ntasks, xp);
-    float u = warp_row_dot<QT>(Wu + (i64)e * expert_bytes + (i64)r * row_bytes, ntasks, xp);
+    // gate and up rows interleaved so that both rows' loads are in flight together
+    const u8* rg = Wg + (i64)e * expert_bytes + (i64)r * row_bytes;
+    const u8* ru = Wu + (i64)e * expert_bytes + (i64)r * row_bytes;
+    float ag[1] = {0.f}, au[1] = {0.f};
+    const float* xs[1] = {xp};
+    for (int t = threadIdx.x & 31; t < ntasks; t += WARP) {
+        tdot<QT, 1>(rg, t, xs, ag);
+        tdot<QT, 1>(ru, t, xs, au);
+    }
+    float g = warp_sum(ag[0]);
+    float u = warp_sum(au[0]);
     if ((threadIdx.x & 31) == 0) {
         float sg = g / (1.f + expf(-g));
         act[(i64)p * ff + r] = sg * u;
@@ -358,6 +367,7 @@ __device__ void moe_down_decode_impl(const u8* Wd, i64 expert_bytes, i64 row_byt
     int tpr = ff / QT_traits<QT>::TASK_ELEMS;  // tasks per row
     int total = tpr * k;
     float acc = 0.f;
+#pragma unroll 3
     for (int t = lane; t < total; t += WARP) {
         int s = t / tpr, tt = t - s * tpr;
         const u8* row = Wd + (i64)ids[s] * expert_bytes + (i64)r * row_bytes;
@@ -517,12 +527,27 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, const u32* b) {
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// f32 -> (hi, lo) f16 pair with hi + lo == v to about 2^-22 relative.
+__device__ __forceinline__ void split_h2(float a, float b, u32& hi, u32& lo) {
+    hi = pack_h2(a, b);
+    float ah, bh;
+    asm("{ .reg .f16 lo, hi;\n mov.b32 {lo, hi}, %2;\n cvt.f32.f16 %0, lo;\n cvt.f32.f16 %1, hi; }"
+        : "=f"(ah), "=f"(bh) : "r"(hi));
+    lo = pack_h2(a - ah, b - bh);
+}
+
+// Dynamic shared memory: A hi/lo and B hi/lo tiles, TC_LD halves per row.
+#define TC_SMEM_BYTES (4 * TC_BM * TC_LD * 2)
+
 template <int QT>
 __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
                                const float* X, int x_stride, int in_div, int n_dense,
                                const int* list, const int* off, float* Y, int y_stride, int mode) {
-    __shared__ __align__(16) u16 sA[TC_BM * TC_LD];
-    __shared__ __align__(16) u16 sB[TC_BN * TC_LD];
+    extern __shared__ __align__(16) u16 tc_smem[];
+    u16* sAh = tc_smem;
+    u16* sAl = sAh + TC_BM * TC_LD;
+    u16* sBh = sAl + TC_BM * TC_LD;
+    u16* sBl = sBh + TC_BN * TC_LD;
     __shared__ int spid[TC_BN];
     int e = blockIdx.z;
     int p0 = 0, p1 = n_dense;
@@ -551,50 +576,61 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
     int g = lane >> 2, cq = lane & 3;
     __syncthreads();
     for (int k0 = 0; k0 < K; k0 += TC_BK) {
-        // weights: thread -> (row tid / 2, 64-element half tid % 2)
         {
             int rr = tid >> 1, hh = tid & 1;
             int r = min(r0 + rr, nrows - 1);
             float w[64];
             deq64<QT>(Wb + (i64)r * row_bytes, k0 + 64 * hh, w);
-            u32* dst = (u32*)(sA + rr * TC_LD + 64 * hh);
+            u32* dh = (u32*)(sAh + rr * TC_LD + 64 * hh);
+            u32* dl = (u32*)(sAl + rr * TC_LD + 64 * hh);
 #pragma unroll
-            for (int i = 0; i < 32; i++) dst[i] = pack_h2(w[2 * i], w[2 * i + 1]);
+            for (int i = 0; i < 32; i++) split_h2(w[2 * i], w[2 * i + 1], dh[i], dl[i]);
         }
-        // activations: thread -> (pair tid / 2, 64-element half)
         {
             int pp = tid >> 1, hh = tid & 1;
             const float4* x4 = (const float4*)(X + (i64)(spid[pp] / in_div) * x_stride + k0 + 64 * hh);
-            u32* dst = (u32*)(sB + pp * TC_LD + 64 * hh);
+            u32* dh = (u32*)(sBh + pp * TC_LD + 64 * hh);
+            u32* dl = (u32*)(sBl + pp * TC_LD + 64 * hh);
 #pragma unroll
             for (int i = 0; i < 16; i++) {
                 float4 v = x4[i];
-                dst[2 * i] = pack_h2(v.x, v.y);
-                dst[2 * i + 1] = pack_h2(v.z, v.w);
+                split_h2(v.x, v.y, dh[2 * i], dl[2 * i]);
+                split_h2(v.z, v.w, dh[2 * i + 1], dl[2 * i + 1]);
             }
         }
         __syncthreads();
-#pragma unroll
+#pragma unroll 2
         for (int kk = 0; kk < TC_BK; kk += 16) {
-            u32 af[2][4], bf[4][2];
+            u32 ah[2][4], al[2][4], bh[4][2], bl[4][2];
 #pragma unroll
             for (int a = 0; a < 2; a++) {
-                const u16* base_a = sA + (wm + 16 * a + g) * TC_LD + kk + 2 * cq;
-                af[a][0] = *(const u32*)(base_a);
-                af[a][1] = *(const u32*)(base_a + 8 * TC_LD);
-                af[a][2] = *(const u32*)(base_a + 8);
-                af[a][3] = *(const u32*)(base_a + 8 * TC_LD + 8);
+                int o = (wm + 16 * a + g) * TC_LD + kk + 2 * cq;
+                ah[a][0] = *(const u32*)(sAh + o);
+                ah[a][1] = *(const u32*)(sAh + o + 8 * TC_LD);
+                ah[a][2] = *(const u32*)(sAh + o + 8);
+                ah[a][3] = *(const u32*)(sAh + o + 8 * TC_LD + 8);
+                al[a][0] = *(const u32*)(sAl + o);
+                al[a][1] = *(const u32*)(sAl + o + 8 * TC_LD);
+                al[a][2] = *(const u32*)(sAl + o + 8);
+                al[a][3] = *(const u32*)(sAl + o + 8 * TC_LD + 8);
             }
 #pragma unroll
             for (int b = 0; b < 4; b++) {
-                const u16* base_b = sB + (wn + 8 * b + g) * TC_LD + kk + 2 * cq;
-                bf[b][0] = *(const u32*)(base_b);
-                bf[b][1] = *(const u32*)(base_b + 8);
+                int o = (wn + 8 * b + g) * TC_LD + kk + 2 * cq;
+                bh[b][0] = *(const u32*)(sBh + o);
+                bh[b][1] = *(const u32*)(sBh + o + 8);
+                bl[b][0] = *(const u32*)(sBl + o);
+                bl[b][1] = *(const u32*)(sBl + o + 8);
             }
+            // W x = Wh xh + Wh xl + Wl xh (+ Wl xl, below f32 rounding): f32-like precision
 #pragma unroll
             for (int a = 0; a < 2; a++)
 #pragma unroll
-                for (int b = 0; b < 4; b++) mma16816(acc[a][b], af[a], bf[b]);
+                for (int b = 0; b < 4; b++) {
+                    mma16816(acc[a][b], al[a], bh[b]);
+                    mma16816(acc[a][b], ah[a], bl[b]);
+                    mma16816(acc[a][b], ah[a], bh[b]);
+                }
         }
         __syncthreads();
     }
@@ -823,6 +859,12 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
         }
     }
     __syncthreads();
+    // V chunk into shared memory (the K tile is no longer needed): many loads in flight
+    for (int i = tid; i < cnt * hd; i += blockDim.x) {
+        int j = i / hd, dd = i % hd;
+        sk[j][dd] = vc[(long long)(j0 + j) * kv_dim + kvh * hd + dd];
+    }
+    __syncthreads();
     // o[g][d] = sum_j p[g][j] V[j][d]; thread -> (d, head set)
     int nsets = blockDim.x / hd;  // 2 when hd = 128
     int d = tid % hd, set = tid / hd;
@@ -831,7 +873,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
 #pragma unroll
         for (int g = 0; g < 8; g++) acc[g] = 0.f;
         for (int j = 0; j < cnt; j++) {
-            float v = vc[(long long)(j0 + j) * kv_dim + kvh * hd + d];
+            float v = sk[j][d];
 #pragma unroll
             for (int g = 0; g < 8; g++)
                 if (g % nsets == set && g < G) acc[g] += sp[g][j] * v;
@@ -920,7 +962,7 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
 // pair ids p = t * k + slot in increasing order per expert. One block; n_exp <= 1024.
 extern "C" __global__ void group_pairs(const int* ids, int n_pairs, int n_exp, int* off, int* list) {
     __shared__ int cnt[1024];
-    __shared__ int cur[1024];
+    __shared__ int start[1025];
     for (int e = threadIdx.x; e < n_exp; e += blockDim.x) cnt[e] = 0;
     __syncthreads();
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&cnt[ids[p]], 1);
@@ -928,13 +970,18 @@ extern "C" __global__ void group_pairs(const int* ids, int n_pairs, int n_exp, i
     if (threadIdx.x == 0) {
         int acc = 0;
         for (int e = 0; e < n_exp; e++) {
+            start[e] = acc;
             off[e] = acc;
-            cur[e] = acc;
             acc += cnt[e];
         }
         off[n_exp] = acc;
-        // sequential fill keeps the order deterministic (p increasing within each expert)
-        for (int p = 0; p < n_pairs; p++) list[cur[ids[p]]++] = p;
+    }
+    __syncthreads();
+    // thread e fills expert e's list in increasing pair order (deterministic, no atomics)
+    for (int e = threadIdx.x; e < n_exp; e += blockDim.x) {
+        int w = start[e];
+        for (int p = 0; p < n_pairs; p++)
+            if (ids[p] == e) list[w++] = p;
     }
 }
 

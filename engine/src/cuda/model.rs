@@ -11,6 +11,8 @@ use super::{CudaError, GpuConfig, HostModel, HostTensor};
 
 /// Rows (warps) per block of the mat-vec / mat-mat kernels: MV_WARPS in kernels.cu.
 const MV_WARPS: usize = 4;
+/// Dynamic shared memory of the tensor-core kernels: TC_SMEM_BYTES in kernels.cu.
+pub(crate) const TC_SMEM_BYTES: u32 = 4 * 64 * 136 * 2;
 /// Longest context the attention kernel's shared-memory score row allows (f32, < 48 KB).
 pub const MAX_CTX_LIMIT: usize = 8192;
 /// Most positions whose logits one prefill call returns when asked for all of them.
@@ -498,10 +500,12 @@ impl GpuModel {
         })
     }
 
-    /// Tensor-core path for a batched product: f16 operands, so not for the F32 router (top-k
-    /// near-ties) and only where K is whole 128-element steps.
+    /// Tensor-core path for a batched product (K in whole 128-element steps). Its operands are
+    /// split into f16 hi + lo pairs (three products, f32 accumulation), which keeps f32-like
+    /// precision: a plain f16 product flipped router choices at margins of 1e-4 (see
+    /// docs/gpu-perf-notes.md).
     fn tc_ok(&self, m: &DevMat) -> bool {
-        self.use_tc && m.k % 128 == 0 && !self.layers.iter().any(|ly| std::ptr::eq(&ly.router, m))
+        self.use_tc && m.k % 128 == 0
     }
 
     fn after_launch(&self, name: &str) -> Result<(), CudaError> {
@@ -574,7 +578,7 @@ impl GpuModel {
                 LaunchConfig {
                     grid_dim: (ceil_div(m.rows, 64) as u32, ceil_div(t, 64) as u32, 1),
                     block_dim: (128, 1, 1),
-                    shared_mem_bytes: 0,
+                    shared_mem_bytes: TC_SMEM_BYTES,
                 }
             } else {
                 cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS)
@@ -733,7 +737,7 @@ impl GpuModel {
                     LaunchConfig {
                         grid_dim: (ceil_div(rows, 64) as u32, ceil_div(t, 64) as u32, c.n_expert as u32),
                         block_dim: (128, 1, 1),
-                        shared_mem_bytes: 0,
+                        shared_mem_bytes: TC_SMEM_BYTES,
                     }
                 } else {
                     LaunchConfig {
