@@ -57,9 +57,10 @@ pub use model::{
 };
 pub use source::{SourceFile, Span};
 
-/// The JSON Schema of a contract file (draft 2020-12), generated from [`Contract`].
+/// The JSON Schema of a contract file (draft-07, which yaml-language-server understands), generated
+/// from [`Contract`].
 pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::generate::SchemaSettings::draft2020_12()
+    let schema = schemars::generate::SchemaSettings::draft07()
         .into_generator()
         .into_root_schema_for::<Contract>();
     schema.to_value()

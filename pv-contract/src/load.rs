@@ -102,21 +102,31 @@ pub fn read_source(path: &Path) -> Result<Arc<SourceFile>, Diagnostic> {
 /// Wraps bytes (from a file or `git show`) as a source, checking that they are UTF-8.
 pub fn source_from_bytes(path: PathBuf, bytes: Vec<u8>) -> Result<Arc<SourceFile>, Diagnostic> {
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(Arc::new(SourceFile::new(path, text))),
+        Ok(mut text) => {
+            // A byte-order mark is allowed at the start of a YAML stream; editors do not count
+            // it as a column, and neither do we.
+            if text.starts_with('\u{feff}') {
+                text.drain(..'\u{feff}'.len_utf8());
+            }
+            Ok(Arc::new(SourceFile::new(path, text)))
+        }
         Err(e) => {
             let valid = e.utf8_error().valid_up_to();
             let bytes = e.into_bytes();
-            let prefix = String::from_utf8_lossy(&bytes[..valid]);
-            let line = prefix.matches('\n').count() + 1;
-            let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            Err(Diagnostic::file_error(
+            let bad = bytes.get(valid).copied().unwrap_or(0);
+            // Show the text with the invalid bytes replaced, so the snippet can point at the
+            // spot; offsets before the first invalid byte are unchanged by the replacement.
+            let lossy = Arc::new(SourceFile::new(
+                path,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+            let span = lossy.span_at_byte(valid, valid + 1);
+            Err(Diagnostic::error(
                 codes::YAML,
-                Some(path.clone()),
-                format!(
-                    "{}:{line}:{col}: the file is not UTF-8 text (invalid byte 0x{:02x} at offset {valid})",
-                    path.display(),
-                    bytes.get(valid).copied().unwrap_or(0)
-                ),
+                &lossy,
+                span,
+                format!("the file is not UTF-8 text (invalid byte 0x{bad:02x} at offset {valid})"),
+                "not UTF-8",
             )
             .with_help("contracts are UTF-8 YAML; re-save the file as UTF-8"))
         }
@@ -127,7 +137,14 @@ pub fn source_from_bytes(path: PathBuf, bytes: Vec<u8>) -> Result<Arc<SourceFile
 /// reported as PV020 (status is derived from evidence, never written), so that the schema and
 /// type checks that follow do not report it a second time as an unknown field.
 pub fn parse_tree(source: &Arc<SourceFile>) -> Result<(Node, Vec<Diagnostic>), Diagnostic> {
-    let mut tree = yaml::parse(source).map_err(|e| {
+    let mut tree = yaml::parse(source).map_err(|mut e| {
+        if e.kind == YamlErrorKind::Syntax && e.message.contains("tab") {
+            // The scanner reports where the token began; point at the tab itself.
+            if let Some(i) = source.text[e.span.start..].find('\t') {
+                let at = e.span.start + i;
+                e.span = source.span_at_byte(at, at + 1);
+            }
+        }
         let code = match e.kind {
             YamlErrorKind::Limit => codes::LIMIT,
             YamlErrorKind::DuplicateKey => codes::DUPLICATE_KEY,

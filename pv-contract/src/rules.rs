@@ -1075,7 +1075,7 @@ pub fn check_since(old: &Loaded, new: &Loaded) -> Vec<Diagnostic> {
                 Diagnostic::error(
                     codes::SINCE_AMENDMENT,
                     src,
-                    span(&path!["amendment_history"]),
+                    new.tree.key_span_of(&path!["amendment_history"]),
                     format!("amendment entry {} ({}) was removed", i + 1, oa.version),
                     "entry missing",
                 )
@@ -1094,7 +1094,7 @@ pub fn check_since(old: &Loaded, new: &Loaded) -> Vec<Diagnostic> {
                 Diagnostic::error(
                     codes::SINCE_DELETED,
                     src,
-                    span(&path!["falsifiers"]),
+                    new.tree.key_span_of(&path!["falsifiers"]),
                     format!("falsifier `{}` was deleted", of.id),
                     "no longer listed",
                 )
