@@ -368,8 +368,43 @@ fn sum8(a: &[f32; 8]) -> f32 {
 }
 
 /// Dot product of one weight row with activations prepared by [`quantize_act`]. F32 rows use
-/// `x` as it is; F16 rows use the f16-rounded activations; quantized rows use integer dots.
+/// `x` as it is; F16 rows use the f16-rounded activations; quantized rows use integer dots
+/// (AVX2 when the CPU has it; equal to the scalar code up to f32 summation order).
+#[inline]
 pub fn dot_q8(q: QType, row: &[u8], x: &[f32], a: &QuantAct) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            use super::kernels_avx2 as k;
+            // SAFETY: AVX2 is present (checked above); the row holds whole blocks of `q` and the
+            // prepared activations cover the same columns (shapes checked at load).
+            unsafe {
+                match q {
+                    QType::Q4K => return k::dot_q4k_q8k(row, &a.k_d, &a.k_qs, &a.k_bsums),
+                    QType::Q6K => return k::dot_q6k_q8k(row, &a.k_d, &a.k_qs),
+                    QType::Q8_0 => return k::dot_q8_0_q8_0(row, &a.q0_d, &a.q0_qs),
+                    _ => {}
+                }
+            }
+        }
+    }
+    dot_q8_scalar(q, row, x, a)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    use std::sync::OnceLock;
+    static AVX2: OnceLock<bool> = OnceLock::new();
+    *AVX2.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// The portable version of [`dot_q8`] (the definition the AVX2 kernels are tested against).
+pub fn dot_q8_scalar(q: QType, row: &[u8], x: &[f32], a: &QuantAct) -> f32 {
     match q {
         QType::F32 => dot_f32(q, row, x),
         QType::F16 => {

@@ -15,6 +15,8 @@ pub mod config;
 pub mod forward;
 pub mod gguf_file;
 pub mod kernels;
+#[cfg(target_arch = "x86_64")]
+mod kernels_avx2;
 pub mod ops;
 pub mod reference;
 pub mod weights;
