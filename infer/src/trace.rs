@@ -152,11 +152,99 @@ pub fn run(args: TraceArgs) -> Result<()> {
             };
             trace_with(&mut target, &tokens, &spec, &args.out, &info)?;
         }
-        Device::Cuda => bail!(
-            "GPU tracing not built: the CUDA forward does not call the trace hook \
-             (engine::tracing::TraceHook) in this build"
-        ),
+        Device::Cuda => trace_cuda(&args, &tokens, &spec, opts.debug_wrong_qtype_layer)?,
     }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn trace_cuda(_: &TraceArgs, _: &[u32], _: &PlanSpec, _: Option<usize>) -> Result<()> {
+    bail!("GPU tracing not built: this `infer` was built without `--features cuda`")
+}
+
+/// The CUDA forward as a trace target (engine::tracing::gpu: layer outputs, router, logits).
+#[cfg(feature = "cuda")]
+struct CudaTarget {
+    model: engine::cuda::GpuModel,
+    device: String,
+    planted: Option<usize>,
+}
+
+#[cfg(feature = "cuda")]
+impl TraceTarget for CudaTarget {
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+    fn precision(&self) -> String {
+        "CUDA forward (its own kernels' precision)".to_string()
+    }
+    fn forward_options(&self) -> String {
+        format!(
+            "GpuModel prefill; planted wrong-qtype dispatch at layer {:?}; traced stages: {}",
+            self.planted,
+            engine::tracing::gpu::GPU_TRACED_STAGES
+        )
+    }
+    fn forward(&mut self, tokens: &[u32], hook: Option<&mut dyn TraceHook>) -> Result<Vec<f32>> {
+        Ok(engine::tracing::gpu::traced_prefill(
+            &mut self.model,
+            tokens,
+            hook,
+        )?)
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn trace_cuda(
+    args: &TraceArgs,
+    tokens: &[u32],
+    spec: &PlanSpec,
+    planted: Option<usize>,
+) -> Result<()> {
+    use engine::cuda::model::{LoadOptions, PlantedBug, MAX_LOGIT_ROWS};
+    use engine::cuda::{GpuDevice, GpuModel};
+    if tokens.len() > MAX_LOGIT_ROWS {
+        bail!(
+            "--device cuda traces at most {MAX_LOGIT_ROWS} tokens (the CUDA forward returns \
+             the logits of every position for at most that many)"
+        );
+    }
+    let file =
+        GgufFile::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
+    let model = Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
+    let host = engine::tracing::gpu::host_model(&file, &model);
+    let dev = GpuDevice::open(0).context("opening CUDA device 0")?;
+    let device = format!("cuda:0 {}", dev.info.name);
+    let n = tokens.len();
+    let mut gpu = GpuModel::load(
+        std::sync::Arc::new(dev),
+        &host,
+        LoadOptions {
+            max_ctx: n,
+            max_batch: n,
+        },
+    )
+    .context("loading the model onto the GPU")?;
+    if let Some(layer) = planted {
+        if layer >= model.config.n_layer {
+            bail!(
+                "--debug-wrong-qtype-layer {layer}: the model has {} layers",
+                model.config.n_layer
+            );
+        }
+        gpu.set_planted_bug(PlantedBug::WrongQTypeDispatch { layer });
+    }
+    let info = model_info(&args.model, &file, &model)?;
+    eprintln!(
+        "note: the CUDA forward exposes {}; other stages of the plan are not traced on the GPU",
+        engine::tracing::gpu::GPU_TRACED_STAGES
+    );
+    let mut target = CudaTarget {
+        model: gpu,
+        device,
+        planted,
+    };
+    trace_with(&mut target, tokens, spec, &args.out, &info)?;
     Ok(())
 }
 

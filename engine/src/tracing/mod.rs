@@ -5,12 +5,15 @@
 //! - [`npy`]: a small NPY v1.0 reader/writer.
 //! - [`sink`]: the trace directory (`.npy` files + `manifest.json`).
 //! - [`hook`]: [`TraceHook`], what the forward calls, and the writer behind it.
+//! - `gpu` (feature `cuda`): the CUDA forward's layer observations as hook calls.
 //! - [`diff`]: stage-by-stage comparison of two trace directories; first divergence, first NaN.
 //!
 //! The forward itself decides where the stages are; it asks a [`TracePlan`] whether a tensor is
 //! wanted before copying it, so a forward without a sink does no tracing work at all.
 
 pub mod diff;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod hook;
 pub mod npy;
 pub mod plan;
