@@ -54,7 +54,9 @@ run bench      $E PV_GPU_BENCH_JSON="$OUT/bench.json" "$BIN" gpu_decode_throughp
 
 # A/B: the same bench with the prefill products on the f32 CUDA-core kernel instead of the
 # tensor cores (records kept apart from the real evidence).
-run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench-no-tc.json" "$BIN" gpu_prefill_throughput
+if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
+    run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench-no-tc.json" "$BIN" gpu_prefill_throughput
+fi
 
 if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     # The same falsifiers with a planted wrong-qtype dispatch at layer 2 (Q6_K run as Q5_K): each

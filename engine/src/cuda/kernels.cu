@@ -326,6 +326,28 @@ __device__ void matvec_impl(const u8* W, i64 row_bytes, int nrows, int K, const 
     }
 }
 
+// q, k (and v) projections of one token in one launch: rows 0..n0 of W0, then n1 of W1, then
+// n2 of W2 (same qtype and K; n2 = 0 when v has another qtype and runs on its own).
+template <int QT>
+__device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, int n0, int n1,
+                             int n2, int K, const float* x, float* y0, float* y1, float* y2) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    const u8* W;
+    float* y;
+    if (r < n0) {
+        W = W0; y = y0;
+    } else if (r < n0 + n1) {
+        r -= n0; W = W1; y = y1;
+    } else if (r < n0 + n1 + n2) {
+        r -= n0 + n1; W = W2; y = y2;
+    } else {
+        return;
+    }
+    int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    float s = warp_row_dot<QT>(W + (i64)r * row_bytes, ntasks, x);
+    if ((threadIdx.x & 31) == 0) y[r] = s;
+}
+
 // Gate and up of the selected experts with SwiGLU fused: act[p*ff + r] = silu(g) * u where
 // g = gate_e[r] . x_t, u = up_e[r] . x_t, e = ids[p], t = p / in_div. grid.y = number of pairs.
 template <int QT>
@@ -661,6 +683,11 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
                                              const float* x, float* y, int mode) {                \
         matvec_impl<QT>(W, row_bytes, nrows, K, x, y, mode);                                     \
     }                                                                                            \
+    extern "C" __global__ void matvec3_##NAME(const u8* W0, const u8* W1, const u8* W2,          \
+                                              i64 row_bytes, int n0, int n1, int n2, int K,       \
+                                              const float* x, float* y0, float* y1, float* y2) {  \
+        matvec3_impl<QT>(W0, W1, W2, row_bytes, n0, n1, n2, K, x, y0, y1, y2);                   \
+    }                                                                                            \
     extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
                                                   i64 row_bytes, int ff, int K, const float* x,   \
                                                   int x_stride, int in_div, const int* ids,       \
@@ -749,11 +776,24 @@ extern "C" __global__ void rmsnorm(const float* x, const float* w, float* y, int
     __shared__ float red[32];
     const float* xr = x + (i64)blockIdx.x * n;
     float* yr = y + (i64)blockIdx.x * n;
+    // n % 4 == 0 (checked at load): float4 accesses, unrolled so the loads overlap
+    const float4* x4 = (const float4*)xr;
+    const float4* w4 = (const float4*)w;
+    float4* y4 = (float4*)yr;
+    int n4 = n / 4;
     float s = 0.f;
-    for (int i = threadIdx.x; i < n; i += blockDim.x) s += xr[i] * xr[i];
+#pragma unroll 4
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 v = x4[i];
+        s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
     s = block_sum(s, red);
     float scale = rsqrtf(s / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * scale * w[i];
+#pragma unroll 4
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 v = x4[i], ww = w4[i];
+        y4[i] = make_float4(v.x * scale * ww.x, v.y * scale * ww.y, v.z * scale * ww.z, v.w * scale * ww.w);
+    }
 }
 
 // Per-head RMSNorm of q and k, NEOX RoPE, and the store of k and v into the cache.
@@ -800,6 +840,34 @@ extern "C" __global__ void qk_norm_rope_store(float* q, const float* k, const fl
 // grid = (n_head_kv, n_chunks, T), block 256. Needs hd <= 128, G <= 8.
 #define ATT_CH 64
 #define ATT_HD 128
+// Copy rows j0 .. j0+cnt of a cache (row stride kv_dim, columns col0 .. col0+hd) into the shared
+// tile: all float4 loads of a thread are issued before its stores, so they overlap (a plain
+// load-store loop waits one memory latency per element). 256 threads, cnt * hd <= 8192.
+__device__ __forceinline__ void load_tile(float (*sk)[ATT_HD + 1], const float* src, int j0, int cnt,
+                                          int kv_dim, int col0, int hd, int tid) {
+    int per_row = hd / 4, nf = cnt * per_row;
+    float4 tmp[8];
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        int f = tid + u * 256;
+        if (f < nf) {
+            int j = f / per_row, d4 = f % per_row;
+            tmp[u] = ((const float4*)(src + (long long)(j0 + j) * kv_dim + col0))[d4];
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < 8; u++) {
+        int f = tid + u * 256;
+        if (f < nf) {
+            int j = f / per_row, d = 4 * (f % per_row);
+            sk[j][d] = tmp[u].x;
+            sk[j][d + 1] = tmp[u].y;
+            sk[j][d + 2] = tmp[u].z;
+            sk[j][d + 3] = tmp[u].w;
+        }
+    }
+}
+
 extern "C" __global__ void attn_partial(const float* q, const float* kc, const float* vc,
                                         float* part, const int* pos_ptr, int n_head,
                                         int n_head_kv, int hd, int n_chunks, float scale) {
@@ -826,10 +894,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
         int g = i / hd, d = i % hd;
         sq[g][d] = q[(long long)t * q_dim + (kvh * G + g) * hd + d];
     }
-    for (int i = tid; i < cnt * hd; i += blockDim.x) {
-        int j = i / hd, d = i % hd;
-        sk[j][d] = kc[(long long)(j0 + j) * kv_dim + kvh * hd + d];
-    }
+    load_tile(sk, kc, j0, cnt, kv_dim, kvh * hd, hd, tid);
     __syncthreads();
     for (int i = tid; i < G * ATT_CH; i += blockDim.x) {
         int g = i / ATT_CH, j = i % ATT_CH;
@@ -860,10 +925,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
     }
     __syncthreads();
     // V chunk into shared memory (the K tile is no longer needed): many loads in flight
-    for (int i = tid; i < cnt * hd; i += blockDim.x) {
-        int j = i / hd, dd = i % hd;
-        sk[j][dd] = vc[(long long)(j0 + j) * kv_dim + kvh * hd + dd];
-    }
+    load_tile(sk, vc, j0, cnt, kv_dim, kvh * hd, hd, tid);
     __syncthreads();
     // o[g][d] = sum_j p[g][j] V[j][d]; thread -> (d, head set)
     int nsets = blockDim.x / hd;  // 2 when hd = 128
@@ -960,9 +1022,12 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
 
 // Group the (token, slot) pairs by expert: off[e] .. off[e+1] indexes list[], which holds the
 // pair ids p = t * k + slot in increasing order per expert. One block; n_exp <= 1024.
-extern "C" __global__ void group_pairs(const int* ids, int n_pairs, int n_exp, int* off, int* list) {
+extern "C" __global__ void group_pairs(const int* ids_g, int n_pairs, int n_exp, int* off, int* list) {
     __shared__ int cnt[1024];
     __shared__ int start[1025];
+    extern __shared__ int ids[];  // n_pairs ints (dynamic)
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) ids[p] = ids_g[p];
+    __syncthreads();
     for (int e = threadIdx.x; e < n_exp; e += blockDim.x) cnt[e] = 0;
     __syncthreads();
     for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) atomicAdd(&cnt[ids[p]], 1);

@@ -629,9 +629,37 @@ impl GpuModel {
         let e = c.n_embd as i32;
         let k = c.n_expert_used;
         launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.attn_norm.ptr, s.h.ptr, e, c.rms_eps);
-        self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false)?;
-        self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false)?;
-        self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+        if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
+            // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
+            // where k and v alone (512 rows each) would not
+            let with_v = ly.v.qt == ly.q.qt;
+            let name = self.kernel_for(&ly.q, Some(l), "matvec3");
+            let rows = ly.q.rows + ly.k.rows + if with_v { ly.v.rows } else { 0 };
+            launch!(
+                self,
+                name.as_str(),
+                cfg1(ceil_div(rows, MV_WARPS), 32 * MV_WARPS),
+                ly.q.ptr,
+                ly.k.ptr,
+                ly.v.ptr,
+                ly.q.row_bytes as i64,
+                ly.q.rows as i32,
+                ly.k.rows as i32,
+                if with_v { ly.v.rows as i32 } else { 0i32 },
+                ly.q.k as i32,
+                s.h.ptr,
+                s.q.ptr,
+                s.k.ptr,
+                s.v.ptr
+            );
+            if !with_v {
+                self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+            }
+        } else {
+            self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false)?;
+            self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false)?;
+            self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+        }
         let qk_cfg = LaunchConfig {
             grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
             block_dim: (c.head_dim as u32, 1, 1),
@@ -728,7 +756,8 @@ impl GpuModel {
             );
         } else {
             let pairs = t * k;
-            launch!(self, "group_pairs", cfg1(1, 1024), s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
+            let gp_cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: (pairs * 4) as u32 };
+            launch!(self, "group_pairs", gp_cfg, s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
             let grouped = |m: &DevMat, rows: usize, x: u64, xs: usize, in_div: usize, y: u64, ys: usize| -> Result<(), CudaError> {
                 let tc = self.tc_ok(m);
                 let name = self.kernel_for(m, Some(l), if tc { "matmat_tc" } else { "matmat" });
@@ -810,8 +839,14 @@ fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
     if o.max_ctx == 0 || o.max_ctx > MAX_CTX_LIMIT {
         return bad(format!("max_ctx {} outside 1..={MAX_CTX_LIMIT}", o.max_ctx));
     }
-    if o.max_batch == 0 {
-        return bad("max_batch must be at least 1".into());
+    if o.max_batch == 0 || o.max_batch * c.n_expert_used > 8192 {
+        return bad(format!(
+            "max_batch {} x {} experts used must be between 1 and 8192 (expert grouping keeps the ids in shared memory)",
+            o.max_batch, c.n_expert_used
+        ));
+    }
+    if c.n_embd % 4 != 0 {
+        return bad(format!("n_embd {} is not a multiple of 4", c.n_embd));
     }
     Ok(())
 }
