@@ -278,6 +278,10 @@ mod tests {
             Err(CudaError::NoNvrtc) => eprintln!("NVRTC not installed here: compile check not run"),
             Err(e) => panic!("{e}"),
             Ok(ptx) => {
+                // PV_GPU_PTX_OUT=<file>: keep the PTX (for `ptxas -v` register/spill reports)
+                if let Ok(p) = std::env::var("PV_GPU_PTX_OUT") {
+                    std::fs::write(p, &ptx).expect("writing the PTX");
+                }
                 for name in kernel_names() {
                     assert!(ptx.contains(&format!(".entry {name}(")), "kernel {name} missing from the PTX");
                 }

@@ -817,9 +817,9 @@ impl GpuModel {
     }
 }
 
-/// Key chunks of the split attention (ATT_CH = 64 keys in kernels.cu).
+/// Key chunks of the split attention (ATT_CH = 32 keys in kernels.cu).
 fn n_chunks(max_ctx: usize) -> usize {
-    max_ctx.div_ceil(64)
+    max_ctx.div_ceil(32)
 }
 
 fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
