@@ -350,6 +350,9 @@ pub fn diff_traces(
     let mut first_inf_a = None;
     let mut first_inf_b = None;
     let mut routers: BTreeMap<(usize, usize), (RouterSide, RouterSide)> = BTreeMap::new();
+    // Stage names (with part) present on one side only, for the warning below.
+    let mut only_parts_a = std::collections::BTreeSet::new();
+    let mut only_parts_b = std::collections::BTreeSet::new();
 
     let mut all_keys: Vec<&(ForwardOrder, TensorKey)> = ka.keys().chain(kb.keys()).collect();
     all_keys.sort();
@@ -381,44 +384,41 @@ pub fn diff_traces(
                 }
             }
         }
-        let (arr_a, arr_b) = match (arr_a, arr_b) {
-            (Some(x), Some(y)) => (x, y),
-            (Some(_), None) => {
-                only_in_a.push(key.describe());
-                continue;
-            }
-            (None, Some(_)) => {
-                only_in_b.push(key.describe());
-                continue;
-            }
-            (None, None) => continue,
-        };
-
-        // Router parts are gathered for the id-set check; the weights are compared aligned by
-        // expert id because the two sides may list the same experts in another order.
+        // Router parts are gathered for the id-set check, each side on its own: one side may
+        // lack a part (the CUDA forward reports no router logits or margin) and the other
+        // side's margin still tells whether a disagreement is a near-tie.
         let is_router = key.stage == Stage::MoeRouter;
         if is_router {
             let slot = routers
                 .entry((key.layer.unwrap_or(0), key.pos))
                 .or_default();
-            match key.part.as_deref() {
-                Some("topk_ids") => {
-                    if let (NpyData::I32(x), NpyData::I32(y)) = (&arr_a.data, &arr_b.data) {
-                        slot.0.ids = Some(x.clone());
-                        slot.1.ids = Some(y.clone());
-                    }
+            for (arr, side) in [(&arr_a, &mut slot.0), (&arr_b, &mut slot.1)] {
+                let Some(arr) = arr else { continue };
+                match (key.part.as_deref(), &arr.data) {
+                    (Some("topk_ids"), NpyData::I32(ids)) => side.ids = Some(ids.clone()),
+                    (Some("margin"), d) => side.margin = d.to_f64().first().copied(),
+                    (Some("logits"), d) => side.logits = Some(d.to_f64()),
+                    _ => {}
                 }
-                Some("margin") => {
-                    slot.0.margin = arr_a.data.to_f64().first().copied();
-                    slot.1.margin = arr_b.data.to_f64().first().copied();
-                }
-                Some("logits") => {
-                    slot.0.logits = Some(arr_a.data.to_f64());
-                    slot.1.logits = Some(arr_b.data.to_f64());
-                }
-                _ => {}
             }
         }
+        let (arr_a, arr_b) = match (arr_a, arr_b) {
+            (Some(x), Some(y)) => (x, y),
+            (Some(_), None) => {
+                only_in_a.push(key.describe());
+                only_parts_a.insert(part_name(key));
+                continue;
+            }
+            (None, Some(_)) => {
+                only_in_b.push(key.describe());
+                only_parts_b.insert(part_name(key));
+                continue;
+            }
+            (None, None) => continue,
+        };
+
+        // The weights are compared aligned by expert id: the two sides may list the same
+        // experts in another order.
         let (mut sa, mut sb) = (arr_a, arr_b);
         if is_router && key.part.as_deref() == Some("topk_weights") {
             if let Some((ra, rb)) = routers.get(&(key.layer.unwrap_or(0), key.pos)) {
@@ -544,15 +544,25 @@ pub fn diff_traces(
     });
 
     let rows = build_rows(&tensors);
-    if !only_in_a.is_empty() || !only_in_b.is_empty() {
-        let router_disagrees = router.iter().any(|r| !r.agree);
-        if !router_disagrees {
-            warnings.push(format!(
-                "{} tensors only in A, {} only in B: the plans differ, or a forward skipped a stage",
-                only_in_a.len(),
-                only_in_b.len()
-            ));
-        }
+    // Per-expert tensors on one side only follow from router disagreements, listed above; any
+    // other one-sided stage means the plans, or what the two forwards expose, differ.
+    let one_sided = |parts: &std::collections::BTreeSet<String>| -> Vec<String> {
+        parts
+            .iter()
+            .filter(|p| {
+                !Stage::from_name(p.split('.').next().unwrap_or("")).is_some_and(|s| s.per_expert())
+            })
+            .cloned()
+            .collect()
+    };
+    let (sa, sb) = (one_sided(&only_parts_a), one_sided(&only_parts_b));
+    if !sa.is_empty() || !sb.is_empty() {
+        warnings.push(format!(
+            "stages traced on one side only (not compared): A only [{}], B only [{}]; the plans \
+             differ, or one forward does not expose them",
+            sa.join(", "),
+            sb.join(", ")
+        ));
     }
     Ok(DiffReport {
         a: summary(ta),
@@ -573,6 +583,14 @@ pub fn diff_traces(
         first_inf_b,
         tensors,
     })
+}
+
+/// `stage` or `stage.part`.
+fn part_name(key: &TensorKey) -> String {
+    match &key.part {
+        Some(p) => format!("{}.{p}", key.stage),
+        None => key.stage.to_string(),
+    }
 }
 
 /// Reorders `arr` (one value per selected expert) by ascending expert id.
@@ -1017,8 +1035,11 @@ mod tests {
                 let k = TensorKey::new(Stage::MoeRouter, Some(layer), pos);
                 w.save(k.clone().part("topk_ids"), &[2], NpyData::I32(ids.to_vec()))
                     .unwrap();
-                w.save(k.clone().part("margin"), &[1], NpyData::F32(vec![margin]))
-                    .unwrap();
+                // A NaN margin stands for a forward that does not report one (the CUDA one).
+                if !margin.is_nan() {
+                    w.save(k.clone().part("margin"), &[1], NpyData::F32(vec![margin]))
+                        .unwrap();
+                }
                 for e in ids {
                     let ke =
                         TensorKey::new(Stage::MoeExpertOut, Some(layer), pos).expert(e as usize);
@@ -1144,6 +1165,31 @@ mod tests {
         .unwrap();
         assert!(r.first_divergence.is_none(), "{:?}", r.first_divergence);
         assert!(r.router.iter().all(|c| !c.agree && c.near_tie));
+    }
+
+    #[test]
+    fn one_sided_margin_still_classifies_near_ties() {
+        let t = tempfile::tempdir().unwrap();
+        write_trace(&t.path().join("a"), None, [1, 2], 1e-5);
+        write_trace(&t.path().join("b"), None, [2, 3], f32::NAN);
+        let r = diff_dirs(
+            &t.path().join("a"),
+            &t.path().join("b"),
+            DiffOptions::default(),
+        )
+        .unwrap();
+        assert!(r
+            .router
+            .iter()
+            .all(|c| !c.agree && c.near_tie && c.margin_b.is_none()));
+        assert!(r.first_divergence.is_none(), "{:?}", r.first_divergence);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("A only [moe_router.margin]")),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]
