@@ -3,7 +3,8 @@
 # GGUF file, the same thread count and the same prompt/generation lengths, run alternately
 # (ours, llama, ours, llama, ...) so that background load hits both alike.
 #
-#   scripts/bench-cpu.sh [MODEL.gguf] [--threads 2] [--prompt 128] [--gen 32] [--runs 3]
+#   scripts/bench-cpu.sh [MODEL.gguf] [--threads 2] [--prompt 128] [--gen 32] [--runs 3] [--json]
+#   (env: PV_ORACLE_PYTHON = python with llama_cpp; INFER = prebuilt infer binary)
 #
 # Without MODEL it writes the `small` synthetic preset (the perf-anchors cpu-small shape) to
 # $TMPDIR/pv-bench-small.gguf. Prints one line per run and the medians; --json prints JSON.
@@ -29,9 +30,14 @@ while [[ $# -gt 0 ]]; do
 done
 
 py="${PV_ORACLE_PYTHON:-/root/.cache/pv-oracle-venv/bin/python}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target-engine}"
-cargo build --release -q -p infer --manifest-path "$here/Cargo.toml"
-infer="$CARGO_TARGET_DIR/release/infer"
+# $INFER names a prebuilt binary (machines without cargo); otherwise build it.
+if [[ -n "${INFER:-}" ]]; then
+  infer="$INFER"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/target-engine}"
+  cargo build --release -q -p infer --manifest-path "$here/Cargo.toml"
+  infer="$CARGO_TARGET_DIR/release/infer"
+fi
 
 if [[ -z "$model" ]]; then
   model="${TMPDIR:-/tmp}/pv-bench-small.gguf"

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{dot_f32, dot_q8, quantize_act, ActNeeds, QType, QuantAct};
+use super::kernels::{quantize_act, row_dot, ActNeeds, QType, QuantAct, RowDot};
 use super::ops::{
     rms_norm, rms_norm_in_place, rope_neox, rope_table, silu, softmax_in_place, top_k_indices,
 };
@@ -104,7 +104,7 @@ impl KvCache {
 
 /// One activation batch prepared for the matrices that read it.
 struct Input<'a> {
-    x: &'a [f32],
+    x: std::borrow::Cow<'a, [f32]>,
     n: usize,
     cols: usize,
     q: Vec<QuantAct>,
@@ -129,17 +129,22 @@ impl<'a> Input<'a> {
         } else {
             Vec::new()
         };
-        Input { x, n, cols, q }
+        Input {
+            x: x.into(),
+            n,
+            cols,
+            q,
+        }
     }
 
+    /// Token `t`'s activations: the f32 row and its prepared forms.
     #[inline]
-    fn dot(&self, m: &MatRef<'_>, r: usize, t: usize) -> f32 {
-        let x = &self.x[t * self.cols..(t + 1) * self.cols];
-        if self.q.is_empty() || m.qtype == QType::F32 {
-            dot_f32(m.qtype, m.row(r), x)
-        } else {
-            dot_q8(m.qtype, m.row(r), x, &self.q[t])
-        }
+    fn token(&self, t: usize) -> (&[f32], &QuantAct) {
+        static NONE: QuantAct = QuantAct::EMPTY;
+        (
+            &self.x[t * self.cols..(t + 1) * self.cols],
+            self.q.get(t).unwrap_or(&NONE),
+        )
     }
 }
 
@@ -149,11 +154,13 @@ fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
     let (n, rows) = (inp.n, m.rows);
     debug_assert_eq!(out.len(), n * rows);
     debug_assert_eq!(m.cols, inp.cols);
+    let dot = row_dot(m.qtype, !inp.q.is_empty());
     if n == 1 {
         // Decode: write straight into the output, a few dozen rows per task.
-        out.par_chunks_mut(16).enumerate().for_each(|(c, o)| {
+        let (x, a) = inp.token(0);
+        out.par_chunks_mut(32).enumerate().for_each(|(c, o)| {
             for (i, v) in o.iter_mut().enumerate() {
-                *v = inp.dot(m, c * 16 + i, 0);
+                *v = dot(m.row(c * 32 + i), x, a);
             }
         });
         return;
@@ -165,7 +172,8 @@ fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
         for (i, row_out) in o.chunks_mut(n).enumerate() {
             let r = c * 8 + i;
             for (t, v) in row_out.iter_mut().enumerate() {
-                *v = inp.dot(m, r, t);
+                let (x, a) = inp.token(t);
+                *v = dot(m.row(r), x, a);
             }
         }
     });
@@ -174,6 +182,33 @@ fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
             out[t * rows + r] = t_out[r * n + t];
         }
     }
+}
+
+/// Several independent products in one parallel region. For a single token (decode) every
+/// row block of every product is one task of the same parallel loop, so the threads meet once
+/// instead of once per matrix (8 experts x 3 matrices per layer would otherwise be 24 joins).
+/// Each output value is still one row kernel call, so results equal [`matmul`]'s bit for bit.
+fn matmul_many(jobs: &mut [(MatRef<'_>, &Input<'_>, &mut [f32])]) {
+    if jobs.iter().any(|(_, inp, _)| inp.n != 1) {
+        for (m, inp, out) in jobs.iter_mut() {
+            matmul(m, inp, out);
+        }
+        return;
+    }
+    const ROWS: usize = 32;
+    let mut tasks: Vec<(MatRef<'_>, RowDot, &[f32], &QuantAct, usize, &mut [f32])> = Vec::new();
+    for (m, inp, out) in jobs.iter_mut() {
+        let dot = row_dot(m.qtype, !inp.q.is_empty());
+        let (x, a) = inp.token(0);
+        for (c, chunk) in out.chunks_mut(ROWS).enumerate() {
+            tasks.push((*m, dot, x, a, c * ROWS, chunk));
+        }
+    }
+    tasks.into_par_iter().for_each(|(m, dot, x, a, r0, chunk)| {
+        for (i, v) in chunk.iter_mut().enumerate() {
+            *v = dot(m.row(r0 + i), x, a);
+        }
+    });
 }
 
 /// The qtype the planted bug reads attn_v with: anything but its own.
@@ -261,9 +296,18 @@ impl<'f> Model<'f> {
                 lw.wv.m
             };
             let inp = Input::new(&h, n, hid, act, &[lw.wq.m.qtype, lw.wk.m.qtype, wv.qtype]);
-            matmul(&lw.wq.m, &inp, &mut q);
-            matmul(&lw.wk.m, &inp, &mut k);
-            matmul_rows_available(&wv, &inp, &mut v);
+            if wv.data.len() / wv.row_bytes.max(1) >= wv.rows {
+                matmul_many(&mut [
+                    (lw.wq.m, &inp, &mut q),
+                    (lw.wk.m, &inp, &mut k),
+                    (wv, &inp, &mut v),
+                ]);
+            } else {
+                // Only the planted wrong-qtype view can be short of rows.
+                matmul(&lw.wq.m, &inp, &mut q);
+                matmul(&lw.wk.m, &inp, &mut k);
+                matmul_rows_available(&wv, &inp, &mut v);
+            }
             emit_rows(&mut hook, Stage::Q, None, li, pos0, &[nh, hd], &q);
             emit_rows(&mut hook, Stage::K, None, li, pos0, &[nkv, hd], &k);
             emit_rows(&mut hook, Stage::V, None, li, pos0, &[nkv, hd], &v);
@@ -440,57 +484,102 @@ impl<'f> Model<'f> {
             }
         }
 
-        // Per (token, slot) expert output, filled expert by expert.
-        let mut y = vec![0.0f32; n * k * hid];
-        let mut qact: Vec<QuantAct> = Vec::new();
-        let qtypes = [gate.m.qtype, up.m.qtype];
-        let full_inp = Input::new(h, n, hid, act, &qtypes);
+        // Group the (token, slot) pairs by expert, so that a prefill reads each chosen
+        // expert's weights once; then run every active expert's gate and up products in one
+        // parallel region, SwiGLU, and every down product in another.
+        let full_inp = Input::new(h, n, hid, act, &[gate.m.qtype, up.m.qtype]);
+        let mut groups: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
         for e in 0..ne {
             let slots: Vec<(usize, usize)> = (0..n)
                 .flat_map(|t| (0..k).map(move |j| (t, j)))
                 .filter(|&(t, j)| chosen[t * k + j] == e)
                 .collect();
-            if slots.is_empty() {
-                continue;
+            if !slots.is_empty() {
+                groups.push((e, slots));
             }
-            let m = slots.len();
-            // Gather this expert's tokens (and their prepared activations).
-            let mut xs = vec![0.0f32; m * hid];
-            qact.clear();
-            for (i, &(t, _)) in slots.iter().enumerate() {
-                xs[i * hid..(i + 1) * hid].copy_from_slice(&h[t * hid..(t + 1) * hid]);
-                if !full_inp.q.is_empty() {
-                    qact.push(full_inp.q[t].clone());
+        }
+        // Each group's tokens (and their prepared activations), gathered.
+        let inputs: Vec<Input<'_>> = groups
+            .iter()
+            .map(|(_, slots)| {
+                if n == 1 {
+                    return Input {
+                        x: h.into(),
+                        n: 1,
+                        cols: hid,
+                        q: full_inp.q.clone(),
+                    };
                 }
+                let mut xs = Vec::with_capacity(slots.len() * hid);
+                let mut q = Vec::new();
+                for &(t, _) in slots {
+                    xs.extend_from_slice(&h[t * hid..(t + 1) * hid]);
+                    if !full_inp.q.is_empty() {
+                        q.push(full_inp.q[t].clone());
+                    }
+                }
+                Input {
+                    x: xs.into(),
+                    n: slots.len(),
+                    cols: hid,
+                    q,
+                }
+            })
+            .collect();
+        let mut g: Vec<Vec<f32>> = groups
+            .iter()
+            .map(|(_, s)| vec![0.0f32; s.len() * ff])
+            .collect();
+        let mut u: Vec<Vec<f32>> = g.clone();
+        {
+            let mut jobs: Vec<(MatRef<'_>, &Input<'_>, &mut [f32])> = Vec::new();
+            for (((&(e, _), inp), gb), ub) in groups
+                .iter()
+                .zip(&inputs)
+                .zip(g.iter_mut())
+                .zip(u.iter_mut())
+            {
+                jobs.push((gate.expert(e), inp, gb));
+                jobs.push((up.expert(e), inp, ub));
             }
-            let inp = Input {
-                x: &xs,
-                n: m,
-                cols: hid,
-                q: std::mem::take(&mut qact),
-            };
-            let (ge, ue, de) = (gate.expert(e), up.expert(e), down.expert(e));
-            let mut g = vec![0.0f32; m * ff];
-            let mut u = vec![0.0f32; m * ff];
-            matmul(&ge, &inp, &mut g);
-            matmul(&ue, &inp, &mut u);
-            let mut sw = vec![0.0f32; m * ff];
-            for ((s, gv), uv) in sw.iter_mut().zip(&g).zip(&u) {
-                *s = silu(*gv) * uv;
+            matmul_many(&mut jobs);
+        }
+        let sw: Vec<Vec<f32>> = g
+            .iter()
+            .zip(&u)
+            .map(|(gb, ub)| gb.iter().zip(ub).map(|(gv, uv)| silu(*gv) * uv).collect())
+            .collect();
+        let sw_inputs: Vec<Input<'_>> = groups
+            .iter()
+            .zip(&sw)
+            .map(|((e, slots), s)| Input::new(s, slots.len(), ff, act, &[down.expert(*e).qtype]))
+            .collect();
+        let mut ye: Vec<Vec<f32>> = groups
+            .iter()
+            .map(|(_, s)| vec![0.0f32; s.len() * hid])
+            .collect();
+        {
+            let mut jobs: Vec<(MatRef<'_>, &Input<'_>, &mut [f32])> = Vec::new();
+            for ((&(e, _), inp), yb) in groups.iter().zip(&sw_inputs).zip(ye.iter_mut()) {
+                jobs.push((down.expert(e), inp, yb));
             }
-            let inp2 = Input::new(&sw, m, ff, act, &[de.qtype]);
-            let mut ye = vec![0.0f32; m * hid];
-            matmul(&de, &inp2, &mut ye);
+            matmul_many(&mut jobs);
+        }
+
+        // Per (token, slot) expert output.
+        let mut y = vec![0.0f32; n * k * hid];
+        for (gi, (e, slots)) in groups.iter().enumerate() {
+            let e = *e;
             for (i, &(t, j)) in slots.iter().enumerate() {
                 y[(t * k + j) * hid..(t * k + j + 1) * hid]
-                    .copy_from_slice(&ye[i * hid..(i + 1) * hid]);
+                    .copy_from_slice(&ye[gi][i * hid..(i + 1) * hid]);
                 if let Some(hk) = hook.as_deref_mut() {
                     let pos = pos0 + t;
                     let parts: [(Stage, &[f32], usize); 4] = [
-                        (Stage::MoeExpertGate, &g[i * ff..(i + 1) * ff], ff),
-                        (Stage::MoeExpertUp, &u[i * ff..(i + 1) * ff], ff),
-                        (Stage::MoeExpertSwiglu, &sw[i * ff..(i + 1) * ff], ff),
-                        (Stage::MoeExpertOut, &ye[i * hid..(i + 1) * hid], hid),
+                        (Stage::MoeExpertGate, &g[gi][i * ff..(i + 1) * ff], ff),
+                        (Stage::MoeExpertUp, &u[gi][i * ff..(i + 1) * ff], ff),
+                        (Stage::MoeExpertSwiglu, &sw[gi][i * ff..(i + 1) * ff], ff),
+                        (Stage::MoeExpertOut, &ye[gi][i * hid..(i + 1) * hid], hid),
                     ];
                     for (stage, data, len) in parts {
                         if hk.wants_expert(stage, l, pos, e) {
@@ -503,7 +592,6 @@ impl<'f> Model<'f> {
                     }
                 }
             }
-            qact = inp.q;
         }
         for t in 0..n {
             let o = &mut out[t * hid..(t + 1) * hid];

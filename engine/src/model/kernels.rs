@@ -247,6 +247,18 @@ pub struct QuantAct {
     pub f16: Vec<f32>,
 }
 
+impl QuantAct {
+    /// No prepared forms (f32 activations).
+    pub const EMPTY: QuantAct = QuantAct {
+        k_d: Vec::new(),
+        k_qs: Vec::new(),
+        k_bsums: Vec::new(),
+        q0_d: Vec::new(),
+        q0_qs: Vec::new(),
+        f16: Vec::new(),
+    };
+}
+
 /// Which prepared forms a row needs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ActNeeds {
@@ -264,6 +276,13 @@ impl ActNeeds {
             QType::F32 => {}
         }
     }
+}
+
+/// ggml's `nearest_int` (valid for |v| < 2^22): round half to even through the float adder.
+#[inline]
+fn nearest_int(v: f32) -> i32 {
+    let f = v + 12_582_912.0;
+    (f.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
 }
 
 /// Quantizes `x` the way llama.cpp does before a quantized dot product.
@@ -292,7 +311,8 @@ pub fn quantize_act(x: &[f32], needs: ActNeeds, out: &mut QuantAct) {
             }
             let iscale = -127.0 / max;
             for (q, &v) in qs.iter_mut().zip(xb) {
-                *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+                // nearest_int as ggml: add 1.5 * 2^23 and read the low mantissa bits (ties to even).
+                *q = (nearest_int(iscale * v)).min(127) as i8;
             }
             for j in 0..16 {
                 out.k_bsums[16 * b + j] = qs[16 * j..16 * j + 16].iter().map(|&v| v as i16).sum();
@@ -389,6 +409,48 @@ pub fn dot_q8(q: QType, row: &[u8], x: &[f32], a: &QuantAct) -> f32 {
         }
     }
     dot_q8_scalar(q, row, x, a)
+}
+
+/// A row kernel: one weight row . one prepared activation row.
+pub type RowDot = fn(&[u8], &[f32], &QuantAct) -> f32;
+
+/// The kernel for rows of `q`, chosen once per matrix product (not per row): with `q8`, the
+/// 8-bit-activation dot (AVX2 when available), else the f32-activation dot.
+pub fn row_dot(q: QType, q8: bool) -> RowDot {
+    if !q8 || q == QType::F32 {
+        return match q {
+            QType::F32 => |r, x, _| dot_f32(QType::F32, r, x),
+            QType::F16 => |r, x, _| dot_f32(QType::F16, r, x),
+            QType::Q8_0 => |r, x, _| dot_f32(QType::Q8_0, r, x),
+            QType::Q4K => |r, x, _| dot_f32(QType::Q4K, r, x),
+            QType::Q5K => |r, x, _| dot_f32(QType::Q5K, r, x),
+            QType::Q6K => |r, x, _| dot_f32(QType::Q6K, r, x),
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            use super::kernels_avx2 as k;
+            // SAFETY (all three): AVX2/FMA/F16C are present (checked just above); the caller
+            // passes rows of whole `q` blocks with activations prepared for the same columns.
+            match q {
+                QType::Q4K => {
+                    return |r, _, a| unsafe { k::dot_q4k_q8k(r, &a.k_d, &a.k_qs, &a.k_bsums) }
+                }
+                QType::Q6K => return |r, _, a| unsafe { k::dot_q6k_q8k(r, &a.k_d, &a.k_qs) },
+                QType::Q8_0 => return |r, _, a| unsafe { k::dot_q8_0_q8_0(r, &a.q0_d, &a.q0_qs) },
+                _ => {}
+            }
+        }
+    }
+    match q {
+        QType::F32 => |r, x, a| dot_q8_scalar(QType::F32, r, x, a),
+        QType::F16 => |r, x, a| dot_q8_scalar(QType::F16, r, x, a),
+        QType::Q8_0 => |r, x, a| dot_q8_scalar(QType::Q8_0, r, x, a),
+        QType::Q4K => |r, x, a| dot_q8_scalar(QType::Q4K, r, x, a),
+        QType::Q5K => |r, x, a| dot_q8_scalar(QType::Q5K, r, x, a),
+        QType::Q6K => |r, x, a| dot_q8_scalar(QType::Q6K, r, x, a),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

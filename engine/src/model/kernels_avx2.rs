@@ -25,18 +25,6 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
     _mm_cvtsi128_si32(s)
 }
 
-#[inline]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
-    if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        (
-            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
-            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
-        )
-    }
-}
-
 #[inline(always)]
 unsafe fn hsum_f32(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -68,7 +56,7 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
     const KMASK3: u32 = 0x0303_0303;
     let mask = _mm256_set1_epi8(0x0f);
     let mut acc = _mm256_setzero_ps();
-    let mut acc_m = 0.0f32;
+    let mut acc_m = _mm_setzero_ps();
     for (b, w) in row.chunks_exact(144).enumerate() {
         let dx = *k_d.get_unchecked(b);
         let d = f16c(w, 0) * dx;
@@ -84,12 +72,15 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
         u[2] = uaux;
         u[0] &= KMASK1;
         let sm: [u8; 16] = std::mem::transmute(u);
-        let bs = k_bsums.as_ptr().add(16 * b);
-        let mut summ = 0i32;
-        for j in 0..8 {
-            summ += sm[8 + j] as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
-        }
-        acc_m += dmin * summ as f32;
+        // mins . (pair sums of the activation's 16-value block sums), as ggml: 8 i16 x 8 i16.
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
+        let q8sums = _mm256_loadu_si256(k_bsums.as_ptr().add(16 * b) as *const __m256i);
+        let q8s = _mm_hadd_epi16(
+            _mm256_castsi256_si128(q8sums),
+            _mm256_extracti128_si256(q8sums, 1),
+        );
+        let prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
         let qs = w.as_ptr().add(16);
         let qx = k_qs.as_ptr().add(256 * b);
         let mut sumi = _mm256_setzero_si256();
@@ -111,8 +102,27 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_f32(acc) - acc_m
+    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    hsum_f32(acc) - _mm_cvtss_f32(m)
 }
+
+/// Byte-shuffle masks picking scales (2i, 2i+1) of a Q6_K block, each repeated 8 times.
+const SCALE_SHUFFLE: [__m128i; 8] = {
+    let mut m = [unsafe { std::mem::transmute::<[u8; 16], __m128i>([0u8; 16]) }; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut b = [0u8; 16];
+        let mut k = 0;
+        while k < 16 {
+            b[k] = (2 * i + k / 8) as u8;
+            k += 1;
+        }
+        m[i] = unsafe { std::mem::transmute::<[u8; 16], __m128i>(b) };
+        i += 1;
+    }
+    m
+};
 
 /// Q6_K row . Q8_K activations (vector float accumulation as in [`dot_q4k_q8k`]).
 ///
@@ -128,10 +138,10 @@ pub unsafe fn dot_q6k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8]) -> f32 {
         let d = f16c(w, 208) * *k_d.get_unchecked(b);
         let qx = k_qs.as_ptr().add(256 * b);
         let mut acc = _mm256_setzero_si256();
+        let scales = _mm_loadu_si128(w.as_ptr().add(192) as *const __m128i);
         for half in 0..2 {
             let ql = w.as_ptr().add(64 * half);
             let qh = _mm256_loadu_si256(w.as_ptr().add(128 + 32 * half) as *const __m256i);
-            let sc = w.as_ptr().add(192 + 8 * half);
             let x = qx.add(128 * half);
             let ql0 = _mm256_loadu_si256(ql as *const __m256i);
             let ql1 = _mm256_loadu_si256(ql.add(32) as *const __m256i);
@@ -158,12 +168,9 @@ pub unsafe fn dot_q6k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8]) -> f32 {
                 // (q - 32) . y = q . y - 32 . y, both in i16 without saturation (63*127*2 < 2^15).
                 let p =
                     _mm256_sub_epi16(_mm256_maddubs_epi16(*qg, y), _mm256_maddubs_epi16(c32, y));
-                let s_lo = *sc.add(2 * g) as i8 as i16;
-                let s_hi = *sc.add(2 * g + 1) as i8 as i16;
-                let scv = _mm256_setr_epi16(
-                    s_lo, s_lo, s_lo, s_lo, s_lo, s_lo, s_lo, s_lo, s_hi, s_hi, s_hi, s_hi, s_hi,
-                    s_hi, s_hi, s_hi,
-                );
+                // [s_2g x 8, s_2g+1 x 8] as i16: one byte shuffle of the block's 16 scales.
+                let scv =
+                    _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, SCALE_SHUFFLE[4 * half + g]));
                 acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, scv));
             }
         }
