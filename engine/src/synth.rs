@@ -175,7 +175,8 @@ impl SynthQuant {
 
 /// llama.cpp's `use_more_bits(i_layer, n_layers)`.
 fn use_more_bits(i: usize, n: usize) -> bool {
-    i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2)
+    // The last test only runs when `i >= n / 8` (short-circuit), so it cannot underflow.
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
 /// The qtype of one matrix role in one layer (None: not a layer tensor).

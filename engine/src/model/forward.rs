@@ -196,7 +196,9 @@ fn matmul_many(jobs: &mut [(MatRef<'_>, &Input<'_>, &mut [f32])]) {
         return;
     }
     const ROWS: usize = 32;
-    let mut tasks: Vec<(MatRef<'_>, RowDot, &[f32], &QuantAct, usize, &mut [f32])> = Vec::new();
+    /// One task: rows `r0..` of a matrix, its kernel, one token's activations, the outputs.
+    type Task<'a, 'b> = (MatRef<'a>, RowDot, &'b [f32], &'b QuantAct, usize, &'b mut [f32]);
+    let mut tasks: Vec<Task<'_, '_>> = Vec::new();
     for (m, inp, out) in jobs.iter_mut() {
         let dot = row_dot(m.qtype, !inp.q.is_empty());
         let (x, a) = inp.token(0);
