@@ -91,23 +91,6 @@ template <> struct QT_traits<QT_Q4_K> { enum { TASK_ELEMS = 32, BLOCK_ELEMS = 25
 template <> struct QT_traits<QT_Q5_K> { enum { TASK_ELEMS = 32, BLOCK_ELEMS = 256, BLOCK_BYTES = 176 }; };
 template <> struct QT_traits<QT_Q6_K> { enum { TASK_ELEMS = 64, BLOCK_ELEMS = 256, BLOCK_BYTES = 224 }; };
 
-// The 12 scale bytes of a Q4_K / Q5_K block as 3 words (offset 4 of a 16-byte aligned block):
-// three loads instead of up to six byte loads per task.
-__device__ __forceinline__ void scale_min_k4_w(int j, const u8* blk, float& sc, float& m) {
-    const u32* w = (const u32*)(blk + 4);
-    u32 w0 = w[0], w1 = w[1], w2 = w[2];
-    u32 q[12] = {w0 & 0xFF, (w0 >> 8) & 0xFF, (w0 >> 16) & 0xFF, w0 >> 24,
-                 w1 & 0xFF, (w1 >> 8) & 0xFF, (w1 >> 16) & 0xFF, w1 >> 24,
-                 w2 & 0xFF, (w2 >> 8) & 0xFF, (w2 >> 16) & 0xFF, w2 >> 24};
-    if (j < 4) {
-        sc = (float)(q[j] & 63);
-        m = (float)(q[j + 4] & 63);
-    } else {
-        sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-    }
-}
-
 __device__ __forceinline__ void scale_min_k4(int j, const u8* q, float& sc, float& m) {
     if (j < 4) {
         sc = (float)(q[j] & 63);
@@ -200,8 +183,8 @@ __device__ __forceinline__ void task_dot_n_Q4_K(const u8* __restrict__ row, int 
     u32 dd = *(const u32*)blk;
     float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
     float s0, m0, s1, m1;
-    scale_min_k4_w(2 * j, blk, s0, m0);
-    scale_min_k4_w(2 * j + 1, blk, s1, m1);
+    scale_min_k4(2 * j, blk + 4, s0, m0);
+    scale_min_k4(2 * j + 1, blk + 4, s1, m1);
     uint4 raw = *(const uint4*)(blk + 16 + 32 * j + 16 * h);
     u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
     int e0 = b * 256 + 64 * j + 16 * h;
@@ -233,8 +216,8 @@ __device__ __forceinline__ void task_dot_n_Q5_K(const u8* __restrict__ row, int 
     u32 dd = *(const u32*)blk;
     float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
     float s0, m0, s1, m1;
-    scale_min_k4_w(2 * j, blk, s0, m0);
-    scale_min_k4_w(2 * j + 1, blk, s1, m1);
+    scale_min_k4(2 * j, blk + 4, s0, m0);
+    scale_min_k4(2 * j + 1, blk + 4, s1, m1);
     uint4 raw = *(const uint4*)(blk + 48 + 32 * j + 16 * h);
     uint4 rawh = *(const uint4*)(blk + 16 + 16 * h);
     u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
