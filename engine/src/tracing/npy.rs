@@ -6,7 +6,7 @@
 //! `{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }` padded with spaces and ended by
 //! a newline so that the data starts on a 64-byte boundary; then the raw data.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 const ALIGN: usize = 64;
@@ -140,12 +140,6 @@ impl NpyArray {
     }
 
     /// Reads an NPY v1.0 or v2.0 array of `<f4` or `<i4` in C order.
-    pub fn read_from(r: &mut impl Read) -> Result<NpyArray, NpyError> {
-        let mut bytes = Vec::new();
-        r.read_to_end(&mut bytes)?;
-        NpyArray::from_bytes(&bytes)
-    }
-
     pub fn from_bytes(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         if bytes.len() < 10 || &bytes[..6] != MAGIC {
             return Err(NpyError::BadMagic);

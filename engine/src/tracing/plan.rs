@@ -659,20 +659,6 @@ impl TracePlan {
                 && c.experts.get(expert).copied().unwrap_or(false)
         })
     }
-
-    /// Whether any position of `stage` at `layer` is wanted: lets a forward skip a whole
-    /// batched copy with one test.
-    pub fn wants_any_pos(&self, stage: Stage, layer: Option<usize>) -> bool {
-        (0..self.dims.n_tokens).any(|p| self.wants(stage, layer, p))
-    }
-
-    /// Whether the plan selects anything at all.
-    pub fn is_empty(&self) -> bool {
-        !Stage::ALL.iter().any(|&s| match s.phase() {
-            Phase::Layer => (0..self.dims.n_layer).any(|l| self.wants_any_pos(s, Some(l))),
-            _ => self.wants_any_pos(s, None),
-        })
-    }
 }
 
 #[cfg(test)]
@@ -780,9 +766,8 @@ mod tests {
     }
 
     #[test]
-    fn everything_and_is_empty() {
+    fn everything_selects_everything() {
         let p = TracePlan::everything(DIMS);
         assert!(p.wants_expert(Stage::MoeExpertGate, 47, 5, 127));
-        assert!(!p.is_empty());
     }
 }

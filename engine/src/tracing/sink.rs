@@ -262,10 +262,6 @@ impl TraceWriter {
         &self.plan
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Whether the plan selects this key (per-expert keys need their expert set).
     pub fn wants(&self, key: &TensorKey) -> bool {
         match (key.stage.per_expert(), key.layer, key.expert) {
