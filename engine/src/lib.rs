@@ -1,7 +1,9 @@
 //! placeholder
 
 pub mod generate;
+pub mod gguf;
 pub mod model;
+pub mod quant;
 pub mod sampling;
 pub mod synth;
 pub mod tokenizer;

@@ -1,0 +1,2 @@
+//! Unit tests of the kernels against each other (the oracle comparisons live in
+//! falsifiers/tests/quant.rs).
