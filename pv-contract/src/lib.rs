@@ -21,7 +21,8 @@
 //! Model ([`model`]): [`Contract`], [`Stage`], [`Falsifier`] (`is_live()`, `metric(name)`),
 //! [`Metric`] (`passes(value)`), [`Op`] (`holds(value, threshold)`, NaN never passes),
 //! [`Tier`], [`Gate`], [`AcceptanceCriterion`], [`KnownDivergence`], [`Amendment`],
-//! [`Dependency`]. There is no status field: status is derived from evidence.
+//! [`Dependency`], [`Equation`], [`ProofObligation`] (`kind`: [`ObligationKind`],
+//! `discharged_by`: [`DischargedBy`]). There is no status field: status is derived from evidence.
 //!
 //! Validation: [`rules::check`]`(&ContractSet) -> Vec<Diagnostic>` runs the semantic rules;
 //! [`rules::RULES`] lists every code. [`Diagnostic`] is plain data (code, severity, message,
@@ -52,8 +53,8 @@ pub mod yaml;
 pub use diag::{Diagnostic, Label, Severity};
 pub use load::{load_dir, load_file, load_str, ContractSet, LoadError, Loaded};
 pub use model::{
-    AcceptanceCriterion, Amendment, Classification, Contract, Dependency, Falsifier, Gate,
-    KnownDivergence, Metric, Op, Stage, Tier,
+    AcceptanceCriterion, Amendment, Classification, Contract, Dependency, DischargedBy, Equation,
+    Falsifier, Gate, KnownDivergence, Metric, ObligationKind, Op, ProofObligation, Stage, Tier,
 };
 pub use source::{SourceFile, Span};
 

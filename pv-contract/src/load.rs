@@ -445,6 +445,25 @@ impl ContractSet {
             .flat_map(|c| c.stages.iter().map(move |s| (c, s)))
     }
 
+    /// The equation with this id and the contract defining it (linear scan: contracts hold a
+    /// handful of equations).
+    pub fn equation(&self, id: &str) -> Option<(&Contract, &crate::model::Equation)> {
+        self.contracts()
+            .find_map(|c| c.equation(id).map(|e| (c, e)))
+    }
+
+    /// Every equation with its contract.
+    pub fn equations(&self) -> impl Iterator<Item = (&Contract, &crate::model::Equation)> {
+        self.contracts()
+            .flat_map(|c| c.equations.iter().map(move |e| (c, e)))
+    }
+
+    /// Every proof obligation with its contract.
+    pub fn obligations(&self) -> impl Iterator<Item = (&Contract, &crate::model::ProofObligation)> {
+        self.contracts()
+            .flat_map(|c| c.proof_obligations.iter().map(move |o| (c, o)))
+    }
+
     /// Every acceptance criterion with its contract.
     pub fn criteria(&self) -> impl Iterator<Item = (&Contract, &AcceptanceCriterion)> {
         self.contracts()

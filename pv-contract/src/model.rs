@@ -14,6 +14,12 @@ pub const CRITERION_ID_PATTERN: &str = r"^AC(-[A-Z0-9]+)+-[0-9]{3,}$";
 pub const STAGE_ID_PATTERN: &str = r"^M(-[A-Z0-9]+)+-[0-9]+\.[0-9]+$";
 /// Pattern of a falsifier id (`FALSIFY-QK-DEQ-001`).
 pub const FALSIFIER_ID_PATTERN: &str = r"^FALSIFY(-[A-Z0-9]+)+-[0-9]{3,}$";
+/// Pattern of an equation id (`EQ-QK-Q4K-DEQUANT`).
+pub const EQUATION_ID_PATTERN: &str = r"^EQ(-[A-Z0-9]+)+$";
+/// Pattern of a proof-obligation id (`PO-QK-Q4K-001`).
+pub const OBLIGATION_ID_PATTERN: &str = r"^PO(-[A-Z0-9]+)+-[0-9]{3,}$";
+/// Pattern of a harness name: a Rust path of snake_case segments (`engine::quant::proof_q4k`).
+pub const HARNESS_NAME_PATTERN: &str = r"^[a-z_][a-z0-9_]*(::[a-z_][a-z0-9_]*)*$";
 /// Pattern of a metric name (`snake_case`).
 pub const METRIC_NAME_PATTERN: &str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$";
 /// Pattern of a semantic version (the full grammar is checked by the `semver` crate).
@@ -60,6 +66,12 @@ pub struct Contract {
     /// Explained failures; they never turn a failure into a pass.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_divergences: Vec<KnownDivergence>,
+    /// The mathematics the contract is about: each equation the code must compute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equations: Vec<Equation>,
+    /// Properties of the equations that must hold, each discharged by falsifiers or harnesses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proof_obligations: Vec<ProofObligation>,
     /// Append-only history: strictly increasing versions, non-decreasing dates.
     pub amendment_history: Vec<Amendment>,
 }
@@ -275,6 +287,109 @@ pub enum Classification {
     NotBenign,
 }
 
+/// An equation the code computes, written so a reader can check it against the code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Equation {
+    /// `EQ-<AREA>-<WORDS>`.
+    #[schemars(pattern(r"^EQ(-[A-Z0-9]+)+$"))]
+    pub id: String,
+    /// Short human name (`Q4_K dequantization`).
+    pub name: String,
+    /// The formula, ASCII or LaTeX-ish (`y_i = d * sc_j * q_i - dmin * m_j`).
+    pub formula: String,
+    /// Where the inputs live (types, shapes, ranges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Where the result lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codomain: Option<String>,
+    /// What must hold of the inputs for the formula to apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preconditions: Vec<String>,
+    /// What the formula guarantees about its result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invariants: Vec<String>,
+}
+
+/// What kind of property a proof obligation states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ObligationKind {
+    /// Holds of every result (`sum of probabilities = 1`).
+    Invariant,
+    /// Relates the result to the inputs (`y = f(x)` within tolerance).
+    Postcondition,
+    /// A numeric bound on an error or a value.
+    Bound,
+    /// Two computations agree (scalar vs SIMD, CPU vs GPU, ours vs a reference).
+    Equivalence,
+}
+
+impl ObligationKind {
+    /// The kind as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObligationKind::Invariant => "invariant",
+            ObligationKind::Postcondition => "postcondition",
+            ObligationKind::Bound => "bound",
+            ObligationKind::Equivalence => "equivalence",
+        }
+    }
+}
+
+impl std::fmt::Display for ObligationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What discharges a proof obligation: falsifiers (tests with evidence) and/or proof harnesses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DischargedBy {
+    /// Falsifier ids (any loaded contract) whose passing evidence discharges the obligation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub falsifiers: Vec<String>,
+    /// Proof harnesses (Rust paths, e.g. Kani `#[kani::proof]` functions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub harnesses: Vec<String>,
+}
+
+impl DischargedBy {
+    /// True when nothing discharges the obligation.
+    pub fn is_empty(&self) -> bool {
+        self.falsifiers.is_empty() && self.harnesses.is_empty()
+    }
+}
+
+/// A property of an equation that must hold, and what shows that it does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProofObligation {
+    /// `PO-<AREA>-<NNN>`.
+    #[schemars(pattern(r"^PO(-[A-Z0-9]+)+-[0-9]{3,}$"))]
+    pub id: String,
+    /// `invariant`, `postcondition`, `bound` or `equivalence`.
+    pub kind: ObligationKind,
+    /// The property in words.
+    pub property: String,
+    /// The property as a formal statement (quantifiers, tolerances), ASCII or LaTeX-ish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formal: Option<String>,
+    /// The numeric tolerance the property allows, if any (finite, >= 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    /// The equation (id, any loaded contract) the property is about.
+    pub equation: String,
+    /// Falsifiers and/or harnesses that discharge it; at least one.
+    #[serde(default)]
+    pub discharged_by: DischargedBy,
+    /// Whether `pv kani` should generate a Kani harness skeleton for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kani: bool,
+}
+
 /// One entry of the append-only amendment history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -298,6 +413,11 @@ impl Contract {
     /// The falsifier with this id, if this contract defines it.
     pub fn falsifier(&self, id: &str) -> Option<&Falsifier> {
         self.falsifiers.iter().find(|f| f.id == id)
+    }
+
+    /// The equation with this id, if this contract defines it.
+    pub fn equation(&self, id: &str) -> Option<&Equation> {
+        self.equations.iter().find(|e| e.id == id)
     }
 
     /// The stage with this id, if this contract defines it.

@@ -68,6 +68,20 @@ pub mod codes {
     pub const SINCE_AMENDMENT: &str = "PV041";
     /// `--since`: a falsifier was deleted instead of retired.
     pub const SINCE_DELETED: &str = "PV042";
+    /// A proof obligation names no falsifier and no harness.
+    pub const OBLIGATION_UNDISCHARGED: &str = "PV050";
+    /// A proof obligation names an equation that does not exist.
+    pub const OBLIGATION_EQUATION: &str = "PV051";
+    /// A proof obligation names a falsifier that does not exist.
+    pub const OBLIGATION_FALSIFIER: &str = "PV052";
+    /// A proof obligation is discharged by a retired falsifier.
+    pub const OBLIGATION_RETIRED: &str = "PV053";
+    /// A harness name is not a Rust path of snake_case segments.
+    pub const HARNESS_NAME: &str = "PV054";
+    /// A proof obligation's tolerance is negative or not finite.
+    pub const OBLIGATION_TOLERANCE: &str = "PV055";
+    /// (warning) An equation is named by no proof obligation.
+    pub const ORPHAN_EQUATION: &str = "PV056";
 }
 
 use std::collections::{HashMap, HashSet};
@@ -261,6 +275,41 @@ pub const RULES: &[Rule] = &[
         Severity::Error,
         "--since: falsifiers are retired, never deleted",
     ),
+    rule(
+        codes::OBLIGATION_UNDISCHARGED,
+        Severity::Error,
+        "a proof obligation is discharged by at least one falsifier or harness",
+    ),
+    rule(
+        codes::OBLIGATION_EQUATION,
+        Severity::Error,
+        "a proof obligation's equation exists",
+    ),
+    rule(
+        codes::OBLIGATION_FALSIFIER,
+        Severity::Error,
+        "a proof obligation's falsifiers exist",
+    ),
+    rule(
+        codes::OBLIGATION_RETIRED,
+        Severity::Error,
+        "no proof obligation is discharged by a retired falsifier",
+    ),
+    rule(
+        codes::HARNESS_NAME,
+        Severity::Error,
+        "harness names are Rust paths of snake_case segments",
+    ),
+    rule(
+        codes::OBLIGATION_TOLERANCE,
+        Severity::Error,
+        "a proof obligation's tolerance is a finite number >= 0",
+    ),
+    rule(
+        codes::ORPHAN_EQUATION,
+        Severity::Warning,
+        "an equation is named by some proof obligation",
+    ),
 ];
 
 /// Which kind of id, for pattern checks and messages.
@@ -274,6 +323,10 @@ pub enum IdKind {
     Stage,
     /// `FALSIFY-QK-DEQ-001`
     Falsifier,
+    /// `EQ-QK-Q4K-DEQUANT`
+    Equation,
+    /// `PO-QK-Q4K-001`
+    Obligation,
 }
 
 impl IdKind {
@@ -284,6 +337,8 @@ impl IdKind {
             IdKind::Criterion => "acceptance criterion id",
             IdKind::Stage => "stage id",
             IdKind::Falsifier => "falsifier id",
+            IdKind::Equation => "equation id",
+            IdKind::Obligation => "proof obligation id",
         }
     }
 
@@ -296,6 +351,8 @@ impl IdKind {
             IdKind::Criterion => "AC-<AREA>-<NNN>, e.g. AC-QK-001",
             IdKind::Stage => "M-<AREA>-<major>.<minor>, e.g. M-QK-1.1",
             IdKind::Falsifier => "FALSIFY-<AREA>-<WORDS>-<NNN>, e.g. FALSIFY-QK-DEQ-001",
+            IdKind::Equation => "EQ-<AREA>-<WORDS>, e.g. EQ-QK-Q4K-DEQUANT",
+            IdKind::Obligation => "PO-<AREA>-<NNN>, e.g. PO-QK-Q4K-001",
         }
     }
 
@@ -323,11 +380,14 @@ impl IdKind {
                     && parts[..parts.len() - 1].iter().all(|p| lower(p))
                     && parts[parts.len() - 1].strip_prefix('v').is_some_and(digits)
             }
-            IdKind::Criterion | IdKind::Falsifier => {
-                let head = if self == IdKind::Criterion {
-                    "AC"
-                } else {
-                    "FALSIFY"
+            IdKind::Equation => {
+                parts.len() >= 2 && parts[0] == "EQ" && parts[1..].iter().all(|p| upper(p))
+            }
+            IdKind::Criterion | IdKind::Falsifier | IdKind::Obligation => {
+                let head = match self {
+                    IdKind::Criterion => "AC",
+                    IdKind::Obligation => "PO",
+                    _ => "FALSIFY",
                 };
                 parts.len() >= 3
                     && parts[0] == head
@@ -388,7 +448,20 @@ pub fn is_valid_date(date: &str) -> bool {
 /// Where an id is defined, for duplicate reports.
 struct Def<'a> {
     entry: &'a Loaded,
-    path: Vec<Seg>,
+    kind: IdKind,
+    index: usize,
+}
+
+/// Path of the id field of the `index`-th item of a kind.
+fn id_path(kind: IdKind, index: usize) -> Vec<Seg> {
+    match kind {
+        IdKind::Contract => path!["contract"].to_vec(),
+        IdKind::Criterion => path!["acceptance_criteria", index, "id"].to_vec(),
+        IdKind::Stage => path!["stages", index, "id"].to_vec(),
+        IdKind::Falsifier => path!["falsifiers", index, "id"].to_vec(),
+        IdKind::Equation => path!["equations", index, "id"].to_vec(),
+        IdKind::Obligation => path!["proof_obligations", index, "id"].to_vec(),
+    }
 }
 
 struct Ctx {
@@ -424,7 +497,7 @@ fn secondary(d: &mut Diagnostic, source: &Arc<SourceFile>, span: Span, text: &st
     });
 }
 
-/// Runs every semantic rule (PV010-PV037) over the set. Diagnostics come sorted by file, then
+/// Runs every semantic rule (PV010-PV037, PV050-PV056) over the set. Diagnostics come sorted by file, then
 /// position, then code.
 pub fn check(set: &ContractSet) -> Vec<Diagnostic> {
     let mut cx = Ctx { out: Vec::new() };
@@ -434,6 +507,7 @@ pub fn check(set: &ContractSet) -> Vec<Diagnostic> {
         check_versions(set, e, &mut cx);
         check_metrics(e, &mut cx);
         check_usage(e, &mut cx);
+        check_obligations(set, e, &mut cx);
     }
     check_cycles(set, &mut cx);
     let mut out = cx.out;
@@ -456,60 +530,74 @@ pub fn sort_diagnostics(diags: &mut [Diagnostic]) {
 }
 
 fn check_ids(set: &ContractSet, cx: &mut Ctx) {
+    // Where each id was first seen; the path is only built when a diagnostic needs it (this
+    // loop runs over every id of every contract).
     let mut seen: HashMap<&str, Def<'_>> = HashMap::new();
     for e in set.entries() {
         let c = &e.contract;
-        let mut ids: Vec<(IdKind, &str, Vec<Seg>)> = vec![(
-            IdKind::Contract,
-            c.contract.as_str(),
-            path!["contract"].to_vec(),
-        )];
-        ids.extend(c.acceptance_criteria.iter().enumerate().map(|(i, a)| {
-            (
-                IdKind::Criterion,
-                a.id.as_str(),
-                path!["acceptance_criteria", i, "id"].to_vec(),
+        let ids = std::iter::once((IdKind::Contract, c.contract.as_str(), 0))
+            .chain(
+                c.acceptance_criteria
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (IdKind::Criterion, a.id.as_str(), i)),
             )
-        }));
-        ids.extend(c.stages.iter().enumerate().map(|(i, s)| {
-            (
-                IdKind::Stage,
-                s.id.as_str(),
-                path!["stages", i, "id"].to_vec(),
+            .chain(
+                c.stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (IdKind::Stage, s.id.as_str(), i)),
             )
-        }));
-        ids.extend(c.falsifiers.iter().enumerate().map(|(i, f)| {
-            (
-                IdKind::Falsifier,
-                f.id.as_str(),
-                path!["falsifiers", i, "id"].to_vec(),
+            .chain(
+                c.falsifiers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| (IdKind::Falsifier, f.id.as_str(), i)),
             )
-        }));
-        for (kind, id, path) in ids {
+            .chain(
+                c.equations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| (IdKind::Equation, q.id.as_str(), i)),
+            )
+            .chain(
+                c.proof_obligations
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (IdKind::Obligation, o.id.as_str(), i)),
+            );
+        for (kind, id, index) in ids {
             if !kind.matches(id) {
                 let d = cx.err(
                     codes::ID_PATTERN,
                     e,
-                    &path,
+                    &id_path(kind, index),
                     format!("`{id}` is not a valid {}", kind.name()),
                     "does not match the pattern",
                 );
                 help(d, format!("a {} looks like {}", kind.name(), kind.shape()));
             }
             if let Some(first) = seen.get(id) {
-                let first_span = first.entry.tree.span_of(&first.path);
+                let first_span = first.entry.tree.span_of(&id_path(first.kind, first.index));
                 let first_src = Arc::clone(&first.entry.source);
                 let d = cx.err(
                     codes::DUPLICATE_ID,
                     e,
-                    &path,
+                    &id_path(kind, index),
                     format!("`{id}` is defined more than once"),
                     "defined again here",
                 );
                 secondary(d, &first_src, first_span, "first defined here");
                 help(d, "ids are unique across all contracts; rename one of them");
             } else {
-                seen.insert(id, Def { entry: e, path });
+                seen.insert(
+                    id,
+                    Def {
+                        entry: e,
+                        kind,
+                        index,
+                    },
+                );
             }
         }
         // File name: `<contract-id>.yaml` (or .yml).
@@ -914,6 +1002,155 @@ fn check_usage(e: &Loaded, cx: &mut Ctx) {
     }
 }
 
+/// Whether `name` is a Rust path of snake_case segments (`engine::quant::proof_q4k`).
+pub fn is_harness_name(name: &str) -> bool {
+    name.split("::").all(|seg| {
+        seg.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    })
+}
+
+/// PV050-PV056: proof obligations are discharged by something that exists and is live, name an
+/// equation that exists, and every equation is the subject of some obligation.
+fn check_obligations(set: &ContractSet, e: &Loaded, cx: &mut Ctx) {
+    let c = &e.contract;
+    for (oi, o) in c.proof_obligations.iter().enumerate() {
+        if o.discharged_by.is_empty() {
+            let d = cx.err(
+                codes::OBLIGATION_UNDISCHARGED,
+                e,
+                &path!["proof_obligations", oi, "id"],
+                format!(
+                    "proof obligation `{}` is discharged by no falsifier and no harness",
+                    o.id
+                ),
+                "nothing discharges it",
+            );
+            help(
+                d,
+                "name the falsifiers that test it under `discharged_by: {falsifiers: [...]}` \
+                 (or a proof harness under `harnesses:`)",
+            );
+        }
+        if set.equation(&o.equation).is_none() {
+            let near = set
+                .equations()
+                .map(|(_, q)| q.id.as_str())
+                .min_by_key(|cand| edit_distance(cand, &o.equation));
+            let h = match near {
+                Some(n) if edit_distance(n, &o.equation) <= 3 => format!("did you mean `{n}`?"),
+                _ => "define the equation under `equations:` or fix the id".to_string(),
+            };
+            let d = cx.err(
+                codes::OBLIGATION_EQUATION,
+                e,
+                &path!["proof_obligations", oi, "equation"],
+                format!(
+                    "proof obligation `{}` names unknown equation `{}`",
+                    o.id, o.equation
+                ),
+                "no such equation",
+            );
+            help(d, h);
+        }
+        for (fi, fid) in o.discharged_by.falsifiers.iter().enumerate() {
+            match set.falsifier(fid) {
+                None => {
+                    let near = set
+                        .falsifiers()
+                        .map(|(_, f)| f.id.as_str())
+                        .min_by_key(|cand| edit_distance(cand, fid));
+                    let h = match near {
+                        Some(n) if edit_distance(n, fid) <= 3 => format!("did you mean `{n}`?"),
+                        _ => "define the falsifier under `falsifiers:` or fix the id".to_string(),
+                    };
+                    let d = cx.err(
+                        codes::OBLIGATION_FALSIFIER,
+                        e,
+                        &path!["proof_obligations", oi, "discharged_by", "falsifiers", fi],
+                        format!(
+                            "proof obligation `{}` names unknown falsifier `{fid}`",
+                            o.id
+                        ),
+                        "no such falsifier",
+                    );
+                    help(d, h);
+                }
+                Some((_, f)) => {
+                    if let Some(reason) = &f.retired {
+                        let d = cx.err(
+                            codes::OBLIGATION_RETIRED,
+                            e,
+                            &path!["proof_obligations", oi, "discharged_by", "falsifiers", fi],
+                            format!(
+                                "proof obligation `{}` is discharged by retired falsifier `{fid}` ({reason})",
+                                o.id
+                            ),
+                            "retired",
+                        );
+                        help(
+                            d,
+                            "a retired falsifier produces no evidence; name the one that replaces it",
+                        );
+                    }
+                }
+            }
+        }
+        for (hi, h) in o.discharged_by.harnesses.iter().enumerate() {
+            if !is_harness_name(h) {
+                let d = cx.err(
+                    codes::HARNESS_NAME,
+                    e,
+                    &path!["proof_obligations", oi, "discharged_by", "harnesses", hi],
+                    format!("harness name `{h}` is not a Rust path"),
+                    "not a Rust path",
+                );
+                help(
+                    d,
+                    "write the harness function's path, snake_case segments joined by '::', \
+                     e.g. engine::quant::proofs::q4k_dequant",
+                );
+            }
+        }
+        if let Some(t) = o.tolerance {
+            if !t.is_finite() || t < 0.0 {
+                let d = cx.err(
+                    codes::OBLIGATION_TOLERANCE,
+                    e,
+                    &path!["proof_obligations", oi, "tolerance"],
+                    format!("the tolerance of `{}` is not a finite number >= 0", o.id),
+                    "invalid tolerance",
+                );
+                help(
+                    d,
+                    "a tolerance is a distance: 0 for exact, e.g. 1e-6 for a float bound",
+                );
+            }
+        }
+    }
+    for (qi, q) in c.equations.iter().enumerate() {
+        let named = set.obligations().any(|(_, o)| o.equation == q.id);
+        if !named {
+            let d = cx.err(
+                codes::ORPHAN_EQUATION,
+                e,
+                &path!["equations", qi, "id"],
+                format!("equation `{}` is named by no proof obligation", q.id),
+                "no obligation",
+            );
+            d.severity = Severity::Warning;
+            help(
+                d,
+                "state what must hold of it under `proof_obligations:`, discharged by a falsifier",
+            );
+        }
+    }
+}
+
 fn check_cycles(set: &ContractSet, cx: &mut Ctx) {
     // Iterative three-colour DFS over all stages of all contracts.
     let stages: Vec<(&Loaded, usize)> = set
@@ -1148,6 +1385,20 @@ mod tests {
         assert!(IdKind::Falsifier.matches("FALSIFY-QW3-GPU-LAYER-COS-002"));
         assert!(!IdKind::Falsifier.matches("FALSIFY-QK-DEQ-1"));
         assert!(!IdKind::Falsifier.matches("FALSIFY-QK-deq-001"));
+        assert!(IdKind::Equation.matches("EQ-QK-Q4K-DEQUANT"));
+        assert!(IdKind::Equation.matches("EQ-RMSNORM"));
+        assert!(!IdKind::Equation.matches("EQ"));
+        assert!(!IdKind::Equation.matches("EQ-rmsnorm"));
+        assert!(!IdKind::Equation.matches("EQ--X"));
+        assert!(IdKind::Obligation.matches("PO-QK-Q4K-001"));
+        assert!(!IdKind::Obligation.matches("PO-QK-Q4K"));
+        assert!(!IdKind::Obligation.matches("PO-001"));
+        assert!(is_harness_name("engine::quant::proof_q4k"));
+        assert!(is_harness_name("_private"));
+        assert!(!is_harness_name("Engine::x"));
+        assert!(!is_harness_name("a::::b"));
+        assert!(!is_harness_name(""));
+        assert!(!is_harness_name("a b"));
     }
 
     #[test]

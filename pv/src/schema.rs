@@ -43,7 +43,11 @@ fn code_for(path: &[Seg]) -> &'static str {
             if id == "id"
                 && matches!(
                     list.as_str(),
-                    "stages" | "falsifiers" | "acceptance_criteria"
+                    "stages"
+                        | "falsifiers"
+                        | "acceptance_criteria"
+                        | "equations"
+                        | "proof_obligations"
                 ) =>
         {
             codes::ID_PATTERN
@@ -209,6 +213,7 @@ fn allowed(path: &[Seg]) -> Option<&'static str> {
         Some(Seg::Key(k)) if k == "tier" => Some("algorithm, hardware"),
         Some(Seg::Key(k)) if k == "classification" => Some("benign, not-benign"),
         Some(Seg::Key(k)) if k == "op" => Some("<, <=, >, >=, =="),
+        Some(Seg::Key(k)) if k == "kind" => Some("invariant, postcondition, bound, equivalence"),
         _ => None,
     }
 }
@@ -227,6 +232,8 @@ fn describe(
         [Seg::Key(k), Seg::Index(_), _] if k == "stages" => Some(IdKind::Stage),
         [Seg::Key(k), Seg::Index(_), _] if k == "falsifiers" => Some(IdKind::Falsifier),
         [Seg::Key(k), Seg::Index(_), _] if k == "acceptance_criteria" => Some(IdKind::Criterion),
+        [Seg::Key(k), Seg::Index(_), _] if k == "equations" => Some(IdKind::Equation),
+        [Seg::Key(k), Seg::Index(_), _] if k == "proof_obligations" => Some(IdKind::Obligation),
         _ => None,
     };
     match code {
