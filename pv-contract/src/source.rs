@@ -42,6 +42,8 @@ pub struct SourceFile {
     /// The full text.
     pub text: String,
     line_starts: Vec<usize>,
+    // For ASCII text a character column is a byte offset, which spares a scan per position.
+    ascii: bool,
 }
 
 impl SourceFile {
@@ -49,10 +51,12 @@ impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: String) -> SourceFile {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let ascii = text.is_ascii();
         SourceFile {
             path: path.into(),
             text,
             line_starts,
+            ascii,
         }
     }
 
@@ -72,11 +76,14 @@ impl SourceFile {
             .copied()
             .unwrap_or(self.text.len());
         let line_text = &self.text[ls..line_end];
-        let off = line_text
-            .char_indices()
-            .nth(col0)
-            .map(|(i, _)| i)
-            .unwrap_or(line_text.len());
+        let off = if self.ascii {
+            col0.min(line_text.len())
+        } else {
+            line_text
+                .char_indices()
+                .nth(col0)
+                .map_or(line_text.len(), |(i, _)| i)
+        };
         Span {
             start: ls + off,
             end: ls + off,

@@ -229,7 +229,10 @@ enum Frame {
         anchor: usize,
         entries: Vec<(Key, Node)>,
         pending: Option<Key>,
-        seen: HashMap<String, Span>,
+        // Key index for duplicate detection, built only for large mappings: contract mappings
+        // have a dozen keys, where a linear scan beats hashing, but a hostile file may have
+        // a hundred thousand.
+        seen: Option<HashMap<String, Span>>,
     },
 }
 
@@ -283,7 +286,7 @@ pub fn parse(src: &SourceFile) -> Result<Node, YamlError> {
                 None
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                let value = resolve_scalar(&text, style);
+                let value = resolve_scalar(text, style);
                 Some((Node { span, value }, anchor, 1))
             }
             Event::Alias(id) => {
@@ -326,7 +329,7 @@ pub fn parse(src: &SourceFile) -> Result<Node, YamlError> {
                         anchor,
                         entries: Vec::new(),
                         pending: None,
-                        seen: HashMap::new(),
+                        seen: None,
                     });
                 }
                 None
@@ -406,15 +409,31 @@ pub fn parse(src: &SourceFile) -> Result<Node, YamlError> {
                             })
                         }
                     };
-                    if let Some(first) = seen.get(&text) {
+                    let first = match seen {
+                        Some(index) => index.get(&text).copied(),
+                        None => entries
+                            .iter()
+                            .find(|(k, _)| k.text == text)
+                            .map(|(k, _)| k.span),
+                    };
+                    if let Some(first) = first {
                         return Err(YamlError {
                             kind: YamlErrorKind::DuplicateKey,
                             message: format!("duplicate key `{text}`"),
                             span: node.span,
-                            related: Some((*first, "first defined here".into())),
+                            related: Some((first, "first defined here".into())),
                         });
                     }
-                    seen.insert(text.clone(), node.span);
+                    if let Some(index) = seen {
+                        index.insert(text.clone(), node.span);
+                    } else if entries.len() >= 32 {
+                        let mut index: HashMap<String, Span> = entries
+                            .iter()
+                            .map(|(k, _)| (k.text.clone(), k.span))
+                            .collect();
+                        index.insert(text.clone(), node.span);
+                        *seen = Some(index);
+                    }
                     *pending = Some(Key {
                         text,
                         span: node.span,
@@ -464,10 +483,21 @@ fn subtree_size(node: &Node) -> usize {
 }
 
 /// YAML 1.2 core-schema resolution of a scalar. Quoted and block scalars are always strings.
-fn resolve_scalar(text: &str, style: ScalarStyle) -> Value {
-    if style != ScalarStyle::Plain {
-        return Value::Str(text.to_string());
+fn resolve_scalar(text: std::borrow::Cow<'_, str>, style: ScalarStyle) -> Value {
+    // Most scalars of a contract are prose or ids: a plain scalar starting with a letter that
+    // begins none of the core-schema words (null, true, false and their capitalisations) is a
+    // string, with no further tests.
+    let first = text.as_bytes().first().copied();
+    let maybe_typed = matches!(
+        first,
+        None | Some(
+            b'0'..=b'9' | b'-' | b'+' | b'.' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F'
+        )
+    );
+    if style != ScalarStyle::Plain || !maybe_typed {
+        return Value::Str(text.into_owned());
     }
+    let text: &str = &text;
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
@@ -590,6 +620,17 @@ mod tests {
         assert_eq!(e.kind, YamlErrorKind::DuplicateKey);
         assert_eq!(e.span.line, 3);
         assert_eq!(e.related.map(|r| r.0.line), Some(1));
+    }
+
+    #[test]
+    fn duplicate_keys_in_large_mappings_are_found() {
+        let mut s: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
+        s.push_str("k7: again\n");
+        let e = p(&s).expect_err("duplicate");
+        assert_eq!(e.kind, YamlErrorKind::DuplicateKey);
+        assert_eq!((e.span.line, e.related.map(|r| r.0.line)), (101, Some(8)));
+        let s: String = (0..100).map(|i| format!("k{i}: {i}\n")).collect();
+        assert!(p(&s).is_ok());
     }
 
     #[test]
