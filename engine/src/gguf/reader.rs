@@ -389,7 +389,8 @@ impl<'a> Cursor<'a> {
             self.err(
                 ctx,
                 format!(
-                    "{what} count {n} cannot fit in the {} bytes left",
+                    "{what} {n} needs at least {} bytes, but the file has {} left (truncated or corrupt)",
+                    (n as u128) * min_len as u128,
                     self.remaining()
                 ),
             )
@@ -397,7 +398,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn string(&mut self, ctx: Ctx<'_>, what: &str) -> Result<String, GgufError> {
-        let n = self.count(1, ctx, &format!("{what} length"))?;
+        let n = self.count(1, ctx, &format!("length of {what}"))?;
         let at = self.at;
         let bytes = self.take(n, ctx)?;
         String::from_utf8(bytes.to_vec()).map_err(|e| {
@@ -449,7 +450,7 @@ impl<'a> Cursor<'a> {
                 let elem = ValueType::from_id(id).ok_or_else(|| {
                     self.err(ctx, format!("unknown array element type {id} (0..=12)"))
                 })?;
-                let n = self.count(elem.min_encoded_len(), ctx, "array item")?;
+                let n = self.count(elem.min_encoded_len(), ctx, "array item count")?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(elem, depth + 1, ctx)?);
@@ -489,8 +490,8 @@ pub(crate) fn parse_header(b: &[u8]) -> Result<Header, GgufError> {
     }
     // Each tensor info takes at least 24 bytes (name length, n_dims, type, offset); each
     // key-value pair at least 13 (key length, type, one value byte).
-    let n_tensors = c.count(24, Ctx::Header("tensor count"), "tensor")?;
-    let n_kv = c.count(13, Ctx::Header("metadata count"), "metadata entry")?;
+    let n_tensors = c.count(24, Ctx::Header("tensor count"), "tensor count")?;
+    let n_kv = c.count(13, Ctx::Header("metadata count"), "metadata count")?;
 
     let mut metadata = Vec::with_capacity(n_kv);
     let mut meta_index = HashMap::with_capacity(n_kv);
