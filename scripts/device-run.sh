@@ -2,7 +2,8 @@
 # Runs ON the GPU device machine (no cargo there): executes the prebuilt GPU falsifier test binary
 # carried in .device-carry/, collects evidence records, the bench JSON and logs under $OUT.
 # Build here first (docs/gpu.md, "Running on the device"):
-#   scripts/device-run.sh --prepare      (on the development machine: build, strip, copy)
+#   scripts/device-run.sh --prepare      (on the development machine: build, strip, copy the
+#                                         falsifier test binary and `infer`)
 # then call the device tool with carry [".device-carry"] and command "bash scripts/device-run.sh".
 set -uo pipefail
 
@@ -14,6 +15,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     [[ -x "$bin" ]] || { echo "no test binary found" >&2; exit 1; }
     mkdir -p .device-carry
     strip -o .device-carry/gpu_forward "$bin"
+    cargo build --release --features cuda -p infer
+    strip -o .device-carry/infer "$CARGO_TARGET_DIR/release/infer"
     ls -la .device-carry
     exit 0
 fi
@@ -54,6 +57,21 @@ run bench      $E PV_GPU_BENCH_JSON="$OUT/bench.json" "$BIN" gpu_decode_throughp
 
 # A/B: the same bench with the prefill products on the f32 CUDA-core kernel instead of the
 # tensor cores (records kept apart from the real evidence).
+# The CLI path: a GGUF file written by `infer synth` (the same shape and mix), read back through
+# engine::gguf's memmap and benchmarked with `infer bench --device cuda`.
+if [[ -x .device-carry/infer ]]; then
+    t0=$SECONDS
+    echo "== infer synth qwen3-30b-a3b q4_k_m" | tee -a "$LOG"
+    .device-carry/infer synth --preset qwen3-30b-a3b --quant q4_k_m --seed 1 -o /tmp/q30.gguf 2>&1 | tail -3 | tee -a "$LOG"
+    ls -la /tmp/q30.gguf | tee -a "$LOG"
+    echo "== synth done in $((SECONDS - t0)) s; infer bench --device cuda" | tee -a "$LOG"
+    t0=$SECONDS
+    .device-carry/infer bench /tmp/q30.gguf --device cuda --prompt-tokens 512 --gen-tokens 128 --json \
+        > "$OUT/infer-bench-cuda.json" 2>>"$LOG"
+    echo "== infer bench rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
+    rm -f /tmp/q30.gguf
+fi
+
 if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
     run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench-no-tc.json" "$BIN" gpu_prefill_throughput
 fi

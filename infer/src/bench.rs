@@ -55,6 +55,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    // GPU engineer's hook: the CUDA bench lives in bench_cuda.rs
+    if args.device == Device::Cuda {
+        return crate::bench_cuda::run(&args);
+    }
     anyhow::ensure!(args.prompt_tokens > 0, "--prompt-tokens must be at least 1");
     let (_file, model) = open_model(&args.model)?;
     let vocab = model.config.vocab;

@@ -37,6 +37,11 @@ pub struct LogitsArgs {
 }
 
 pub fn run(args: LogitsArgs) -> Result<()> {
+    // GPU engineer's guard: never answer a --device cuda request from the CPU
+    anyhow::ensure!(
+        args.device == crate::common::Device::Cpu,
+        "--device cuda is not wired into `infer logits` yet (use `infer trace --device cuda` for GPU logits, or --device cpu)"
+    );
     let tokens = parse_tokens(&args.tokens)?;
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext != "npy" && ext != "json" {

@@ -1,6 +1,7 @@
 //! `infer`: the engine CLI. One module per subcommand.
 
 mod bench;
+mod bench_cuda;
 mod common;
 mod logits;
 mod run;
