@@ -69,7 +69,7 @@ fn kernel_names() -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for q in ["f32", "f16", "q8_0", "q4_k", "q5_k", "q6_k"] {
-        for k in ["matvec", "matvec3", "moe_gate_up", "moe_down_decode", "matmat", "matmat_tc"] {
+        for k in ["matvec", "matvec3", "router_decode", "moe_gate_up", "moe_down_decode", "matmat", "matmat_tc"] {
             v.push(format!("{k}_{q}"));
         }
     }

@@ -356,6 +356,54 @@ __device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_b
     if ((threadIdx.x & 31) == 0) y[r] = s;
 }
 
+__device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, float* wts, int lane);
+
+// Decode router in one launch: h = RMSNorm(x) * nw (each block computes it into shared memory,
+// block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one warp per
+// row), and the last block to finish (atomic ticket) runs the softmax / top-k. Dynamic shared
+// memory: K floats. The ticket counter returns to 0 for the next launch (graph replays).
+template <int QT>
+__device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K, const float* x,
+                                   const float* nw, float eps, float* h_out, float* logits, int k,
+                                   int* ids, float* wts, unsigned* counter) {
+    extern __shared__ __align__(16) float sh[];
+    __shared__ float red[32];
+    __shared__ unsigned ticket;
+    int tid = threadIdx.x;
+    const float4* x4 = (const float4*)x;
+    const float4* w4 = (const float4*)nw;
+    int n4 = K / 4;
+    float ss = 0.f;
+#pragma unroll 4
+    for (int i = tid; i < n4; i += blockDim.x) {
+        float4 v = x4[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_sum(ss, red);
+    float scale = rsqrtf(ss / (float)K + eps);
+    for (int i = tid; i < n4; i += blockDim.x) {
+        float4 v = x4[i], ww = w4[i];
+        float4 hv = make_float4(v.x * scale * ww.x, v.y * scale * ww.y, v.z * scale * ww.z, v.w * scale * ww.w);
+        ((float4*)sh)[i] = hv;
+        if (blockIdx.x == 0) ((float4*)h_out)[i] = hv;
+    }
+    __syncthreads();
+    int r = blockIdx.x * MV_WARPS + (tid >> 5);
+    if (r < n_exp) {
+        float d = warp_row_dot<QT>(W + (i64)r * row_bytes, K / QT_traits<QT>::TASK_ELEMS, sh);
+        if ((tid & 31) == 0) logits[r] = d;
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) ticket = atomicAdd(counter, 1u);
+    __syncthreads();
+    if (ticket == gridDim.x - 1) {
+        __threadfence();
+        if (tid < 32) topk_row(logits, n_exp, k, ids, wts, tid);
+        if (tid == 0) *counter = 0u;
+    }
+}
+
 // Gate and up of the selected experts with SwiGLU fused: act[p*ff + r] = silu(g) * u where
 // g = gate_e[r] . x_t, u = up_e[r] . x_t, e = ids[p], t = p / in_div. grid.y = number of pairs.
 template <int QT>
@@ -703,6 +751,13 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
                                               const float* x, float* y0, float* y1, float* y2) {  \
         matvec3_impl<QT>(W0, W1, W2, row_bytes, n0, n1, n2, K, x, y0, y1, y2);                   \
     }                                                                                            \
+    extern "C" __global__ void router_decode_##NAME(const u8* W, i64 row_bytes, int n_exp, int K,   \
+                                                    const float* x, const float* nw, float eps,   \
+                                                    float* h_out, float* logits, int k, int* ids, \
+                                                    float* wts, unsigned* counter) {              \
+        router_decode_impl<QT>(W, row_bytes, n_exp, K, x, nw, eps, h_out, logits, k, ids, wts,    \
+                               counter);                                                          \
+    }                                                                                            \
     extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
                                                   i64 row_bytes, int ff, int K, const float* x,   \
                                                   int x_stride, int in_div, const int* ids,       \
@@ -978,11 +1033,10 @@ extern "C" __global__ void attn_combine(const float* part, float* out, const int
     out[(long long)t * n_head * hd + h * hd + d] = acc / L;
 }
 
-// Router: p = softmax(logits[t, :n_exp]); the k largest p (ties: lower index first), weights
-// renormalised to sum 1. One warp per token; grid.x = T; n_exp <= 256.
-extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, int* ids, float* wts) {
-    int t = blockIdx.x, lane = threadIdx.x;
-    const float* l = logits + (i64)t * n_exp;
+// Router: p = softmax(l[:n_exp]); the k largest p (ties: lower index first), weights
+// renormalised to sum 1. One warp (lane = its lane id); n_exp <= 256. `l` is read as volatile so
+// that the fused decode router can read logits other blocks wrote in the same launch.
+__device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, float* wts, int lane) {
     float v[8];
     float m = -INFINITY;
 #pragma unroll
@@ -1020,8 +1074,8 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
         }
         if (bi >= n_exp) bi = 0;  // unreachable with the NaN guard above; never index past the experts
         if (lane == 0) {
-            ids[t * k + r] = bi;
-            wts[t * k + r] = best / s;
+            ids[r] = bi;
+            wts[r] = best / s;
         }
         chosen_sum += best / s;
 #pragma unroll
@@ -1030,7 +1084,13 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
     }
     __syncwarp();
     if (lane == 0)
-        for (int r = 0; r < k; r++) wts[t * k + r] /= chosen_sum;
+        for (int r = 0; r < k; r++) wts[r] /= chosen_sum;
+}
+
+// grid.x = T, one warp per token.
+extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, int* ids, float* wts) {
+    int t = blockIdx.x;
+    topk_row(logits + (i64)t * n_exp, n_exp, k, ids + t * k, wts + t * k, threadIdx.x);
 }
 
 // Group the (token, slot) pairs by expert: off[e] .. off[e+1] indexes list[], which holds the

@@ -132,6 +132,7 @@ struct State {
     logits: Buf<f32>,
     tok: Buf<i32>,
     pos: Buf<i32>,
+    counter: Buf<i32>,
     hist: Buf<i32>,
 }
 
@@ -711,9 +712,37 @@ impl GpuModel {
         };
         launch!(self, "attn_combine", comb_cfg, s.part.ptr, s.att.ptr, s.pos.ptr, c.n_head as i32, c.head_dim as i32, nch as i32);
         self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
-        launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
-        self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
-        launch!(self, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
+        if t == 1 {
+            // ffn RMSNorm + router mat-vec + top-k in one launch
+            let name = self.kernel_for(&ly.router, Some(l), "router_decode");
+            let cfg = LaunchConfig {
+                grid_dim: (ceil_div(c.n_expert, MV_WARPS) as u32, 1, 1),
+                block_dim: (32 * MV_WARPS as u32, 1, 1),
+                shared_mem_bytes: (c.n_embd * 4) as u32,
+            };
+            launch!(
+                self,
+                name.as_str(),
+                cfg,
+                ly.router.ptr,
+                ly.router.row_bytes as i64,
+                c.n_expert as i32,
+                e,
+                s.x.ptr,
+                ly.ffn_norm.ptr,
+                c.rms_eps,
+                s.h.ptr,
+                s.rl.ptr,
+                k as i32,
+                s.ids.ptr,
+                s.wts.ptr,
+                s.counter.ptr
+            );
+        } else {
+            launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
+            self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
+            launch!(self, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
+        }
         let ff = c.expert_ff;
         if t == 1 {
             let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up");
@@ -845,8 +874,8 @@ fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
             o.max_batch, c.n_expert_used
         ));
     }
-    if c.n_embd % 4 != 0 {
-        return bad(format!("n_embd {} is not a multiple of 4", c.n_embd));
+    if c.n_embd % 4 != 0 || c.n_embd > 12 * 1024 {
+        return bad(format!("n_embd {} must be a multiple of 4 and at most 12288 (the decode router keeps it in shared memory)", c.n_embd));
     }
     Ok(())
 }
@@ -908,6 +937,7 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         logits: f(MAX_LOGIT_ROWS.min(b).max(1) * c.vocab, "logits")?,
         tok: i(b + 1, "tokens")?,
         pos: i(1, "position")?,
+        counter: i(1, "the router's block counter")?,
         hist: i(o.max_ctx + 2, "token history")?,
     })
 }
