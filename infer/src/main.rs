@@ -3,12 +3,12 @@
 mod bench;
 mod bench_cuda;
 mod common;
+mod inspect;
 mod logits;
 mod run;
 mod synth;
 mod trace;
 mod trace_diff;
-// `inspect` (GGUF header/tensor listing) is written by the GGUF engineer in inspect.rs.
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +30,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Synth(synth::SynthArgs),
+    /// Show a GGUF file's metadata and tensor table.
+    Inspect(inspect::InspectArgs),
     Run(run::RunArgs),
     Logits(logits::LogitsArgs),
     Bench(bench::BenchArgs),
@@ -40,6 +42,7 @@ enum Cmd {
 fn main() {
     let r = match Cli::parse().cmd {
         Cmd::Synth(a) => synth::run(a),
+        Cmd::Inspect(a) => inspect::run(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Logits(a) => logits::run(a),
         Cmd::Bench(a) => bench::run(a),

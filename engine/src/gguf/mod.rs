@@ -21,7 +21,7 @@ pub use writer::{DataWriter, GgufWriter};
 /// tensor concerned and the byte offset where the reader stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}")]
     Io {
         path: String,
         source: std::io::Error,
