@@ -118,7 +118,12 @@ impl<'a> Input<'a> {
                 needs.add(q);
             }
         }
-        let q = if needs.q8k || needs.q8_0 || needs.f16 {
+        let q = if (needs.q8k || needs.q8_0 || needs.f16) && n == 1 {
+            // One row: not worth a trip through the thread pool.
+            let mut a = QuantAct::default();
+            quantize_act(x, needs, &mut a);
+            vec![a]
+        } else if needs.q8k || needs.q8_0 || needs.f16 {
             x.par_chunks(cols)
                 .map(|row| {
                     let mut a = QuantAct::default();
@@ -197,7 +202,14 @@ fn matmul_many(jobs: &mut [(MatRef<'_>, &Input<'_>, &mut [f32])]) {
     }
     const ROWS: usize = 32;
     /// One task: rows `r0..` of a matrix, its kernel, one token's activations, the outputs.
-    type Task<'a, 'b> = (MatRef<'a>, RowDot, &'b [f32], &'b QuantAct, usize, &'b mut [f32]);
+    type Task<'a, 'b> = (
+        MatRef<'a>,
+        RowDot,
+        &'b [f32],
+        &'b QuantAct,
+        usize,
+        &'b mut [f32],
+    );
     let mut tasks: Vec<Task<'_, '_>> = Vec::new();
     for (m, inp, out) in jobs.iter_mut() {
         let dot = row_dot(m.qtype, !inp.q.is_empty());

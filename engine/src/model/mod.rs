@@ -113,3 +113,97 @@ pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Re
         .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
     Ok(pool.install(f))
 }
+
+/// Loading from `engine::gguf` (the shared GGUF reader) as well as from the model's own
+/// minimal reader ([`GgufFile`]): same checks, same weights.
+impl<'f> Model<'f> {
+    /// Loads from an [`crate::gguf::GgufFile`]. A tensor in a format the CPU forward does not
+    /// read is an error naming the tensor and the format.
+    pub fn load_shared(file: &'f crate::gguf::GgufFile) -> Result<Model<'f>, ModelError> {
+        for t in file.tensors() {
+            if QType::from_ggml(t.qtype.ggml_id()).is_none() {
+                return Err(ModelError::Gguf(GgufError::UnsupportedType {
+                    name: t.name.clone(),
+                    id: t.qtype.ggml_id(),
+                }));
+            }
+        }
+        let n_tokens = file
+            .get_str_array("tokenizer.ggml.tokens")
+            .ok()
+            .map(|t| t.len());
+        let mut config = Config::from_metadata(&|k| shared_meta_value(file, k), n_tokens)?;
+        let weights = Weights::load(&SharedSource(file), &mut config)?;
+        if let Some(t) = n_tokens {
+            let rows = weights.token_embd.m.rows;
+            if t != rows {
+                return Err(ModelError::VocabMismatch { tokens: t, rows });
+            }
+        }
+        Ok(Model { config, weights })
+    }
+}
+
+fn shared_meta_value(file: &crate::gguf::GgufFile, key: &str) -> Option<MetaValue> {
+    use crate::gguf::Value as V;
+    Some(match file.get(key)? {
+        V::U8(v) => MetaValue::Int(*v as i64),
+        V::I8(v) => MetaValue::Int(*v as i64),
+        V::U16(v) => MetaValue::Int(*v as i64),
+        V::I16(v) => MetaValue::Int(*v as i64),
+        V::U32(v) => MetaValue::Int(*v as i64),
+        V::I32(v) => MetaValue::Int(*v as i64),
+        V::U64(v) => MetaValue::Int(i64::try_from(*v).unwrap_or(i64::MAX)),
+        V::I64(v) => MetaValue::Int(*v),
+        V::F32(v) => MetaValue::Float(*v as f64),
+        V::F64(v) => MetaValue::Float(*v),
+        V::String(s) => MetaValue::Str(s.clone()),
+        _ => MetaValue::Other,
+    })
+}
+
+struct SharedSource<'f>(&'f crate::gguf::GgufFile);
+
+impl<'f> TensorSource<'f> for SharedSource<'f> {
+    fn tensor(&self, name: &str) -> Option<weights::TensorRef<'f>> {
+        let t = self.0.tensor(name)?;
+        Some(weights::TensorRef {
+            qtype: QType::from_ggml(t.qtype.ggml_id())?,
+            dims: t.dims,
+            data: t.data,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_reader_and_own_reader_give_the_same_logits() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.gguf");
+        let shape = crate::synth::SynthShape::preset("tiny").unwrap();
+        crate::synth::write_synthetic(&p, &shape, crate::synth::SynthQuant::Q4KM, 3).unwrap();
+        let own = GgufFile::open(&p).unwrap();
+        let shared = crate::gguf::GgufFile::open(&p).unwrap();
+        let (a, b) = (
+            Model::load(&own).unwrap(),
+            Model::load_shared(&shared).unwrap(),
+        );
+        assert_eq!(a.config, b.config);
+        let run = |m: &Model<'_>| {
+            let mut c = KvCache::new(m, 8);
+            m.forward(
+                &[1, 5, 9],
+                &mut c,
+                &ForwardOptions::default(),
+                Logits::All,
+                None,
+            )
+            .unwrap()
+        };
+        let (la, lb) = (run(&a), run(&b));
+        assert!(la.iter().zip(&lb).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+}
