@@ -842,3 +842,17 @@ fn gguf_py_comparison_can_fail() {
     b["tensors"][0]["data"] = serde_json::json!("00");
     assert_eq!(json_mismatches(&a, &b, &mut Vec::new()), 1);
 }
+
+/// Writes the mutation seeds as the committed cargo-fuzz corpus (fuzz/corpus/gguf_reader).
+/// Run by hand when the seed files change: `cargo test -p falsifiers --test gguf -- --ignored
+/// write_fuzz_corpus`.
+#[test]
+#[ignore = "writes files into fuzz/corpus; run by hand"]
+fn write_fuzz_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/gguf_reader");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, b) in seed_files().iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i}")), b).unwrap();
+    }
+    std::fs::write(dir.join("nested-arrays"), nested_raw("deep", 3)).unwrap();
+}
