@@ -445,7 +445,7 @@ fn simd_paths_match_scalar(ctx: &mut Ctx) -> FalsifierResult {
     ctx.metric("dot_max_diff_over_abs_sum", worst);
     ctx.series("dot_max_diff_per_qtype", per);
     ctx.note(format!(
-        "qtypes {:?} (AVX2 dequant: Q4_K, Q6_K, Q8_0; AVX2 q8 dots: Q4_0, Q8_0, Q4_K, Q6_K; AVX2 f32 dots: all), columns {COLS:?}",
+        "qtypes {:?} (AVX2 dequant: Q4_K, Q6_K, Q8_0; AVX2 q8 dots: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; AVX2 f32 dots: all), columns {COLS:?}",
         QType::ALL.map(|q| q.name())
     ));
     Ok(())
@@ -519,10 +519,13 @@ fn matvec_is_deterministic_and_equals_row_dots(ctx: &mut Ctx) -> FalsifierResult
 #[ignore = "benchmark; run explicitly"]
 fn throughput() {
     let mut rng = Rng::new(1);
-    let (rows, cols) = (2048usize, 2048usize);
-    println!("{rows} x {cols}, threads {}", rayon::current_num_threads());
-    for q in [QType::Q4K, QType::Q5K, QType::Q6K, QType::Q8_0, QType::Q4_0, QType::F16, QType::F32] {
-        let w: Vec<u8> = (0..rows).flat_map(|_| random_row(q, cols, &mut rng, false)).collect();
+    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let (p1, p2) = (pool(1), pool(2));
+    // 2048 rows (a few MB: cache-resident) and 16384 rows (out of L2, mostly out of L3).
+    for (rows, cols, q) in [2048usize, 16384].into_iter().flat_map(|r| {
+        [QType::Q4K, QType::Q5K, QType::Q6K, QType::Q8_0, QType::Q4_0, QType::F16, QType::F32]
+            .map(|q| (r, 2048usize, q))
+    }) {        let w: Vec<u8> = (0..rows).flat_map(|_| random_row(q, cols, &mut rng, false)).collect();
         let x = random_x(cols, &mut rng);
         let a = QuantizedActs::new(&x, &[q]).unwrap();
         let mut out = vec![0.0f32; rows];
@@ -543,13 +546,13 @@ fn throughput() {
                 dequantize_row(q, r, &mut y).unwrap();
             }
         });
-        let t_f32 = time(&mut || with_threads(1, || matvec_f32(q, &w, rows, cols, &x, &mut out)).unwrap());
-        let t_q8 = time(&mut || with_threads(1, || matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
-        let t_q8_2 = time(&mut || with_threads(2, || matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
+        let t_f32 = time(&mut || p1.install(|| matvec_f32(q, &w, rows, cols, &x, &mut out)).unwrap());
+        let t_q8 = time(&mut || p1.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
+        let t_q8_2 = time(&mut || p2.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
         let gb = w.len() as f64 / 1e9;
         let gv = (rows * cols) as f64 / 1e9;
         println!(
-            "{:5} dequant {:6.2} Gvalues/s | matvec f32-act 1t {:6.2} GB/s | q8-act 1t {:6.2} GB/s, 2t {:6.2} GB/s",
+            "{rows:5} x {cols} {:5} dequant {:6.2} Gvalues/s | matvec f32-act 1t {:6.2} GB/s | q8-act 1t {:6.2} GB/s, 2t {:6.2} GB/s",
             q.name(),
             gv / t_deq,
             gb / t_f32,

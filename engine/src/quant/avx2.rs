@@ -221,6 +221,65 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
     hsum_f32(acc) - acc_m
 }
 
+/// Q5_K row . Q8_K activations: Q4_K's kernel with the fifth bit of each value from qh.
+///
+/// # Safety
+/// As [`dot_q4k_q8k`], for Q5_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q5k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16]) -> f32 {
+    let mask = _mm256_set1_epi8(0x0f);
+    let one = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    for (b, w) in row.chunks_exact(176).enumerate() {
+        let dx = *k_d.get_unchecked(b);
+        let d = f16c(w, 0) * dx;
+        let dmin = f16c(w, 2) * dx;
+        let mut sc = [0u8; 8];
+        let mut mn = [0u8; 8];
+        for j in 0..8 {
+            (sc[j], mn[j]) = scale_min_k4(j, &w[4..16]);
+        }
+        let bs = k_bsums.as_ptr().add(16 * b);
+        let mut summ = 0i32;
+        for j in 0..8 {
+            summ += mn[j] as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
+        }
+        acc_m += dmin * summ as f32;
+        let qh = _mm256_loadu_si256(w.as_ptr().add(16) as *const __m256i);
+        let qs = w.as_ptr().add(48);
+        let qx = k_qs.as_ptr().add(256 * b);
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q4 = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+            // Bit 2j (low half) and 2j+1 (high half) of each qh byte, moved to bit 4. The
+            // 16-bit shifts move bits across bytes, but the per-byte mask keeps only bit 0.
+            let h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one);
+            let h2 =
+                _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
+            let lo = _mm256_or_si256(_mm256_and_si256(q4, mask), _mm256_slli_epi16(h1, 4));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(q4, 4), mask),
+                _mm256_slli_epi16(h2, 4),
+            );
+            let y1 = _mm256_loadu_si256(qx.add(64 * j) as *const __m256i);
+            let y2 = _mm256_loadu_si256(qx.add(64 * j + 32) as *const __m256i);
+            // u8 (0..31) x i8 pairs: |sum| <= 2*31*128 < 2^15, no saturation.
+            let p1 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, y1),
+                _mm256_set1_epi16(sc[2 * j] as i16),
+            );
+            let p2 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, y2),
+                _mm256_set1_epi16(sc[2 * j + 1] as i16),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32(acc) - acc_m
+}
+
 /// Byte-shuffle masks picking scales (2i, 2i+1) of a Q6_K block, each repeated 8 times.
 fn scale_shuffle(i: usize) -> [u8; 16] {
     let mut b = [0u8; 16];

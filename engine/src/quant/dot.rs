@@ -107,6 +107,7 @@ pub(crate) fn dot_q8_unchecked(
         unsafe {
             match (q, k, z) {
                 (QType::Q4K, Some(k), _) => return v::dot_q4k_q8k(row, &k.d, &k.qs, &k.bsums),
+                (QType::Q5K, Some(k), _) => return v::dot_q5k_q8k(row, &k.d, &k.qs, &k.bsums),
                 (QType::Q6K, Some(k), _) => return v::dot_q6k_q8k(row, &k.d, &k.qs),
                 (QType::Q8_0, _, Some(z)) => return v::dot_q8_0_q8_0(row, &z.d, &z.qs),
                 (QType::Q4_0, _, Some(z)) => return v::dot_q4_0_q8_0(row, &z.d, &z.qs),
