@@ -1,15 +1,19 @@
 //! The `pv` library: what the `pv` binary's commands are made of.
 
+pub mod audit;
+pub mod authoring;
+pub mod coverage;
+pub mod diff;
 pub mod evidence_cmd;
+pub mod git;
+pub mod graph;
+pub mod list;
+pub mod render;
+pub mod schema;
+pub mod show;
 pub mod status;
 pub mod status_cmd;
 pub mod status_load;
 pub mod status_render;
-pub mod verify;
-pub mod authoring;
-pub mod diff;
-pub mod git;
-pub mod list;
-pub mod render;
-pub mod schema;
 pub mod validate;
+pub mod verify;

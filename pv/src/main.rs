@@ -36,6 +36,14 @@ enum Command {
     Verify(pv::verify::Args),
     /// Evidence records: traceability report, record schema.
     Evidence(pv::evidence_cmd::Args),
+    /// Contracts (depends_on) and stages (requires) as DAGs: dot, JSON, or SVG by status.
+    Graph(pv::graph::Args),
+    /// Proof obligations discharged by fresh passing evidence or harnesses, per contract.
+    Coverage(pv::coverage::Args),
+    /// A contract's equations and proof obligations (text or LaTeX).
+    Show(pv::show::Args),
+    /// Follow equation -> obligation -> falsifier -> test -> evidence; exit 1 on any break.
+    Audit(pv::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +58,10 @@ fn main() -> ExitCode {
         Command::Status(args) => pv::status_cmd::run(args),
         Command::Verify(args) => pv::verify::run(args),
         Command::Evidence(args) => pv::evidence_cmd::run(args),
+        Command::Graph(args) => pv::graph::run(args),
+        Command::Coverage(args) => pv::coverage::run(args),
+        Command::Show(args) => pv::show::run(args),
+        Command::Audit(args) => pv::audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -159,7 +159,8 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-fn color(s: StageStatus) -> &'static str {
+/// The colour of a status (HTML page, `pv graph`).
+pub fn color(s: StageStatus) -> &'static str {
     match s {
         StageStatus::Failing => "#d73a49",
         StageStatus::Unimplemented => "#6f42c1",

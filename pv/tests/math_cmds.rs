@@ -1,0 +1,465 @@
+//! `pv graph`, `pv coverage`, `pv show`, `pv audit` end to end on a mini workspace: two
+//! contracts (one depends on the other), equations and obligations, bound tests, a Kani harness
+//! in a source file, and evidence written by the same runtime the falsifier tests use (one
+//! pass, one failure, one bound falsifier never run, one unbound).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use pv_evidence::{run_falsifier_in, FalsifierMeta, MetricSpec, Op, Tier};
+
+const BASE: &str = r#"contract: base-v1
+version: 0.1.0
+title: Base
+summary: The contract the math contract builds on.
+stages:
+  - id: M-BASE-1.1
+    title: Base stage
+    requires: []
+    falsifiers: [FALSIFY-BASE-OK-001]
+falsifiers:
+  - id: FALSIFY-BASE-OK-001
+    claim: The base works.
+    tier: algorithm
+    metrics:
+      - name: errors
+        op: "=="
+        threshold: 0
+    if_fails: Look at the base.
+amendment_history:
+  - version: 0.1.0
+    date: 2026-11-22
+    summary: First.
+"#;
+
+const MATH: &str = r#"contract: math-v1
+version: 0.1.0
+title: Math
+summary: Equations and obligations for the command tests.
+depends_on:
+  - contract: base-v1
+    version: ">=0.1.0"
+stages:
+  - id: M-MATH-1.1
+    title: Scale and softmax
+    requires: [M-BASE-1.1]
+    falsifiers: [FALSIFY-MATH-EXACT-001, FALSIFY-MATH-SUM-001]
+  - id: M-MATH-1.2
+    title: Softmax error bound
+    requires: [M-MATH-1.1]
+    falsifiers: [FALSIFY-MATH-UNBOUND-001]
+falsifiers:
+  - id: FALSIFY-MATH-EXACT-001
+    claim: Scaling is exact.
+    tier: algorithm
+    metrics:
+      - name: max_abs_diff
+        op: "<="
+        threshold: 0
+    if_fails: Look at scale.
+  - id: FALSIFY-MATH-SUM-001
+    claim: Probabilities sum to one.
+    tier: algorithm
+    metrics:
+      - name: sum_error
+        op: "<="
+        threshold: 1e-6
+    if_fails: Look at softmax.
+  - id: FALSIFY-MATH-UNBOUND-001
+    claim: Softmax is within 1 ulp of f64.
+    tier: algorithm
+    metrics:
+      - name: max_ulps
+        op: "<="
+        threshold: 1
+    if_fails: Write the test.
+equations:
+  - id: EQ-MATH-SCALE
+    name: Scaling
+    formula: "y_i = a * x_i"
+    domain: "x in f32^n, a in f32"
+    codomain: "y in f32^n"
+    preconditions: [a is finite]
+    invariants: [len(y) == len(x)]
+  - id: EQ-MATH-SOFTMAX
+    name: Softmax (max-subtracted)
+    formula: "p_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j"
+    preconditions: [x is finite and non-empty]
+    invariants: ["0 <= p_i <= 1", "sum_i p_i == 1"]
+  - id: EQ-MATH-ORPHAN
+    name: Nobody's concern
+    formula: "z = 0"
+proof_obligations:
+  - id: PO-MATH-001
+    kind: postcondition
+    property: Every output is exactly the input times a.
+    formal: "forall i: y_i == fl(a * x_i)"
+    tolerance: 0
+    equation: EQ-MATH-SCALE
+    discharged_by:
+      falsifiers: [FALSIFY-MATH-EXACT-001]
+  - id: PO-MATH-002
+    kind: invariant
+    property: The probabilities sum to one.
+    formal: "|sum_i p_i - 1| <= 1e-6"
+    tolerance: 1e-6
+    equation: EQ-MATH-SOFTMAX
+    discharged_by:
+      falsifiers: [FALSIFY-MATH-SUM-001]
+  - id: PO-MATH-003
+    kind: bound
+    property: Each probability is within 1 ulp of the f64 value.
+    equation: EQ-MATH-SOFTMAX
+    discharged_by:
+      falsifiers: [FALSIFY-MATH-UNBOUND-001, FALSIFY-BASE-OK-001]
+  - id: PO-MATH-004
+    kind: equivalence
+    property: The SIMD scale equals the scalar scale bit for bit.
+    equation: EQ-MATH-SCALE
+    discharged_by:
+      harnesses: [math::proofs::scale_exact]
+    kani: true
+  - id: PO-MATH-005
+    kind: invariant
+    property: Scaling never produces NaN from finite inputs.
+    equation: EQ-MATH-SCALE
+    discharged_by:
+      harnesses: [math::proofs::missing_proof]
+amendment_history:
+  - version: 0.1.0
+    date: 2026-11-22
+    summary: First.
+"#;
+
+const TESTS: &str = r#"
+#[falsifier("FALSIFY-BASE-OK-001")]
+fn base(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+
+#[falsifier("FALSIFY-MATH-EXACT-001")]
+fn exact(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+
+#[falsifier("FALSIFY-MATH-SUM-001")]
+fn sum(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+"#;
+
+const PROOFS: &str = r#"
+#[cfg(kani)]
+mod proofs {
+    #[kani::proof]
+    fn scale_exact() {}
+}
+"#;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(p, text).expect("write");
+}
+
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    write(root, "Cargo.toml", "[workspace]\nmembers = []\n");
+    write(root, "contracts/base-v1.yaml", BASE);
+    write(root, "contracts/math-v1.yaml", MATH);
+    write(root, "engine/Cargo.toml", "[package]\nname = \"engine\"\n");
+    write(root, "engine/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
+    write(root, "falsifiers/tests/math.rs", TESTS);
+    write(root, "math/src/proofs.rs", PROOFS);
+    fs::create_dir_all(root.join("evidence/runs")).expect("mkdir");
+    dir
+}
+
+/// Records one run of `id` reporting `value` for `metric` (judged against the contract's
+/// threshold by the runtime).
+fn run(root: &Path, id: &'static str, metric: &'static str, op: Op, threshold: f64, value: f64) {
+    let bytes = fs::read(root.join("contracts/math-v1.yaml")).expect("contract");
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let metrics: &'static [MetricSpec] = Box::leak(Box::new([MetricSpec {
+        name: metric,
+        op,
+        threshold,
+        unit: None,
+    }]));
+    let meta = FalsifierMeta {
+        id,
+        contract: "math-v1",
+        contract_version: "0.1.0",
+        contract_path: "contracts/math-v1.yaml",
+        contract_sha256: leak(pv_contract::digest::content_hash(bytes)),
+        tier: Tier::Algorithm,
+        metrics,
+        devices: &[],
+        fixtures: &[],
+        if_fails: "",
+        test_name: "math::t",
+        test_file: "tests/math.rs",
+        manifest_dir: leak(root.join("falsifiers").display().to_string()),
+    };
+    run_falsifier_in(&meta, &root.join("evidence/runs"), |ctx| {
+        ctx.metric(metric, value);
+        Ok(())
+    })
+    .expect("record written");
+}
+
+fn with_evidence() -> tempfile::TempDir {
+    let ws = workspace();
+    run(
+        ws.path(),
+        "FALSIFY-MATH-EXACT-001",
+        "max_abs_diff",
+        Op::Le,
+        0.0,
+        0.0,
+    );
+    run(
+        ws.path(),
+        "FALSIFY-MATH-SUM-001",
+        "sum_error",
+        Op::Le,
+        1e-6,
+        0.5,
+    );
+    ws
+}
+
+fn pv(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pv"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .current_dir(root)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pv")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_mini_workspace_validates() {
+    let ws = workspace();
+    let o = Command::new(env!("CARGO_BIN_EXE_pv"))
+        .args(["validate", "--no-since", "contracts"])
+        .current_dir(ws.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pv");
+    // Only the deliberate orphan equation warns.
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("warning[PV056]: equation `EQ-MATH-ORPHAN`"),
+        "{e}"
+    );
+    assert!(!e.contains("error["), "{e}");
+}
+
+#[test]
+fn graph_formats() {
+    let ws = with_evidence();
+    for (format, name) in [
+        ("dot", "graph_dot"),
+        ("json", "graph_json"),
+        ("svg", "graph_svg"),
+    ] {
+        let o = pv(ws.path(), &["graph", "--format", format]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        insta::assert_snapshot!(name, stdout(&o));
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&stdout(&pv(ws.path(), &["graph", "--format", "json"])))
+            .expect("json");
+    // Topological: the base stage first; M-MATH-1.1 fails (SUM), so 1.2 is capped.
+    let ids: Vec<&str> = j["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .map(|s| s["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["M-BASE-1.1", "M-MATH-1.1", "M-MATH-1.2"]);
+    assert_eq!(j["stages"][1]["status"], "FAILING");
+    assert_eq!(j["contracts"][1]["layer"], 1);
+}
+
+#[test]
+fn graph_names_a_stage_cycle_and_a_contract_cycle() {
+    let ws = workspace();
+    let path = ws.path().join("contracts/base-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    fs::write(
+        &path,
+        text.replace("requires: []", "requires: [M-MATH-1.2]"),
+    )
+    .expect("write");
+    let o = pv(ws.path(), &["graph"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    insta::assert_snapshot!("graph_stage_cycle", stderr(&o));
+
+    let ws = workspace();
+    let path = ws.path().join("contracts/base-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    fs::write(
+        &path,
+        text.replace(
+            "stages:",
+            "depends_on:\n  - contract: math-v1\n    version: \">=0.1.0\"\nstages:",
+        ),
+    )
+    .expect("write");
+    let o = pv(ws.path(), &["graph", "--format", "svg"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: contract dependencies form a cycle: base-v1 -> math-v1 -> base-v1 \
+         (`a -> b`: a depends on / requires b)\n"
+    );
+    assert!(
+        stdout(&o).is_empty(),
+        "no graph is printed for a cyclic input"
+    );
+}
+
+#[test]
+fn coverage_counts_fresh_passes_and_harnesses() {
+    let ws = with_evidence();
+    let o = pv(ws.path(), &["coverage"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("coverage_text", stdout(&o));
+    let o = pv(ws.path(), &["coverage", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(j["totals"]["obligations"], 5);
+    assert_eq!(j["totals"]["evidence"], 1);
+    assert_eq!(j["totals"]["harness"], 2);
+    assert_eq!(j["totals"]["uncovered"], 2);
+    insta::assert_snapshot!("coverage_json", stdout(&o));
+
+    // Editing the contract makes the one pass stale: nothing is covered by evidence any more.
+    let path = ws.path().join("contracts/math-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    fs::write(&path, format!("# edited\n{text}")).expect("write");
+    let o = pv(ws.path(), &["coverage", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(j["totals"]["evidence"], 0);
+    assert_eq!(j["totals"]["uncovered"], 3);
+}
+
+#[test]
+fn coverage_without_contracts_is_an_input_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "Cargo.toml", "[workspace]\n");
+    let o = pv(dir.path(), &["coverage"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("loading contracts"), "{}", stderr(&o));
+}
+
+#[test]
+fn show_text_and_latex() {
+    let ws = workspace();
+    let o = pv(ws.path(), &["show", "math-v1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("show_text", stdout(&o));
+    let o = pv(ws.path(), &["show", "math-v1", "--format", "latex"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tex = stdout(&o);
+    assert_eq!(tex.matches("\\begin{align*}").count(), 3);
+    assert_eq!(
+        tex.matches("\\begin{itemize}").count(),
+        tex.matches("\\end{itemize}").count()
+    );
+    insta::assert_snapshot!("show_latex", tex);
+    let o = pv(ws.path(), &["show", "base-v1"]);
+    assert!(stdout(&o).contains("(no equations and no proof obligations)"));
+}
+
+#[test]
+fn show_unknown_contract_names_the_loaded_ones() {
+    let ws = workspace();
+    let o = pv(ws.path(), &["show", "maths-v1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: no contract `maths-v1`; loaded contracts: base-v1, math-v1\n"
+    );
+}
+
+#[test]
+fn audit_lists_every_break() {
+    let ws = with_evidence();
+    let o = pv(ws.path(), &["audit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    insta::assert_snapshot!("audit_text", stdout(&o));
+    let o = pv(ws.path(), &["audit", "--format", "json"]);
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let kinds: Vec<&str> = j["breaks"]
+        .as_array()
+        .expect("breaks")
+        .iter()
+        .map(|b| b["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "equation_without_obligation",
+            "failing",
+            "no_test",
+            "no_evidence",
+            "harness_not_found"
+        ]
+    );
+}
+
+#[test]
+fn audit_passes_when_every_chain_holds() {
+    let ws = workspace();
+    // Keep only the obligation whose falsifier passes, and the harness that exists.
+    let path = ws.path().join("contracts/math-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    let start = text.find("  - id: EQ-MATH-SOFTMAX").expect("softmax");
+    let end = text.find("proof_obligations:").expect("obligations");
+    let mut t = format!("{}{}", &text[..start], &text[end..]);
+    let start = t.find("  - id: PO-MATH-002").expect("po2");
+    let end = t.find("  - id: PO-MATH-004").expect("po4");
+    t.replace_range(start..end, "");
+    let start = t.find("  - id: PO-MATH-005").expect("po5");
+    let end = t.find("amendment_history:").expect("history");
+    t.replace_range(start..end, "");
+    fs::write(&path, t).expect("write");
+    run(
+        ws.path(),
+        "FALSIFY-MATH-EXACT-001",
+        "max_abs_diff",
+        Op::Le,
+        0.0,
+        0.0,
+    );
+    let o = pv(ws.path(), &["audit"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).ends_with("audit: 2 obligations, every chain intact\n"),
+        "{}",
+        stdout(&o)
+    );
+    // A failing run after the pass breaks the chain again.
+    run(
+        ws.path(),
+        "FALSIFY-MATH-EXACT-001",
+        "max_abs_diff",
+        Op::Le,
+        0.0,
+        1.0,
+    );
+    let o = pv(ws.path(), &["audit"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains(
+        "PO-MATH-001 -> FALSIFY-MATH-EXACT-001 -> test -> evidence: the newest decisive run fails"
+    ));
+}
