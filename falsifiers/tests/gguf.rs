@@ -15,7 +15,9 @@ use pv_evidence::{Ctx, FalsifierError, FalsifierResult, ResultExt};
 // Random files
 
 fn rand_string(rng: &mut Rng, max: usize) -> String {
-    const ALPHABET: [&str; 12] = ["a", "b", "z", ".", "_", "0", "é", "ü", "中", "🦀", " ", "\n"];
+    const ALPHABET: [&str; 12] = [
+        "a", "b", "z", ".", "_", "0", "é", "ü", "中", "🦀", " ", "\n",
+    ];
     let n = (rng.next_u64() % (max as u64 + 1)) as usize;
     (0..n)
         .map(|_| ALPHABET[(rng.next_u64() % ALPHABET.len() as u64) as usize])
@@ -248,7 +250,8 @@ fn round_trip_comparison_can_fail() {
     q.tensors[0].3[0] ^= 1;
     assert!(compare(&q, &f, &mut Vec::new()) > 0);
     q.tensors[0].3[0] ^= 1;
-    q.meta.push(("nan".into(), Value::F32(f32::from_bits(0x7fc0_0001))));
+    q.meta
+        .push(("nan".into(), Value::F32(f32::from_bits(0x7fc0_0001))));
     let g = GgufFile::from_bytes(write_planned(&q).unwrap()).unwrap();
     q.meta.last_mut().unwrap().1 = Value::F32(f32::from_bits(0x7fc0_0002));
     assert!(compare(&q, &g, &mut Vec::new()) > 0);
@@ -300,12 +303,12 @@ fn hostile_cases() -> Vec<(String, Vec<u8>, Vec<&'static str>)> {
     };
     cases.push(("empty file".into(), vec![], vec!["magic"]));
     for cut in 1..101 {
-        let words = if cut < 4 { vec!["magic"] } else { vec!["truncated"] };
-        cases.push((
-            format!("truncated at {cut}"),
-            base[..cut].to_vec(),
-            words,
-        ));
+        let words = if cut < 4 {
+            vec!["magic"]
+        } else {
+            vec!["truncated"]
+        };
+        cases.push((format!("truncated at {cut}"), base[..cut].to_vec(), words));
     }
     cases.push((
         "truncated in data".into(),
@@ -421,10 +424,7 @@ fn hostile_cases() -> Vec<(String, Vec<u8>, Vec<&'static str>)> {
     };
     cases.push((
         "duplicate key".into(),
-        build(
-            vec![("a", Value::U8(1)), ("a", Value::U8(2))],
-            vec![],
-        ),
+        build(vec![("a", Value::U8(1)), ("a", Value::U8(2))], vec![]),
         vec!["`a`", "twice"],
     ));
     cases.push((
@@ -556,7 +556,8 @@ fn run_hostile(cases: &[(String, Vec<u8>, Vec<&'static str>)]) -> HostileOutcome
 
 #[falsifier("FALSIFY-GGUF-HOSTILE-001")]
 fn gguf_hostile_files_rejected_clearly(ctx: &mut Ctx) -> FalsifierResult {
-    GgufFile::from_bytes(base_file()).context("the base file of the hostile cases must be valid")?;
+    GgufFile::from_bytes(base_file())
+        .context("the base file of the hostile cases must be valid")?;
     let cases = hostile_cases();
     let prev = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
@@ -565,7 +566,11 @@ fn gguf_hostile_files_rejected_clearly(ctx: &mut Ctx) -> FalsifierResult {
     ctx.metric("panics", o.panics as f64);
     ctx.metric("accepted_hostile_files", o.accepted as f64);
     ctx.metric("unclear_errors", o.unclear as f64);
-    ctx.note(format!("{} hostile files; failures: {:?}", cases.len(), o.failures));
+    ctx.note(format!(
+        "{} hostile files; failures: {:?}",
+        cases.len(),
+        o.failures
+    ));
     Ok(())
 }
 
@@ -609,7 +614,11 @@ fn mutate(rng: &mut Rng, src: &[u8]) -> Vec<u8> {
         let len = b.len().max(1);
         let at = (rng.next_u64() % len as u64) as usize;
         // Header bytes matter most: bias positions towards the first 160 bytes.
-        let at = if rng.next_u64() % 4 != 0 { at % 160.min(len) } else { at };
+        let at = if rng.next_u64() % 4 != 0 {
+            at % 160.min(len)
+        } else {
+            at
+        };
         match rng.next_u64() % 6 {
             0 if !b.is_empty() => {
                 let i = at.min(b.len() - 1);

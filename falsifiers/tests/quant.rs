@@ -164,7 +164,14 @@ fn dequant_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
         d.write_tensor_data(t)?;
     }
     d.finish()?;
-    oracle(&py, &["dequant", &path.to_string_lossy(), &dir.path().to_string_lossy()])?;
+    oracle(
+        &py,
+        &[
+            "dequant",
+            &path.to_string_lossy(),
+            &dir.path().to_string_lossy(),
+        ],
+    )?;
     let (mut mismatched, mut compared) = (0usize, 0usize);
     let mut details = Vec::new();
     for (i, (q, t)) in DEQ_QTYPES.iter().zip(&data).enumerate() {
@@ -220,7 +227,7 @@ fn bit_comparison_can_fail() {
 fn q8_0_inputs(rng: &mut Rng) -> Vec<f32> {
     let mut x = Vec::new();
     for b in 0..512 {
-        let mag = 10f32.powi((b % 7) as i32 - 3);
+        let mag = 10f32.powi(b % 7 - 3);
         for i in 0..32 {
             x.push(match (b % 5, i) {
                 (0, _) => 0.0,
@@ -242,8 +249,18 @@ fn q8_0_quantization_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
     let x = q8_0_inputs(&mut rng);
     let inp = dir.path().join("x.f32");
     let out = dir.path().join("q.bin");
-    std::fs::write(&inp, x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?;
-    oracle(&py, &["quantize-q8_0", &inp.to_string_lossy(), &out.to_string_lossy()])?;
+    std::fs::write(
+        &inp,
+        x.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(),
+    )?;
+    oracle(
+        &py,
+        &[
+            "quantize-q8_0",
+            &inp.to_string_lossy(),
+            &out.to_string_lossy(),
+        ],
+    )?;
     let theirs = std::fs::read(&out)?;
     let mut acts = Q80Acts::default();
     quantize_row_q8_0(&x, &mut acts)?;
@@ -251,7 +268,11 @@ fn q8_0_quantization_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
     let mismatched = ours.len().abs_diff(theirs.len())
         + ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
     ctx.metric("mismatched_bytes", mismatched as f64);
-    ctx.note(format!("{} blocks of 32 ({} bytes)", x.len() / 32, ours.len()));
+    ctx.note(format!(
+        "{} blocks of 32 ({} bytes)",
+        x.len() / 32,
+        ours.len()
+    ));
     Ok(())
 }
 
@@ -272,7 +293,11 @@ fn f32_dots_match_f64(ctx: &mut Ctx) -> FalsifierResult {
                 let x = random_x(cols, &mut rng);
                 let w = deq(q, &row, cols);
                 let exact: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
-                let abs: f64 = w.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                let abs: f64 = w
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
                 for got in [vec_dot_f32(q, &row, &x)?, vec_dot_f32_scalar(q, &row, &x)?] {
                     wq = wq.max((got as f64 - exact).abs() / abs.max(f64::MIN_POSITIVE));
                 }
@@ -314,7 +339,11 @@ fn q8_dots_match_dequantized_product(ctx: &mut Ctx) -> FalsifierResult {
                 let w = deq(q, &row, cols);
                 let xq = xq_of(q, &a);
                 let exact: f64 = w.iter().zip(&xq).map(|(a, b)| *a as f64 * *b as f64).sum();
-                let abs: f64 = w.iter().zip(&xq).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
+                let abs: f64 = w
+                    .iter()
+                    .zip(&xq)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
                 for got in [vec_dot_q8(q, &row, &a)?, vec_dot_q8_scalar(q, &row, &a)?] {
                     wq = wq.max((got as f64 - exact).abs() / abs.max(f64::MIN_POSITIVE));
                 }
@@ -350,7 +379,11 @@ fn quant_bound(q: QType, w: &[f32], x: &[f32]) -> f64 {
         };
         b += wb.iter().map(|v| v.abs() as f64).sum::<f64>() * e;
     }
-    b + 1e-5 * w.iter().zip(x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum::<f64>()
+    b + 1e-5
+        * w.iter()
+            .zip(x)
+            .map(|(a, b)| (*a as f64 * *b as f64).abs())
+            .sum::<f64>()
 }
 
 fn bound_ratio(q: QType, row: &[u8], x: &[f32], a: &QuantizedActs) -> Result<f64, FalsifierError> {
@@ -426,14 +459,26 @@ fn simd_paths_match_scalar(ctx: &mut Ctx) -> FalsifierResult {
                 dequantize_row(q, &row, &mut fast)?;
                 dequantize_row_scalar(q, &row, &mut slow)?;
                 deq_bad += compare_bits(&fast, &slow).0;
-                let abs: f64 = slow.iter().zip(&x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
-                let d = (vec_dot_f32(q, &row, &x)? as f64 - vec_dot_f32_scalar(q, &row, &x)? as f64).abs();
+                let abs: f64 = slow
+                    .iter()
+                    .zip(&x)
+                    .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                    .sum();
+                let d = (vec_dot_f32(q, &row, &x)? as f64
+                    - vec_dot_f32_scalar(q, &row, &x)? as f64)
+                    .abs();
                 wq = wq.max(d / abs.max(f64::MIN_POSITIVE));
                 if q.act_format() != quant::ActFormat::F32 {
                     let a = QuantizedActs::new(&x, &[q])?;
                     let xq = xq_of(q, &a);
-                    let abs: f64 = slow.iter().zip(&xq).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
-                    let d = (vec_dot_q8(q, &row, &a)? as f64 - vec_dot_q8_scalar(q, &row, &a)? as f64).abs();
+                    let abs: f64 = slow
+                        .iter()
+                        .zip(&xq)
+                        .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                        .sum();
+                    let d = (vec_dot_q8(q, &row, &a)? as f64
+                        - vec_dot_q8_scalar(q, &row, &a)? as f64)
+                        .abs();
                     wq = wq.max(d / abs.max(f64::MIN_POSITIVE));
                 }
             }
@@ -462,7 +507,11 @@ fn with_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
 }
 
 fn bits_differ(a: &[f32], b: &[f32]) -> usize {
-    a.len().abs_diff(b.len()) + a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count()
+    a.len().abs_diff(b.len())
+        + a.iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
 }
 
 #[falsifier("FALSIFY-QK-MATVEC-001")]
@@ -471,7 +520,9 @@ fn matvec_is_deterministic_and_equals_row_dots(ctx: &mut Ctx) -> FalsifierResult
     let (rows, cols, batch) = (173usize, 1024usize, 5usize);
     let mut bad = 0usize;
     for q in QType::ALL {
-        let w: Vec<u8> = (0..rows).flat_map(|_| random_row(q, cols, &mut rng, false)).collect();
+        let w: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(q, cols, &mut rng, false))
+            .collect();
         let rb = q.row_bytes(cols).context("row bytes")?;
         let xs: Vec<Vec<f32>> = (0..batch).map(|_| random_x(cols, &mut rng)).collect();
         let acts: Vec<QuantizedActs> = xs
@@ -519,13 +570,29 @@ fn matvec_is_deterministic_and_equals_row_dots(ctx: &mut Ctx) -> FalsifierResult
 #[ignore = "benchmark; run explicitly"]
 fn throughput() {
     let mut rng = Rng::new(1);
-    let pool = |n| rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap();
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
     let (p1, p2) = (pool(1), pool(2));
     // 2048 rows (a few MB: cache-resident) and 16384 rows (out of L2, mostly out of L3).
     for (rows, cols, q) in [2048usize, 16384].into_iter().flat_map(|r| {
-        [QType::Q4K, QType::Q5K, QType::Q6K, QType::Q8_0, QType::Q4_0, QType::F16, QType::F32]
-            .map(|q| (r, 2048usize, q))
-    }) {        let w: Vec<u8> = (0..rows).flat_map(|_| random_row(q, cols, &mut rng, false)).collect();
+        [
+            QType::Q4K,
+            QType::Q5K,
+            QType::Q6K,
+            QType::Q8_0,
+            QType::Q4_0,
+            QType::F16,
+            QType::F32,
+        ]
+        .map(|q| (r, 2048usize, q))
+    }) {
+        let w: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(q, cols, &mut rng, false))
+            .collect();
         let x = random_x(cols, &mut rng);
         let a = QuantizedActs::new(&x, &[q]).unwrap();
         let mut out = vec![0.0f32; rows];
@@ -546,9 +613,18 @@ fn throughput() {
                 dequantize_row(q, r, &mut y).unwrap();
             }
         });
-        let t_f32 = time(&mut || p1.install(|| matvec_f32(q, &w, rows, cols, &x, &mut out)).unwrap());
-        let t_q8 = time(&mut || p1.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
-        let t_q8_2 = time(&mut || p2.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out)).unwrap());
+        let t_f32 = time(&mut || {
+            p1.install(|| matvec_f32(q, &w, rows, cols, &x, &mut out))
+                .unwrap()
+        });
+        let t_q8 = time(&mut || {
+            p1.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out))
+                .unwrap()
+        });
+        let t_q8_2 = time(&mut || {
+            p2.install(|| matvec_q8(q, &w, rows, cols, &a, &mut out))
+                .unwrap()
+        });
         let gb = w.len() as f64 / 1e9;
         let gv = (rows * cols) as f64 / 1e9;
         println!(

@@ -16,9 +16,18 @@ fuzz_target!(|data: &[u8]| {
         for t in f.tensor_views() {
             let n: u64 = t.dims.iter().product();
             let want = n as usize / t.qtype.block_size() * t.qtype.block_bytes();
-            assert_eq!(t.data.len(), want, "tensor {} has the wrong byte length", t.name);
+            assert_eq!(
+                t.data.len(),
+                want,
+                "tensor {} has the wrong byte length",
+                t.name
+            );
             let start = t.data.as_ptr() as usize - base;
-            assert!(start + t.data.len() <= len, "tensor {} lies outside the file", t.name);
+            assert!(
+                start + t.data.len() <= len,
+                "tensor {} lies outside the file",
+                t.name
+            );
         }
         // Typed getters must not panic on whatever the file holds.
         for (k, _) in f.metadata() {

@@ -23,7 +23,8 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    let f = GgufFile::open(&a.model).with_context(|| format!("inspecting {}", a.model.display()))?;
+    let f =
+        GgufFile::open(&a.model).with_context(|| format!("inspecting {}", a.model.display()))?;
     let text = if a.json {
         serde_json::to_string_pretty(&to_json(&f))? + "\n"
     } else {
@@ -59,17 +60,37 @@ fn table(f: &GgufFile, a: &InspectArgs) -> Result<String> {
         total
     )?;
     writeln!(o)?;
-    let kw = f.metadata().iter().map(|(k, _)| k.len()).max().unwrap_or(3).max(3);
+    let kw = f
+        .metadata()
+        .iter()
+        .map(|(k, _)| k.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
     for (k, v) in f.metadata() {
         let ty = match v {
             Value::Array(t, items) => format!("{t}[{}]", items.len()),
             other => other.value_type().to_string(),
         };
-        writeln!(o, "{k:kw$}  {ty:12}  {}", clip(&v.display_short(a.max_items), 120))?;
+        writeln!(
+            o,
+            "{k:kw$}  {ty:12}  {}",
+            clip(&v.display_short(a.max_items), 120)
+        )?;
     }
     writeln!(o)?;
-    let nw = f.tensors().iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
-    writeln!(o, "{:nw$}  {:5}  {:24}  {:>12}  {:>12}", "name", "type", "shape", "bytes", "offset")?;
+    let nw = f
+        .tensors()
+        .iter()
+        .map(|t| t.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        o,
+        "{:nw$}  {:5}  {:24}  {:>12}  {:>12}",
+        "name", "type", "shape", "bytes", "offset"
+    )?;
     for t in f.tensors() {
         let shape = format!("{:?}", t.dims);
         writeln!(
@@ -104,7 +125,10 @@ fn to_json(f: &GgufFile) -> serde_json::Value {
                 Value::Array(t, _) => format!("array[{t}]"),
                 other => other.value_type().to_string(),
             };
-            (k.clone(), serde_json::json!({"type": ty, "value": v.to_json()}))
+            (
+                k.clone(),
+                serde_json::json!({"type": ty, "value": v.to_json()}),
+            )
         })
         .collect();
     let tensors: Vec<serde_json::Value> = f
@@ -183,6 +207,9 @@ mod tests {
         })
         .unwrap_err();
         let msg = format!("{e:#}");
-        assert!(msg.contains("m.gguf") && msg.contains("past the end"), "{msg}");
+        assert!(
+            msg.contains("m.gguf") && msg.contains("past the end"),
+            "{msg}"
+        );
     }
 }

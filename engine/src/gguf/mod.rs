@@ -35,7 +35,11 @@ pub enum GgufError {
     #[error("truncated or corrupt GGUF header at byte {at}: {what}")]
     Truncated { at: usize, what: String },
     #[error("metadata key `{key}` (at byte {at}): {what}")]
-    Metadata { key: String, at: usize, what: String },
+    Metadata {
+        key: String,
+        at: usize,
+        what: String,
+    },
     #[error("metadata key `{key}` appears twice")]
     DuplicateKey { key: String },
     #[error("missing metadata key `{key}`")]
@@ -47,7 +51,11 @@ pub enum GgufError {
         found: String,
     },
     #[error("tensor `{name}` (info at byte {at}): {what}")]
-    TensorInfo { name: String, at: usize, what: String },
+    TensorInfo {
+        name: String,
+        at: usize,
+        what: String,
+    },
     #[error("tensor `{name}` has ggml type {id}{}, which engine::quant does not support (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q8_K)", known_name.map(|n| format!(" ({n})")).unwrap_or_else(|| " (unknown to ggml)".into()))]
     UnsupportedType {
         name: String,

@@ -382,9 +382,10 @@ impl<'a> Cursor<'a> {
     /// A count of items each at least `min_len` bytes long, bounded by the bytes left.
     fn count(&mut self, min_len: usize, ctx: Ctx<'_>, what: &str) -> Result<usize, GgufError> {
         let n = self.u64(ctx)?;
-        let fits = usize::try_from(n)
-            .ok()
-            .filter(|&n| n.checked_mul(min_len).is_some_and(|b| b <= self.remaining()));
+        let fits = usize::try_from(n).ok().filter(|&n| {
+            n.checked_mul(min_len)
+                .is_some_and(|b| b <= self.remaining())
+        });
         fits.ok_or_else(|| {
             self.err(
                 ctx,

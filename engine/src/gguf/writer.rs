@@ -19,7 +19,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::reader::{align_up, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS};
-use super::value::{Value, ValueType};
+use super::value::Value;
 use super::GgufError;
 use crate::quant::QType;
 
@@ -103,7 +103,9 @@ impl<W: Write> GgufWriter<W> {
         }
         let n = dims
             .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d).filter(|&p| p <= i64::MAX as u64))
+            .try_fold(1u64, |a, &d| {
+                a.checked_mul(d).filter(|&p| p <= i64::MAX as u64)
+            })
             .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
         let bs = qtype.block_size() as u64;
         if dims[0] % bs != 0 {
@@ -196,9 +198,14 @@ pub struct DataWriter<W: Write> {
 impl<W: Write> DataWriter<W> {
     /// The tensor whose bytes are expected next, if any.
     pub fn next_tensor(&self) -> Option<(&str, QType, &[u64], u64)> {
-        self.tensors
-            .get(self.current)
-            .map(|t| (t.name.as_str(), t.qtype, t.dims.as_slice(), t.n_bytes - self.written))
+        self.tensors.get(self.current).map(|t| {
+            (
+                t.name.as_str(),
+                t.qtype,
+                t.dims.as_slice(),
+                t.n_bytes - self.written,
+            )
+        })
     }
 
     /// Appends bytes to the current tensor; a chunk may not run past its end (so a wrong-size
@@ -320,7 +327,3 @@ fn encoded_len(v: &Value) -> u64 {
         other => other.value_type().min_encoded_len() as u64,
     }
 }
-
-// ValueType is used in signatures above through Value::Array.
-#[allow(unused_imports)]
-use ValueType as _;

@@ -32,7 +32,11 @@ pub fn quantize_row_q8_0(x: &[f32], out: &mut Q80Acts) -> Result<(), QuantError>
     let nb = x.len() / 32;
     out.d.resize(nb, 0.0);
     out.qs.resize(x.len(), 0);
-    for (b, (xb, qs)) in x.chunks_exact(32).zip(out.qs.chunks_exact_mut(32)).enumerate() {
+    for (b, (xb, qs)) in x
+        .chunks_exact(32)
+        .zip(out.qs.chunks_exact_mut(32))
+        .enumerate()
+    {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };

@@ -90,9 +90,8 @@ pub unsafe fn dequant_q6k(src: &[u8], out: &mut [f32]) {
             let dv = _mm256_set1_ps(d * (b[192 + s] as i8) as f32);
             for k in 0..2 {
                 let p = q.as_ptr().add(16 * s + 8 * k);
-                let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                    p as *const __m128i,
-                )));
+                let v =
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)));
                 _mm256_storeu_ps(y.as_mut_ptr().add(16 * s + 8 * k), _mm256_mul_ps(dv, v));
             }
         }
@@ -127,10 +126,16 @@ pub unsafe fn dot_f32(q: QType, row: &[u8], x: &[f32]) -> f32 {
         let w = row.as_ptr() as *const f32;
         let n8 = n / 8 * 8;
         for i in (0..n8).step_by(8) {
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(i)), _mm256_loadu_ps(x.as_ptr().add(i)), acc);
+            acc = _mm256_fmadd_ps(
+                _mm256_loadu_ps(w.add(i)),
+                _mm256_loadu_ps(x.as_ptr().add(i)),
+                acc,
+            );
         }
         for (i, xi) in x.iter().enumerate().skip(n8) {
-            tail += f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]]) * xi;
+            tail +=
+                f32::from_le_bytes([row[4 * i], row[4 * i + 1], row[4 * i + 2], row[4 * i + 3]])
+                    * xi;
         }
         return hsum_f32(acc) + tail;
     }
@@ -242,8 +247,8 @@ pub unsafe fn dot_q5k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
         }
         let bs = k_bsums.as_ptr().add(16 * b);
         let mut summ = 0i32;
-        for j in 0..8 {
-            summ += mn[j] as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
+        for (j, &m) in mn.iter().enumerate() {
+            summ += m as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
         }
         acc_m += dmin * summ as f32;
         let qh = _mm256_loadu_si256(w.as_ptr().add(16) as *const __m256i);
@@ -255,8 +260,10 @@ pub unsafe fn dot_q5k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
             // Bit 2j (low half) and 2j+1 (high half) of each qh byte, moved to bit 4. The
             // 16-bit shifts move bits across bytes, but the per-byte mask keeps only bit 0.
             let h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one);
-            let h2 =
-                _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one);
+            let h2 = _mm256_and_si256(
+                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)),
+                one,
+            );
             let lo = _mm256_or_si256(_mm256_and_si256(q4, mask), _mm256_slli_epi16(h1, 4));
             let hi = _mm256_or_si256(
                 _mm256_and_si256(_mm256_srli_epi16(q4, 4), mask),

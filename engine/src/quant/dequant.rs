@@ -15,12 +15,15 @@ pub fn dequantize_row(q: QType, src: &[u8], out: &mut [f32]) -> Result<(), Quant
         // SAFETY: AVX2/FMA/F16C present; lengths checked above.
         unsafe {
             match q {
-                QType::Q4K => return Ok(super::avx2::dequant_q4k(src, out)),
-                QType::Q6K => return Ok(super::avx2::dequant_q6k(src, out)),
-                QType::Q8_0 => return Ok(super::avx2::dequant_q8_0(src, out)),
-                _ => {}
+                QType::Q4K => super::avx2::dequant_q4k(src, out),
+                QType::Q6K => super::avx2::dequant_q6k(src, out),
+                QType::Q8_0 => super::avx2::dequant_q8_0(src, out),
+                _ => {
+                    dequant_scalar_unchecked(q, src, out);
+                }
             }
         }
+        return Ok(());
     }
     dequant_scalar_unchecked(q, src, out);
     Ok(())

@@ -49,15 +49,18 @@ fn dot_f32_scalar_unchecked(q: QType, row: &[u8], x: &[f32]) -> f32 {
         }
     }
     // The same reduction tree as the AVX2 horizontal sum.
-    let s4 = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    let s4 = [
+        acc[0] + acc[4],
+        acc[1] + acc[5],
+        acc[2] + acc[6],
+        acc[3] + acc[7],
+    ];
     ((s4[0] + s4[2]) + (s4[1] + s4[3])) + tail
 }
 
-fn acts_for<'a>(
-    q: QType,
-    a: &'a QuantizedActs,
-    cols: usize,
-) -> Result<(Option<&'a Q8KActs>, Option<&'a Q80Acts>), QuantError> {
+type ActRefs<'a> = (Option<&'a Q8KActs>, Option<&'a Q80Acts>);
+
+fn acts_for(q: QType, a: &QuantizedActs, cols: usize) -> Result<ActRefs<'_>, QuantError> {
     if a.f32.len() != cols {
         return Err(QuantError::Length {
             qtype: q,
@@ -159,7 +162,11 @@ fn dot_q8_scalar_unchecked(
         }
         (QType::Q8K, Some(k), _) => {
             let mut s = 0.0f32;
-            for (b, (w, qx)) in row.chunks_exact(292).zip(k.qs.chunks_exact(256)).enumerate() {
+            for (b, (w, qx)) in row
+                .chunks_exact(292)
+                .zip(k.qs.chunks_exact(256))
+                .enumerate()
+            {
                 let isum: i32 = w[4..260]
                     .iter()
                     .zip(qx)

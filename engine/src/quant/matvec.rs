@@ -27,7 +27,7 @@ fn check_matrix(
         block: q.block_size(),
     })?;
     check_row(q, rb, cols)?;
-    let expected = rb.checked_mul(rows).unwrap_or(usize::MAX);
+    let expected = rb.saturating_mul(rows);
     if w.len() != expected {
         return Err(QuantError::Length {
             qtype: q,
@@ -113,7 +113,7 @@ pub fn matmat_q8(
     out: &mut [f32],
 ) -> Result<(), QuantError> {
     let rb = check_matrix(q, w, rows, cols, rows)?;
-    let expected = rows.checked_mul(acts.len()).unwrap_or(usize::MAX);
+    let expected = rows.saturating_mul(acts.len());
     if out.len() != expected {
         return Err(QuantError::Length {
             qtype: q,
