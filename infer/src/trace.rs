@@ -6,22 +6,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use engine::model::{ActPrecision, ForwardOptions, GgufFile, KvCache, Logits, Model};
+
+use crate::common::{open_model, parse_tokens, Act, Device};
 use engine::tracing::sink::header_digest;
 use engine::tracing::{
     HookedWriter, ModelInfo, PlanDims, PlanSpec, RunInfo, TraceHook, TraceWriter,
 };
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    Cuda,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Act {
-    Q8,
-    F32,
-}
 
 /// Run one forward over the given tokens and save the tensors of the selected stages.
 ///
@@ -61,19 +51,6 @@ pub trait TraceTarget {
     fn forward_options(&self) -> String;
     /// One forward over `tokens` with the hook; returns the logits of every position.
     fn forward(&mut self, tokens: &[u32], hook: Option<&mut dyn TraceHook>) -> Result<Vec<f32>>;
-}
-
-/// Parses `1,2, 3` into token ids, naming the bad item on error.
-pub fn parse_tokens(text: &str) -> Result<Vec<u32>> {
-    let mut out = Vec::new();
-    for (i, item) in text.split(',').enumerate() {
-        let item = item.trim();
-        let id = item
-            .parse::<u32>()
-            .with_context(|| format!("--tokens: item {} (`{item}`) is not a token id", i + 1))?;
-        out.push(id);
-    }
-    Ok(out)
 }
 
 /// The CPU production forward (`engine::model`) as a trace target.
@@ -125,18 +102,12 @@ pub fn run(args: TraceArgs) -> Result<()> {
     // Syntax and names first, so that a typo fails before a large model is loaded.
     let spec = PlanSpec::parse(&args.save_tensor).map_err(|e| anyhow::anyhow!("{e}"))?;
     let opts = ForwardOptions {
-        act: match args.act {
-            Act::Q8 => ActPrecision::Q8,
-            Act::F32 => ActPrecision::F32,
-        },
+        act: args.act.to_engine(),
         debug_wrong_qtype_layer: args.debug_wrong_qtype_layer,
     };
     match args.device {
         Device::Cpu => {
-            let file = GgufFile::open(&args.model)
-                .with_context(|| format!("opening {}", args.model.display()))?;
-            let model =
-                Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
+            let (file, model) = open_model(&args.model)?;
             if let Some(l) = opts.debug_wrong_qtype_layer {
                 if l >= model.config.n_layer {
                     bail!(
@@ -145,7 +116,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
                     );
                 }
             }
-            let info = model_info(&args.model, &file, &model)?;
+            let info = model_info(&args.model, file, &model)?;
             let mut target = CpuTarget {
                 model: &model,
                 opts,
@@ -209,10 +180,8 @@ fn trace_cuda(
              the logits of every position for at most that many)"
         );
     }
-    let file =
-        GgufFile::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
-    let model = Model::load(&file).with_context(|| format!("loading {}", args.model.display()))?;
-    let host = engine::tracing::gpu::host_model(&file, &model);
+    let (file, model) = open_model(&args.model)?;
+    let host = engine::tracing::gpu::host_model(file, &model);
     let dev = GpuDevice::open(0).context("opening CUDA device 0")?;
     let device = format!("cuda:0 {}", dev.info.name);
     let n = tokens.len();
@@ -234,7 +203,7 @@ fn trace_cuda(
         }
         gpu.set_planted_bug(PlantedBug::WrongQTypeDispatch { layer });
     }
-    let info = model_info(&args.model, &file, &model)?;
+    let info = model_info(&args.model, file, &model)?;
     eprintln!(
         "note: the CUDA forward exposes {}; other stages of the plan are not traced on the GPU",
         engine::tracing::gpu::GPU_TRACED_STAGES
@@ -291,15 +260,6 @@ pub fn trace_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_parse_and_name_the_bad_item() {
-        assert_eq!(parse_tokens("1, 2,3").unwrap(), vec![1, 2, 3]);
-        let e = parse_tokens("1,x,3").unwrap_err().to_string();
-        assert!(e.contains("item 2 (`x`)"), "{e}");
-        assert!(parse_tokens("").is_err());
-        assert!(parse_tokens("1,,2").is_err());
-    }
 
     /// A stand-in target (not a forward) that hands over `embed` and `logits` for each position.
     struct Fake;
