@@ -865,3 +865,41 @@ fn write_fuzz_corpus() {
     }
     std::fs::write(dir.join("nested-arrays"), nested_raw("deep", 3)).unwrap();
 }
+
+/// Writer throughput (not a falsifier: numbers for the report): 64 tensors of 32 MiB each
+/// streamed in 4 MiB chunks into a temporary file, with fsync. The writer copies nothing
+/// beyond its BufWriter, so on this VM the figure is the disk's. `cargo test -p falsifiers --test gguf -- --ignored
+/// --nocapture writer_throughput`.
+#[test]
+#[ignore = "benchmark; writes 2 GiB"]
+fn writer_throughput() {
+    fn stream<W: std::io::Write>(w: GgufWriter<W>) -> (W, u64) {
+        let mut w = w;
+        for i in 0..64 {
+            let rows = (32usize << 20) / QType::Q4K.block_bytes() * 256 / 4096;
+            w.add_tensor(&format!("t{i}"), QType::Q4K, &[4096, rows as u64])
+                .unwrap();
+        }
+        let total = w.file_len();
+        let mut d = w.begin_data().unwrap();
+        let chunk = vec![0x55u8; 4 << 20];
+        while let Some((_, _, _, left)) = d.next_tensor() {
+            let n = (left as usize).min(chunk.len());
+            d.write_tensor_data(&chunk[..n]).unwrap();
+        }
+        (d.finish().unwrap(), total)
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.gguf");
+    let t = std::time::Instant::now();
+    let (f, total) = stream(GgufWriter::create(&path).unwrap());
+    f.into_inner().unwrap().sync_all().unwrap();
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "file: {:.2} GB in {s:.2} s: {:.2} GB/s (including fsync)",
+        total as f64 / 1e9,
+        total as f64 / 1e9 / s
+    );
+    let g = GgufFile::open(&path).unwrap();
+    assert_eq!(g.file_len() as u64, total);
+}
