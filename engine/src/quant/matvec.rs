@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::dot::{dot_f32_unchecked, dot_q8_unchecked};
+use super::dot::{acts_for, dot_f32_unchecked, dot_q8_unchecked};
 use super::{check_row, QType, QuantError, QuantizedActs};
 
 /// Rows per rayon task: enough work per task to amortise scheduling (a Q4_K row of 2048
@@ -87,9 +87,7 @@ pub fn matvec_q8(
 ) -> Result<(), QuantError> {
     let rb = check_matrix(q, w, rows, cols, out.len())?;
     // Validates the activations once (length, prepared format) for all rows.
-    let probe = vec![0u8; rb];
-    super::vec_dot_q8(q, &probe, a)?;
-    let (k, z) = (a.q8k.as_ref(), a.q80.as_ref());
+    let (k, z) = acts_for(q, a, cols)?;
     let per = rows_per_task(rows, rb);
     out.par_chunks_mut(per)
         .zip(w.par_chunks(per * rb))
@@ -122,9 +120,8 @@ pub fn matmat_q8(
             expected,
         });
     }
-    let probe = vec![0u8; rb];
     for a in acts {
-        super::vec_dot_q8(q, &probe, a)?;
+        acts_for(q, a, cols)?;
     }
     let per = rows_per_task(rows, rb).max(1);
     let n_tasks = rows.div_ceil(per);
