@@ -153,6 +153,10 @@ impl<'a> Input<'a> {
     }
 }
 
+/// Rows per parallel task in single-token products: enough tasks to balance a few threads
+/// (an expert's 768 rows give 6), few enough that task overhead stays small.
+const DECODE_ROWS: usize = 128;
+
 /// `out[t][r] = W[r] . x[t]` for every token `t` of `inp` and row `r` of `m`. Rows are split over
 /// threads; `out` is `n x m.rows`, row-major.
 fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
@@ -163,11 +167,13 @@ fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
     if n == 1 {
         // Decode: write straight into the output, a few dozen rows per task.
         let (x, a) = inp.token(0);
-        out.par_chunks_mut(32).enumerate().for_each(|(c, o)| {
-            for (i, v) in o.iter_mut().enumerate() {
-                *v = dot(m.row(c * 32 + i), x, a);
-            }
-        });
+        out.par_chunks_mut(DECODE_ROWS)
+            .enumerate()
+            .for_each(|(c, o)| {
+                for (i, v) in o.iter_mut().enumerate() {
+                    *v = dot(m.row(c * DECODE_ROWS + i), x, a);
+                }
+            });
         return;
     }
     // Prefill: each task takes a block of rows for all tokens (the rows stay in cache while
@@ -200,7 +206,7 @@ fn matmul_many(jobs: &mut [(MatRef<'_>, &Input<'_>, &mut [f32])]) {
         }
         return;
     }
-    const ROWS: usize = 32;
+    const ROWS: usize = DECODE_ROWS;
     /// One task: rows `r0..` of a matrix, its kernel, one token's activations, the outputs.
     type Task<'a, 'b> = (
         MatRef<'a>,
