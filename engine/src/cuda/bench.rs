@@ -58,10 +58,24 @@ pub fn prompt(len: usize, vocab: usize, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-pub fn run(m: &mut GpuModel, prompt_len: usize, gen: usize, reps: usize, copy_bw_gbs: f64) -> Result<BenchReport, CudaError> {
+pub fn run(
+    m: &mut GpuModel,
+    prompt_len: usize,
+    gen: usize,
+    reps: usize,
+    copy_bw_gbs: f64,
+) -> Result<BenchReport, CudaError> {
     let toks = prompt(prompt_len, m.cfg.vocab, 0x5eed);
-    let start = m.dev.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
-    let stop = m.dev.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+    let start = m
+        .dev
+        .ctx
+        .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(drv("event"))?;
+    let stop = m
+        .dev
+        .ctx
+        .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+        .map_err(drv("event"))?;
     let mut pf = Vec::new();
     let mut ttft = Vec::new();
     let mut dec = Vec::new();

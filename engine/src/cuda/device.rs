@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cudarc::driver::{sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr};
+use cudarc::driver::{
+    sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
+};
 use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 
 use super::CudaError;
@@ -41,9 +43,17 @@ pub struct GpuDevice {
 pub(crate) fn drv(what: &str) -> impl Fn(cudarc::driver::DriverError) -> CudaError + '_ {
     move |source| {
         if source.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY {
-            CudaError::OutOfMemory { what: what.to_string(), bytes: 0, free: 0, total: 0 }
+            CudaError::OutOfMemory {
+                what: what.to_string(),
+                bytes: 0,
+                free: 0,
+                total: 0,
+            }
         } else {
-            CudaError::Driver { what: what.to_string(), source }
+            CudaError::Driver {
+                what: what.to_string(),
+                source,
+            }
         }
     }
 }
@@ -69,7 +79,15 @@ fn kernel_names() -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     for q in ["f32", "f16", "q8_0", "q4_k", "q5_k", "q6_k"] {
-        for k in ["matvec", "matvec3", "router_decode", "moe_gate_up", "moe_down_decode", "matmat", "matmat_tc"] {
+        for k in [
+            "matvec",
+            "matvec3",
+            "router_decode",
+            "moe_gate_up",
+            "moe_down_decode",
+            "matmat",
+            "matmat_tc",
+        ] {
             v.push(format!("{k}_{q}"));
         }
     }
@@ -95,7 +113,10 @@ impl GpuDevice {
         cudarc::driver::result::init().map_err(drv("cuInit"))?;
         let count = CudaContext::device_count().map_err(drv("cuDeviceGetCount"))?;
         if count <= 0 || ordinal >= count as usize {
-            return Err(CudaError::NoDevice { ordinal, count: count.max(0) as usize });
+            return Err(CudaError::NoDevice {
+                ordinal,
+                count: count.max(0) as usize,
+            });
         }
         let ctx = CudaContext::new(ordinal).map_err(drv("creating the CUDA context"))?;
         // One stream orders everything; cudarc's per-buffer event tracking would only add
@@ -104,7 +125,9 @@ impl GpuDevice {
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(drv("creating a stream"))?;
 
-        let (major, minor) = ctx.compute_capability().map_err(drv("reading the compute capability"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(drv("reading the compute capability"))?;
         let attr = |a| ctx.attribute(a).map_err(drv("reading a device attribute"));
         let sm_count = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
         let l2_bytes = attr(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)?;
@@ -143,25 +166,39 @@ impl GpuDevice {
             }
             other => CudaError::Compile(format!("{other:?}")),
         })?;
-        let module = ctx.load_module(ptx).map_err(drv("loading the compiled kernels"))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(drv("loading the compiled kernels"))?;
         let mut funcs = HashMap::new();
         for name in kernel_names() {
-            let f = module.load_function(&name).map_err(drv("looking up a kernel"))?;
+            let f = module
+                .load_function(&name)
+                .map_err(drv("looking up a kernel"))?;
             if name.starts_with("matmat_tc_") {
                 // more than the default 48 KB of dynamic shared memory
                 f.set_attribute(
                     sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                     super::model::TC_SMEM_BYTES as i32,
                 )
-                .map_err(drv("raising the shared-memory limit of the tensor-core kernels"))?;
+                .map_err(drv(
+                    "raising the shared-memory limit of the tensor-core kernels",
+                ))?;
             }
             funcs.insert(name, f);
         }
-        Ok(Self { ctx, stream, _module: module, funcs, info })
+        Ok(Self {
+            ctx,
+            stream,
+            _module: module,
+            funcs,
+            info,
+        })
     }
 
     pub(crate) fn func(&self, name: &str) -> Result<&CudaFunction, CudaError> {
-        self.funcs.get(name).ok_or_else(|| CudaError::Model(format!("no kernel named {name}")))
+        self.funcs
+            .get(name)
+            .ok_or_else(|| CudaError::Model(format!("no kernel named {name}")))
     }
 
     /// (free, total) device memory in bytes.
@@ -181,9 +218,17 @@ impl GpuDevice {
             Ok(s) => Ok(s),
             Err(e) if e.0 == sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {
                 let (free, total) = self.mem_info().unwrap_or((0, 0));
-                Err(CudaError::OutOfMemory { what: what.to_string(), bytes, free, total })
+                Err(CudaError::OutOfMemory {
+                    what: what.to_string(),
+                    bytes,
+                    free,
+                    total,
+                })
             }
-            Err(e) => Err(CudaError::Driver { what: format!("cuMemAlloc for {what}"), source: e }),
+            Err(e) => Err(CudaError::Driver {
+                what: format!("cuMemAlloc for {what}"),
+                source: e,
+            }),
         }
     }
 
@@ -194,7 +239,9 @@ impl GpuDevice {
         what: &str,
     ) -> Result<CudaSlice<T>, CudaError> {
         let mut d = self.alloc::<T>(src.len(), what)?;
-        self.stream.memcpy_htod(src, &mut d).map_err(drv("copying to the device"))?;
+        self.stream
+            .memcpy_htod(src, &mut d)
+            .map_err(drv("copying to the device"))?;
         Ok(d)
     }
 
@@ -212,7 +259,9 @@ impl GpuDevice {
     }
 
     pub fn sync(&self) -> Result<(), CudaError> {
-        self.stream.synchronize().map_err(drv("synchronizing the stream"))
+        self.stream
+            .synchronize()
+            .map_err(drv("synchronizing the stream"))
     }
 
     /// Measure device-to-device copy bandwidth with a `bytes`-sized buffer: returns GB/s counting
@@ -221,12 +270,20 @@ impl GpuDevice {
         let n = bytes / 4;
         let src = self.alloc::<u32>(n, "bandwidth source")?;
         let mut dst = self.alloc::<u32>(n, "bandwidth destination")?;
-        let start = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
-        let stop = self.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+        let start = self
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(drv("event"))?;
+        let stop = self
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(drv("event"))?;
         let mut times = Vec::new();
         for i in 0..reps + 2 {
             start.record(&self.stream).map_err(drv("event record"))?;
-            self.stream.memcpy_dtod(&src, &mut dst).map_err(drv("device copy"))?;
+            self.stream
+                .memcpy_dtod(&src, &mut dst)
+                .map_err(drv("device copy"))?;
             stop.record(&self.stream).map_err(drv("event record"))?;
             stop.synchronize().map_err(drv("event sync"))?;
             let ms = start.elapsed_ms(&stop).map_err(drv("event time"))?;
@@ -250,9 +307,15 @@ pub(crate) fn dptr<T>(s: &CudaSlice<T>, stream: &CudaStream) -> u64 {
 /// on machines that have NVRTC but no GPU.
 pub fn compile_kernels(arch: &'static str) -> Result<String, CudaError> {
     check_libraries_nvrtc_only()?;
-    let opts = CompileOptions { arch: Some(arch), options: vec!["--std=c++17".into()], ..Default::default() };
+    let opts = CompileOptions {
+        arch: Some(arch),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
     let ptx = compile_ptx_with_opts(KERNELS_CU, opts).map_err(|e| match e {
-        cudarc::nvrtc::CompileError::CompileError { log, .. } => CudaError::Compile(log.to_string_lossy().into_owned()),
+        cudarc::nvrtc::CompileError::CompileError { log, .. } => {
+            CudaError::Compile(log.to_string_lossy().into_owned())
+        }
         other => CudaError::Compile(format!("{other:?}")),
     })?;
     Ok(ptx.to_src())
@@ -283,7 +346,10 @@ mod tests {
                     std::fs::write(p, &ptx).expect("writing the PTX");
                 }
                 for name in kernel_names() {
-                    assert!(ptx.contains(&format!(".entry {name}(")), "kernel {name} missing from the PTX");
+                    assert!(
+                        ptx.contains(&format!(".entry {name}(")),
+                        "kernel {name} missing from the PTX"
+                    );
                 }
             }
         }

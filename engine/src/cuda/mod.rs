@@ -46,15 +46,26 @@ pub enum CudaError {
         "out of device memory while allocating {bytes} bytes for {what} ({free} bytes free of \
          {total})"
     )]
-    OutOfMemory { what: String, bytes: usize, free: usize, total: usize },
+    OutOfMemory {
+        what: String,
+        bytes: usize,
+        free: usize,
+        total: usize,
+    },
     #[error("tensor `{tensor}` is stored as {qtype}, which has no GPU kernel (supported: F32, F16, Q8_0, Q4_K, Q5_K, Q6_K)")]
-    UnsupportedQType { tensor: String, qtype: UnsupportedQType },
+    UnsupportedQType {
+        tensor: String,
+        qtype: UnsupportedQType,
+    },
     #[error("model not usable on the GPU: {0}")]
     Model(String),
     #[error("compiling the GPU kernels with NVRTC failed:\n{0}")]
     Compile(String),
     #[error("CUDA call failed while {what}: {source}")]
-    Driver { what: String, source: cudarc::driver::DriverError },
+    Driver {
+        what: String,
+        source: cudarc::driver::DriverError,
+    },
 }
 
 /// Hyper-parameters of a Qwen3-MoE model (the `qwen3moe.*` GGUF keys).

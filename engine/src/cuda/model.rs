@@ -40,7 +40,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { max_ctx: 1024, max_batch: 512 }
+        Self {
+            max_ctx: 1024,
+            max_batch: 512,
+        }
     }
 }
 
@@ -157,7 +160,11 @@ pub struct GpuModel {
 }
 
 fn cfg1(n: usize, threads: usize) -> LaunchConfig {
-    LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (threads as u32, 1, 1), shared_mem_bytes: 0 }
+    LaunchConfig {
+        grid_dim: (n as u32, 1, 1),
+        block_dim: (threads as u32, 1, 1),
+        shared_mem_bytes: 0,
+    }
 }
 
 fn ceil_div(a: usize, b: usize) -> usize {
@@ -179,15 +186,24 @@ macro_rules! launch {
 impl GpuModel {
     /// Upload `host` to the device. Every tensor's qtype is checked first: one without a kernel
     /// fails the load naming the tensor, before anything is allocated.
-    pub fn load(dev: Arc<GpuDevice>, host: &HostModel<'_>, opts: LoadOptions) -> Result<Self, CudaError> {
+    pub fn load(
+        dev: Arc<GpuDevice>,
+        host: &HostModel<'_>,
+        opts: LoadOptions,
+    ) -> Result<Self, CudaError> {
         let cfg = host.config.clone();
         validate_config(&cfg, &opts)?;
         for t in &host.tensors {
-            GpuQType::from_ggml(t.ggml_type)
-                .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+            GpuQType::from_ggml(t.ggml_type).map_err(|q| CudaError::UnsupportedQType {
+                tensor: t.name.clone(),
+                qtype: q,
+            })?;
         }
         let (free0, total) = dev.mem_info()?;
-        let mut vram = VramReport { used_at_start: total - free0, ..Default::default() };
+        let mut vram = VramReport {
+            used_at_start: total - free0,
+            ..Default::default()
+        };
 
         // Check the whole budget before the first allocation: an out-of-memory half way through
         // an 18 GB upload would waste a minute and say less.
@@ -216,7 +232,8 @@ impl GpuModel {
         }
 
         let get = |name: &str| -> Result<&HostTensor<'_>, CudaError> {
-            host.tensor(name).ok_or_else(|| CudaError::Model(format!("tensor `{name}` is missing")))
+            host.tensor(name)
+                .ok_or_else(|| CudaError::Model(format!("tensor `{name}` is missing")))
         };
         let mut repack = Vec::new();
         let mut up_mat = |t: &HostTensor<'_>, dims: &[usize]| -> Result<DevMat, CudaError> {
@@ -277,7 +294,9 @@ impl GpuModel {
             graph: None,
             planted: PlantedBug::None,
             vram,
-            use_tc: std::env::var("PV_GPU_NO_TC").map(|v| v != "1").unwrap_or(true),
+            use_tc: std::env::var("PV_GPU_NO_TC")
+                .map(|v| v != "1")
+                .unwrap_or(true),
             prof: std::cell::RefCell::new(None),
         })
     }
@@ -308,13 +327,19 @@ impl GpuModel {
     fn write_pos(&mut self) -> Result<(), CudaError> {
         let p = [self.pos as i32];
         let mut dst = self.st.pos._buf.slice_mut(0..1);
-        self.dev.stream.memcpy_htod(&p[..], &mut dst).map_err(drv("writing the position"))?;
+        self.dev
+            .stream
+            .memcpy_htod(&p[..], &mut dst)
+            .map_err(drv("writing the position"))?;
         Ok(())
     }
 
     fn check_tokens(&self, tokens: &[u32]) -> Result<(), CudaError> {
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
-            return Err(CudaError::Model(format!("token id {t} is outside the vocabulary ({})", self.cfg.vocab)));
+            return Err(CudaError::Model(format!(
+                "token id {t} is outside the vocabulary ({})",
+                self.cfg.vocab
+            )));
         }
         if self.pos + tokens.len() > self.opts.max_ctx {
             return Err(CudaError::Model(format!(
@@ -340,7 +365,9 @@ impl GpuModel {
             return Err(CudaError::Model("prefill of an empty prompt".into()));
         }
         if all_logits && tokens.len() > MAX_LOGIT_ROWS {
-            return Err(CudaError::Model(format!("all_logits is limited to {MAX_LOGIT_ROWS} tokens")));
+            return Err(CudaError::Model(format!(
+                "all_logits is limited to {MAX_LOGIT_ROWS} tokens"
+            )));
         }
         self.check_tokens(tokens)?;
         let mut out = Vec::new();
@@ -348,7 +375,10 @@ impl GpuModel {
         for (ci, chunk) in tokens.chunks(self.opts.max_batch).enumerate() {
             let toks: Vec<i32> = chunk.iter().map(|&t| t as i32).collect();
             let mut dst = self.st.tok._buf.slice_mut(0..toks.len());
-            self.dev.stream.memcpy_htod(&toks[..], &mut dst).map_err(drv("copying tokens"))?;
+            self.dev
+                .stream
+                .memcpy_htod(&toks[..], &mut dst)
+                .map_err(drv("copying tokens"))?;
             self.write_pos()?;
             let t = chunk.len();
             self.encode_embed(t)?;
@@ -366,7 +396,9 @@ impl GpuModel {
             launch!(self, "advance_pos", cfg1(1, 1), self.st.pos.ptr, t as i32);
             self.pos += t;
             if last {
-                out = self.dev.download(&self.st.logits._buf, rows * self.cfg.vocab)?;
+                out = self
+                    .dev
+                    .download(&self.st.logits._buf, rows * self.cfg.vocab)?;
             }
         }
         Ok(out)
@@ -381,7 +413,10 @@ impl GpuModel {
         self.check_tokens(&[token])?;
         let tok = [token as i32];
         let mut dst = self.st.tok._buf.slice_mut(0..1);
-        self.dev.stream.memcpy_htod(&tok[..], &mut dst).map_err(drv("copying a token"))?;
+        self.dev
+            .stream
+            .memcpy_htod(&tok[..], &mut dst)
+            .map_err(drv("copying a token"))?;
         self.write_pos()?;
         self.encode_embed(1)?;
         for l in 0..self.cfg.n_layer {
@@ -402,7 +437,9 @@ impl GpuModel {
     /// Returns the tokens; the caller can time the call with [`GpuModel::decode_steps_graph`].
     pub fn generate_greedy(&mut self, n: usize) -> Result<Vec<u32>, CudaError> {
         if self.pos == 0 {
-            return Err(CudaError::Model("generate_greedy needs a prefill first".into()));
+            return Err(CudaError::Model(
+                "generate_greedy needs a prefill first".into(),
+            ));
         }
         if self.pos + n > self.opts.max_ctx {
             return Err(CudaError::Model("context full".into()));
@@ -459,7 +496,9 @@ impl GpuModel {
         let g = self
             .dev
             .stream
-            .end_capture(sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH)
+            .end_capture(
+                sys::CUgraphInstantiate_flags::CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH,
+            )
             .map_err(drv("ending graph capture"))?;
         r?;
         let g = g.ok_or_else(|| CudaError::Model("graph capture produced no graph".into()))?;
@@ -516,7 +555,8 @@ impl GpuModel {
                 .ctx
                 .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
                 .map_err(drv("creating a profiling event"))?;
-            ev.record(&self.dev.stream).map_err(drv("recording a profiling event"))?;
+            ev.record(&self.dev.stream)
+                .map_err(drv("recording a profiling event"))?;
             v.push((name.to_string(), ev));
         }
         Ok(())
@@ -526,21 +566,31 @@ impl GpuModel {
     /// a direct decode step) with events between launches; returns (kernel, total ms, launches)
     /// sorted by time. Diagnostics only: events add a little time of their own.
     pub fn profile(&mut self, tokens: &[u32]) -> Result<Vec<(String, f64, usize)>, CudaError> {
-        let start = self.dev.ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(drv("event"))?;
+        let start = self
+            .dev
+            .ctx
+            .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
+            .map_err(drv("event"))?;
         start.record(&self.dev.stream).map_err(drv("event"))?;
         *self.prof.borrow_mut() = Some(vec![("start".into(), start)]);
-        let r = if tokens.len() > 1 { self.prefill(tokens, false, None).map(|_| ()) } else { self.decode(tokens[0], None).map(|_| ()) };
+        let r = if tokens.len() > 1 {
+            self.prefill(tokens, false, None).map(|_| ())
+        } else {
+            self.decode(tokens[0], None).map(|_| ())
+        };
         let evs = self.prof.borrow_mut().take().unwrap_or_default();
         r?;
         self.dev.sync()?;
-        let mut agg: std::collections::HashMap<String, (f64, usize)> = std::collections::HashMap::new();
+        let mut agg: std::collections::HashMap<String, (f64, usize)> =
+            std::collections::HashMap::new();
         for w in evs.windows(2) {
             let ms = w[0].1.elapsed_ms(&w[1].1).map_err(drv("event time"))? as f64;
             let e = agg.entry(w[1].0.clone()).or_insert((0.0, 0));
             e.0 += ms;
             e.1 += 1;
         }
-        let mut v: Vec<(String, f64, usize)> = agg.into_iter().map(|(k, (ms, n))| (k, ms, n)).collect();
+        let mut v: Vec<(String, f64, usize)> =
+            agg.into_iter().map(|(k, (ms, n))| (k, ms, n)).collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(v)
     }
@@ -556,7 +606,15 @@ impl GpuModel {
     }
 
     /// y (=|+=) W x for t tokens (x, y with row strides k and rows).
-    fn encode_dense(&self, m: &DevMat, layer: Option<usize>, t: usize, x: u64, y: u64, add: bool) -> Result<(), CudaError> {
+    fn encode_dense(
+        &self,
+        m: &DevMat,
+        layer: Option<usize>,
+        t: usize,
+        x: u64,
+        y: u64,
+        add: bool,
+    ) -> Result<(), CudaError> {
         let mode = add as i32;
         if t == 1 {
             let name = self.kernel_for(m, layer, "matvec");
@@ -629,7 +687,16 @@ impl GpuModel {
         let ly = &self.layers[l];
         let e = c.n_embd as i32;
         let k = c.n_expert_used;
-        launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.attn_norm.ptr, s.h.ptr, e, c.rms_eps);
+        launch!(
+            self,
+            "rmsnorm",
+            cfg1(t, 256),
+            s.x.ptr,
+            ly.attn_norm.ptr,
+            s.h.ptr,
+            e,
+            c.rms_eps
+        );
         if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
             // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
             // where k and v alone (512 rows each) would not
@@ -710,7 +777,17 @@ impl GpuModel {
             block_dim: (c.head_dim as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        launch!(self, "attn_combine", comb_cfg, s.part.ptr, s.att.ptr, s.pos.ptr, c.n_head as i32, c.head_dim as i32, nch as i32);
+        launch!(
+            self,
+            "attn_combine",
+            comb_cfg,
+            s.part.ptr,
+            s.att.ptr,
+            s.pos.ptr,
+            c.n_head as i32,
+            c.head_dim as i32,
+            nch as i32
+        );
         self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
@@ -739,9 +816,27 @@ impl GpuModel {
                 s.counter.ptr
             );
         } else {
-            launch!(self, "rmsnorm", cfg1(t, 256), s.x.ptr, ly.ffn_norm.ptr, s.h.ptr, e, c.rms_eps);
+            launch!(
+                self,
+                "rmsnorm",
+                cfg1(t, 256),
+                s.x.ptr,
+                ly.ffn_norm.ptr,
+                s.h.ptr,
+                e,
+                c.rms_eps
+            );
             self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
-            launch!(self, "router_topk", cfg1(t, 32), s.rl.ptr, c.n_expert as i32, k as i32, s.ids.ptr, s.wts.ptr);
+            launch!(
+                self,
+                "router_topk",
+                cfg1(t, 32),
+                s.rl.ptr,
+                c.n_expert as i32,
+                k as i32,
+                s.ids.ptr,
+                s.wts.ptr
+            );
         }
         let ff = c.expert_ff;
         if t == 1 {
@@ -785,15 +880,39 @@ impl GpuModel {
             );
         } else {
             let pairs = t * k;
-            let gp_cfg = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: (pairs * 4) as u32 };
-            launch!(self, "group_pairs", gp_cfg, s.ids.ptr, pairs as i32, c.n_expert as i32, s.off.ptr, s.list.ptr);
-            let grouped = |m: &DevMat, rows: usize, x: u64, xs: usize, in_div: usize, y: u64, ys: usize| -> Result<(), CudaError> {
+            let gp_cfg = LaunchConfig {
+                grid_dim: (1, 1, 1),
+                block_dim: (1024, 1, 1),
+                shared_mem_bytes: (pairs * 4) as u32,
+            };
+            launch!(
+                self,
+                "group_pairs",
+                gp_cfg,
+                s.ids.ptr,
+                pairs as i32,
+                c.n_expert as i32,
+                s.off.ptr,
+                s.list.ptr
+            );
+            let grouped = |m: &DevMat,
+                           rows: usize,
+                           x: u64,
+                           xs: usize,
+                           in_div: usize,
+                           y: u64,
+                           ys: usize|
+             -> Result<(), CudaError> {
                 let tc = self.tc_ok(m);
                 let name = self.kernel_for(m, Some(l), if tc { "matmat_tc" } else { "matmat" });
                 // A token picks an expert at most once: no expert has more than t pairs.
                 let cfg = if tc {
                     LaunchConfig {
-                        grid_dim: (ceil_div(rows, 64) as u32, ceil_div(t, 64) as u32, c.n_expert as u32),
+                        grid_dim: (
+                            ceil_div(rows, 64) as u32,
+                            ceil_div(t, 64) as u32,
+                            c.n_expert as u32,
+                        ),
                         block_dim: (128, 1, 1),
                         shared_mem_bytes: TC_SMEM_BYTES,
                     }
@@ -828,9 +947,26 @@ impl GpuModel {
             grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff)?;
             grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff)?;
             let n = (pairs * ff) as i64;
-            launch!(self, "swiglu", cfg1(ceil_div(pairs * ff, 256), 256), s.g.ptr, s.u.ptr, s.act.ptr, n);
+            launch!(
+                self,
+                "swiglu",
+                cfg1(ceil_div(pairs * ff, 256), 256),
+                s.g.ptr,
+                s.u.ptr,
+                s.act.ptr,
+                n
+            );
             grouped(&ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd)?;
-            launch!(self, "moe_combine", cfg1(t, 256), s.y.ptr, s.wts.ptr, k as i32, e, s.x.ptr);
+            launch!(
+                self,
+                "moe_combine",
+                cfg1(t, 256),
+                s.y.ptr,
+                s.wts.ptr,
+                k as i32,
+                e,
+                s.x.ptr
+            );
         }
         Ok(())
     }
@@ -840,7 +976,16 @@ impl GpuModel {
         let c = &self.cfg;
         let s = &self.st;
         let x0 = s.x.ptr + ((t - rows) * c.n_embd * 4) as u64;
-        launch!(self, "rmsnorm", cfg1(rows, 256), x0, self.out_norm.ptr, s.h.ptr, c.n_embd as i32, c.rms_eps);
+        launch!(
+            self,
+            "rmsnorm",
+            cfg1(rows, 256),
+            x0,
+            self.out_norm.ptr,
+            s.h.ptr,
+            c.n_embd as i32,
+            c.rms_eps
+        );
         let head = self.output.as_ref().unwrap_or(&self.embd);
         self.encode_dense(head, None, rows, s.h.ptr, s.logits.ptr, false)
     }
@@ -854,7 +999,10 @@ fn n_chunks(max_ctx: usize) -> usize {
 fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
     let bad = |m: String| Err(CudaError::Model(m));
     if c.head_dim == 0 || c.head_dim > 128 || c.head_dim % 32 != 0 {
-        return bad(format!("head_dim {} unsupported (the attention kernel needs a multiple of 32, at most 128)", c.head_dim));
+        return bad(format!(
+            "head_dim {} unsupported (the attention kernel needs a multiple of 32, at most 128)",
+            c.head_dim
+        ));
     }
     if c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0 || c.n_head / c.n_head_kv > 8 {
         return bad(format!(
@@ -863,7 +1011,10 @@ fn validate_config(c: &GpuConfig, o: &LoadOptions) -> Result<(), CudaError> {
         ));
     }
     if c.n_expert == 0 || c.n_expert > 256 || c.n_expert_used == 0 || c.n_expert_used > c.n_expert {
-        return bad(format!("{} experts with {} used is unsupported (at most 256 experts)", c.n_expert, c.n_expert_used));
+        return bad(format!(
+            "{} experts with {} used is unsupported (at most 256 experts)",
+            c.n_expert, c.n_expert_used
+        ));
     }
     if o.max_ctx == 0 || o.max_ctx > MAX_CTX_LIMIT {
         return bad(format!("max_ctx {} outside 1..={MAX_CTX_LIMIT}", o.max_ctx));
@@ -924,7 +1075,10 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         k: f(b * kvd, "activations")?,
         v: f(b * kvd, "activations")?,
         att: f(b * qd, "activations")?,
-        part: f(b * c.n_head * n_chunks(o.max_ctx) * (c.head_dim + 2), "attention partials")?,
+        part: f(
+            b * c.n_head * n_chunks(o.max_ctx) * (c.head_dim + 2),
+            "attention partials",
+        )?,
         rl: f(b * c.n_expert, "router logits")?,
         ids: i(b * k, "expert ids")?,
         wts: f(b * k, "expert weights")?,
@@ -942,9 +1096,16 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
     })
 }
 
-fn upload_mat(dev: &GpuDevice, t: &HostTensor<'_>, dims: &[usize], repack: &mut Vec<u8>) -> Result<DevMat, CudaError> {
-    let qt = GpuQType::from_ggml(t.ggml_type)
-        .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+fn upload_mat(
+    dev: &GpuDevice,
+    t: &HostTensor<'_>,
+    dims: &[usize],
+    repack: &mut Vec<u8>,
+) -> Result<DevMat, CudaError> {
+    let qt = GpuQType::from_ggml(t.ggml_type).map_err(|q| CudaError::UnsupportedQType {
+        tensor: t.name.clone(),
+        qtype: q,
+    })?;
     let got: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
     // Trailing 1s are not stored by every writer: compare up to them.
     let trim = |v: &[usize]| -> Vec<usize> {
@@ -955,7 +1116,10 @@ fn upload_mat(dev: &GpuDevice, t: &HostTensor<'_>, dims: &[usize], repack: &mut 
         v
     };
     if trim(&got) != trim(dims) {
-        return Err(CudaError::Model(format!("tensor `{}` has dims {:?}, expected {:?}", t.name, got, dims)));
+        return Err(CudaError::Model(format!(
+            "tensor `{}` has dims {:?}, expected {:?}",
+            t.name, got, dims
+        )));
     }
     let k = dims[0];
     if k % qt.row_multiple() != 0 {
@@ -969,7 +1133,11 @@ fn upload_mat(dev: &GpuDevice, t: &HostTensor<'_>, dims: &[usize], repack: &mut 
     let n_rows_total: usize = dims[1..].iter().product();
     let expect = qt.file_row_bytes(k) * n_rows_total;
     if t.data.len() != expect {
-        return Err(CudaError::Model(format!("tensor `{}` holds {} bytes, expected {expect}", t.name, t.data.len())));
+        return Err(CudaError::Model(format!(
+            "tensor `{}` holds {} bytes, expected {expect}",
+            t.name,
+            t.data.len()
+        )));
     }
     let bytes: &[u8] = if qt.device_block_bytes() != qt.file_block_bytes() {
         repack_for_device(qt, t.data, repack);
@@ -980,17 +1148,33 @@ fn upload_mat(dev: &GpuDevice, t: &HostTensor<'_>, dims: &[usize], repack: &mut 
     let buf = dev.upload::<u8>(bytes, &t.name)?;
     let ptr = dptr(&buf, &dev.stream);
     let row_bytes = qt.device_row_bytes(k);
-    Ok(DevMat { qt, _buf: buf, ptr, k, rows: dims[1], row_bytes, mat_bytes: row_bytes * dims[1] })
+    Ok(DevMat {
+        qt,
+        _buf: buf,
+        ptr,
+        k,
+        rows: dims[1],
+        row_bytes,
+        mat_bytes: row_bytes * dims[1],
+    })
 }
 
 fn upload_vec(dev: &GpuDevice, t: &HostTensor<'_>, n: usize) -> Result<DevVec, CudaError> {
-    let qt = GpuQType::from_ggml(t.ggml_type)
-        .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+    let qt = GpuQType::from_ggml(t.ggml_type).map_err(|q| CudaError::UnsupportedQType {
+        tensor: t.name.clone(),
+        qtype: q,
+    })?;
     if t.dims.iter().product::<u64>() as usize != n || t.data.len() != qt.file_row_bytes(n) {
-        return Err(CudaError::Model(format!("tensor `{}` has dims {:?}, expected [{n}]", t.name, t.dims)));
+        return Err(CudaError::Model(format!(
+            "tensor `{}` has dims {:?}, expected [{n}]",
+            t.name, t.dims
+        )));
     }
     if n % qt.block_elems() != 0 {
-        return Err(CudaError::Model(format!("tensor `{}`: length {n} is not whole blocks", t.name)));
+        return Err(CudaError::Model(format!(
+            "tensor `{}`: length {n} is not whole blocks",
+            t.name
+        )));
     }
     let mut v = vec![0f32; n];
     dequantize_row_file(qt, t.data, &mut v);
@@ -1032,7 +1216,11 @@ impl GpuModel {
         let k = self.cfg.n_expert_used;
         let mut b = self.embd.row_bytes;
         for ly in &self.layers {
-            b += ly.q.mat_bytes + ly.k.mat_bytes + ly.v.mat_bytes + ly.o.mat_bytes + ly.router.mat_bytes;
+            b += ly.q.mat_bytes
+                + ly.k.mat_bytes
+                + ly.v.mat_bytes
+                + ly.o.mat_bytes
+                + ly.router.mat_bytes;
             b += k * (ly.gate.mat_bytes + ly.up.mat_bytes + ly.down.mat_bytes);
         }
         b + self.output.as_ref().unwrap_or(&self.embd).mat_bytes

@@ -217,12 +217,20 @@ pub fn f32_to_f16(v: f32) -> u16 {
         let half = m >> shift;
         let rem = m & ((1 << shift) - 1);
         let mid = 1 << (shift - 1);
-        let r = if rem > mid || (rem == mid && (half & 1) == 1) { half + 1 } else { half };
+        let r = if rem > mid || (rem == mid && (half & 1) == 1) {
+            half + 1
+        } else {
+            half
+        };
         return sign | r as u16;
     }
     let half = ((e as u32) << 10) | (man >> 13);
     let rem = man & 0x1fff;
-    let r = if rem > 0x1000 || (rem == 0x1000 && (half & 1) == 1) { half + 1 } else { half };
+    let r = if rem > 0x1000 || (rem == 0x1000 && (half & 1) == 1) {
+        half + 1
+    } else {
+        half
+    };
     sign | r as u16
 }
 
@@ -270,7 +278,11 @@ pub fn dequantize_row_file(qt: GpuQType, src: &[u8], out: &mut [f32]) {
                 let d = rd16(b, 0);
                 let dmin = rd16(b, 2);
                 let sc = &b[4..16];
-                let (qh, qs) = if qt == GpuQType::Q5K { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+                let (qh, qs) = if qt == GpuQType::Q5K {
+                    (&b[16..48], &b[48..176])
+                } else {
+                    (&b[0..0], &b[16..144])
+                };
                 for j in 0..4 {
                     let (s0, m0) = scale_min_k4(2 * j, sc);
                     let (s1, m1) = scale_min_k4(2 * j + 1, sc);
@@ -356,7 +368,10 @@ mod tests {
         assert_eq!(out.len(), 36 * 4);
         for i in 0..4 {
             assert_eq!(&out[36 * i..36 * i + 2], &src8[34 * i..34 * i + 2]);
-            assert_eq!(&out[36 * i + 4..36 * i + 36], &src8[34 * i + 2..34 * i + 34]);
+            assert_eq!(
+                &out[36 * i + 4..36 * i + 36],
+                &src8[34 * i + 2..34 * i + 34]
+            );
         }
     }
 }
@@ -383,9 +398,17 @@ mod oracle_tests {
             rng
         };
         let n = 4096usize;
-        for qt in [GpuQType::F16, GpuQType::Q8_0, GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K] {
+        for qt in [
+            GpuQType::F16,
+            GpuQType::Q8_0,
+            GpuQType::Q4K,
+            GpuQType::Q5K,
+            GpuQType::Q6K,
+        ] {
             let nb = n / qt.block_elems();
-            let mut bytes: Vec<u8> = (0..nb * qt.file_block_bytes()).map(|_| next() as u8).collect();
+            let mut bytes: Vec<u8> = (0..nb * qt.file_block_bytes())
+                .map(|_| next() as u8)
+                .collect();
             // finite f16 super-scales (random bytes could be Inf/NaN)
             let at: &[usize] = match qt {
                 GpuQType::F16 => &[],
@@ -416,14 +439,31 @@ mod oracle_tests {
                 qt.ggml_id(),
                 dst.display()
             );
-            let st = std::process::Command::new(&py).arg("-c").arg(&script).status().unwrap();
+            let st = std::process::Command::new(&py)
+                .arg("-c")
+                .arg(&script)
+                .status()
+                .unwrap();
             assert!(st.success(), "gguf-py failed for {}", qt.name());
-            let theirs: Vec<f32> = std::fs::read(&dst).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            let theirs: Vec<f32> = std::fs::read(&dst)
+                .unwrap()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
             let mut ours = vec![0f32; n];
             dequantize_row_file(qt, &bytes, &mut ours);
             assert_eq!(theirs.len(), n);
-            let bad = ours.iter().zip(&theirs).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-            assert_eq!(bad, 0, "{}: {bad} of {n} values differ from gguf-py", qt.name());
+            let bad = ours
+                .iter()
+                .zip(&theirs)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                bad,
+                0,
+                "{}: {bad} of {n} values differ from gguf-py",
+                qt.name()
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -36,8 +36,10 @@ struct Mat<'a> {
 }
 
 fn mat<'a>(t: &'a HostTensor<'a>, index: usize) -> Result<Mat<'a>, CudaError> {
-    let qt = GpuQType::from_ggml(t.ggml_type)
-        .map_err(|q| CudaError::UnsupportedQType { tensor: t.name.clone(), qtype: q })?;
+    let qt = GpuQType::from_ggml(t.ggml_type).map_err(|q| CudaError::UnsupportedQType {
+        tensor: t.name.clone(),
+        qtype: q,
+    })?;
     let k = t.dims[0] as usize;
     let rows = t.dims.get(1).copied().unwrap_or(1) as usize;
     let rb = qt.file_row_bytes(k);
@@ -60,8 +62,17 @@ fn vec_f64(t: &HostTensor<'_>) -> Result<Vec<f64>, CudaError> {
 impl<'m> RefForward<'m> {
     pub fn new(m: &'m HostModel<'m>) -> Self {
         let cfg = m.config.clone();
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4);
-        Self { m, cfg, kc: vec![Vec::new(); m.config.n_layer], vc: vec![Vec::new(); m.config.n_layer], pos: 0, threads }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(4);
+        Self {
+            m,
+            cfg,
+            kc: vec![Vec::new(); m.config.n_layer],
+            vc: vec![Vec::new(); m.config.n_layer],
+            pos: 0,
+            threads,
+        }
     }
 
     pub fn pos(&self) -> usize {
@@ -69,7 +80,9 @@ impl<'m> RefForward<'m> {
     }
 
     fn t(&self, name: &str) -> Result<&'m HostTensor<'m>, CudaError> {
-        self.m.tensor(name).ok_or_else(|| CudaError::Model(format!("tensor `{name}` is missing")))
+        self.m
+            .tensor(name)
+            .ok_or_else(|| CudaError::Model(format!("tensor `{name}` is missing")))
     }
 
     /// out = W x for matrix `index` of tensor `t` (rows in parallel).
@@ -102,17 +115,27 @@ impl<'m> RefForward<'m> {
 
     /// Run one token at the current position; returns its logits. `layers`, when given, gets one
     /// entry per layer.
-    pub fn step(&mut self, token: u32, mut layers: Option<&mut Vec<RefLayer>>) -> Result<Vec<f64>, CudaError> {
+    pub fn step(
+        &mut self,
+        token: u32,
+        mut layers: Option<&mut Vec<RefLayer>>,
+    ) -> Result<Vec<f64>, CudaError> {
         let c = self.cfg.clone();
         if token as usize >= c.vocab {
-            return Err(CudaError::Model(format!("token {token} outside the vocabulary")));
+            return Err(CudaError::Model(format!(
+                "token {token} outside the vocabulary"
+            )));
         }
         let eps = c.rms_eps as f64;
         let hd = c.head_dim;
         let emb = mat(self.t("token_embd.weight")?, 0)?;
         let rb = emb.qt.file_row_bytes(emb.k);
         let mut row = vec![0f32; c.n_embd];
-        dequantize_row_file(emb.qt, &emb.data[token as usize * rb..(token as usize + 1) * rb], &mut row);
+        dequantize_row_file(
+            emb.qt,
+            &emb.data[token as usize * rb..(token as usize + 1) * rb],
+            &mut row,
+        );
         let mut x: Vec<f64> = row.iter().map(|&v| v as f64).collect();
         let p = self.pos;
         for l in 0..c.n_layer {
@@ -187,7 +210,11 @@ impl<'m> RefForward<'m> {
             for (&eid, &w) in ids.iter().zip(&weights) {
                 let g = self.matvec(&mat(gate_t, eid)?, &h);
                 let u = self.matvec(&mat(up_t, eid)?, &h);
-                let a: Vec<f64> = g.iter().zip(&u).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+                let a: Vec<f64> = g
+                    .iter()
+                    .zip(&u)
+                    .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+                    .collect();
                 let y = self.matvec(&mat(down_t, eid)?, &a);
                 for (m, yv) in moe.iter_mut().zip(&y) {
                     *m += w * yv;
@@ -197,7 +224,12 @@ impl<'m> RefForward<'m> {
                 *a += b;
             }
             if let Some(v) = layers.as_deref_mut() {
-                v.push(RefLayer { hidden: x.clone(), probs, ids, weights });
+                v.push(RefLayer {
+                    hidden: x.clone(),
+                    probs,
+                    ids,
+                    weights,
+                });
             }
         }
         let h = Self::rmsnorm(&x, &vec_f64(self.t("output_norm.weight")?)?, eps);

@@ -21,7 +21,12 @@ impl SynthModel {
             tensors: self
                 .tensors
                 .iter()
-                .map(|(n, q, d, b)| HostTensor { name: n.clone(), ggml_type: q.ggml_id(), dims: d.clone(), data: b })
+                .map(|(n, q, d, b)| HostTensor {
+                    name: n.clone(),
+                    ggml_type: q.ggml_id(),
+                    dims: d.clone(),
+                    data: b,
+                })
                 .collect(),
         }
     }
@@ -68,7 +73,9 @@ fn fill(qt: GpuQType, out: &mut [u8], seed: u64, scale: f32) {
         let r = splitmix(&mut s).to_le_bytes();
         c.copy_from_slice(&r[..c.len()]);
     }
-    let put16 = |b: &mut [u8], at: usize, v: f32| b[at..at + 2].copy_from_slice(&f32_to_f16(v).to_le_bytes());
+    let put16 = |b: &mut [u8], at: usize, v: f32| {
+        b[at..at + 2].copy_from_slice(&f32_to_f16(v).to_le_bytes())
+    };
     match qt {
         GpuQType::Q4K => {
             // w = d*sc*q - dmin*m: std ~ 257 d when dmin ~ 7.5 d (mean ~ 0)
@@ -129,10 +136,13 @@ struct Spec {
     norm: bool,
 }
 
+/// The qtype of a tensor role (`attn_v`, `ffn_down_exps`, `output`, ...) at a layer.
+type QTypeRule = Box<dyn Fn(usize, &str) -> GpuQType>;
+
 /// Build a preset. Generation runs on all cores (the 30B shape is about 18 GB).
 pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
     use GpuQType::*;
-    let (config, per_layer): (GpuConfig, Box<dyn Fn(usize, &str) -> GpuQType>) = match preset {
+    let (config, per_layer): (GpuConfig, QTypeRule) = match preset {
         "tiny" => (
             GpuConfig {
                 n_layer: 2,
@@ -211,9 +221,27 @@ pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
     let qd = (c.n_head * c.head_dim) as u64;
     let kvd = (c.n_head_kv * c.head_dim) as u64;
     let mut specs = vec![
-        Spec { name: "token_embd.weight".into(), qt: per_layer(0, "token_embd"), dims: vec![e, c.vocab as u64], scale: 0.03, norm: false },
-        Spec { name: "output_norm.weight".into(), qt: F32, dims: vec![e], scale: 0.0, norm: true },
-        Spec { name: "output.weight".into(), qt: per_layer(0, "output"), dims: vec![e, c.vocab as u64], scale: 1.0 / (e as f32).sqrt(), norm: false },
+        Spec {
+            name: "token_embd.weight".into(),
+            qt: per_layer(0, "token_embd"),
+            dims: vec![e, c.vocab as u64],
+            scale: 0.03,
+            norm: false,
+        },
+        Spec {
+            name: "output_norm.weight".into(),
+            qt: F32,
+            dims: vec![e],
+            scale: 0.0,
+            norm: true,
+        },
+        Spec {
+            name: "output.weight".into(),
+            qt: per_layer(0, "output"),
+            dims: vec![e, c.vocab as u64],
+            scale: 1.0 / (e as f32).sqrt(),
+            norm: false,
+        },
     ];
     for l in 0..c.n_layer {
         let m = |role: &str, dims: Vec<u64>, k: u64| Spec {
@@ -223,7 +251,13 @@ pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
             scale: 1.0 / (k as f32).sqrt(),
             norm: false,
         };
-        let nrm = |role: &str, n: u64| Spec { name: format!("blk.{l}.{role}.weight"), qt: F32, dims: vec![n], scale: 0.0, norm: true };
+        let nrm = |role: &str, n: u64| Spec {
+            name: format!("blk.{l}.{role}.weight"),
+            qt: F32,
+            dims: vec![n],
+            scale: 0.0,
+            norm: true,
+        };
         let ne = c.n_expert as u64;
         let ff = c.expert_ff as u64;
         specs.push(nrm("attn_norm", e));
@@ -235,12 +269,20 @@ pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
         specs.push(nrm("attn_k_norm", c.head_dim as u64));
         specs.push(nrm("ffn_norm", e));
         // router: F32 as in real files; scale gives logits of order 1
-        specs.push(Spec { name: format!("blk.{l}.ffn_gate_inp.weight"), qt: F32, dims: vec![e, ne], scale: 1.0 / (e as f32).sqrt(), norm: false });
+        specs.push(Spec {
+            name: format!("blk.{l}.ffn_gate_inp.weight"),
+            qt: F32,
+            dims: vec![e, ne],
+            scale: 1.0 / (e as f32).sqrt(),
+            norm: false,
+        });
         specs.push(m("ffn_gate_exps", vec![e, ff, ne], e));
         specs.push(m("ffn_up_exps", vec![e, ff, ne], e));
         specs.push(m("ffn_down_exps", vec![ff, e, ne], ff));
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(4);
     let mut tensors: Vec<(String, GpuQType, Vec<u64>, Vec<u8>)> = specs
         .iter()
         .map(|s| {
@@ -259,7 +301,11 @@ pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
         let bb = spec.qt.file_block_bytes() * if spec.qt.block_elems() == 1 { 256 } else { 1 };
         let chunk = (1 << 22) / bb * bb;
         for (i, c) in t.3.chunks_mut(chunk.max(bb)).enumerate() {
-            items.push((spec, c, name_seed(seed, &spec.name) ^ (i as u64).wrapping_mul(0x9E37_79B9)));
+            items.push((
+                spec,
+                c,
+                name_seed(seed, &spec.name) ^ (i as u64).wrapping_mul(0x9E37_79B9),
+            ));
         }
     }
     let per = items.len().div_ceil(threads).max(1);
@@ -275,5 +321,9 @@ pub fn build(preset: &str, seed: u64) -> Option<SynthModel> {
             });
         }
     });
-    Some(SynthModel { preset: preset.to_string(), config, tensors })
+    Some(SynthModel {
+        preset: preset.to_string(),
+        config,
+        tensors,
+    })
 }

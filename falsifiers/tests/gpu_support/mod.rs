@@ -43,7 +43,11 @@ pub fn open() -> Result<Arc<GpuDevice>, FalsifierError> {
     Ok(Arc::new(GpuDevice::open(0).map_err(err)?))
 }
 
-pub fn load(dev: &Arc<GpuDevice>, host: &HostModel<'_>, opts: LoadOptions) -> Result<GpuModel, FalsifierError> {
+pub fn load(
+    dev: &Arc<GpuDevice>,
+    host: &HostModel<'_>,
+    opts: LoadOptions,
+) -> Result<GpuModel, FalsifierError> {
     let mut m = GpuModel::load(dev.clone(), host, opts).map_err(err)?;
     m.set_planted_bug(planted());
     Ok(m)
@@ -61,8 +65,10 @@ pub fn cosine(a: &[f32], b: &[f64]) -> f64 {
         aa += x * x;
         bb += y * y;
     }
-    if !(aa > 0.0 && bb > 0.0) || !ab.is_finite() {
-        // NaN / zero vectors never pass a ">= threshold" check
+    // NaN or zero vectors give NaN, which never passes a ">= threshold" check (written with
+    // is_nan / <= so that a NaN norm takes this branch too)
+    let degenerate = |v: f64| v.is_nan() || v <= 0.0;
+    if degenerate(aa) || degenerate(bb) || !ab.is_finite() {
         return f64::NAN;
     }
     ab / (aa.sqrt() * bb.sqrt())
@@ -110,6 +116,9 @@ pub struct LayerCmp {
     pub reference: RefLayer,
 }
 
+/// Per-layer comparisons, GPU last logits, reference last logits.
+pub type PromptComparison = (Vec<LayerCmp>, Vec<f32>, Vec<f64>);
+
 /// Run `prompt` on the GPU (prefill of all but the last `decode_tail` tokens, then decode steps)
 /// and on the reference; return per-layer comparisons and the last logits of both.
 pub fn compare_prompt(
@@ -119,14 +128,15 @@ pub fn compare_prompt(
     prompt_idx: usize,
     prompt: &[u32],
     decode_tail: usize,
-) -> Result<(Vec<LayerCmp>, Vec<f32>, Vec<f64>), FalsifierError> {
+) -> Result<PromptComparison, FalsifierError> {
     let c = &host.config;
     gpu.reset().map_err(err)?;
     let split = prompt.len().saturating_sub(decode_tail).max(1);
     let mut obs: Vec<LayerObservation> = Vec::new();
     let mut gpu_logits = {
         let mut f = |o: LayerObservation| obs.push(o);
-        gpu.prefill(&prompt[..split], false, Some(&mut f)).map_err(err)?
+        gpu.prefill(&prompt[..split], false, Some(&mut f))
+            .map_err(err)?
     };
     for &t in &prompt[split..] {
         let mut f = |o: LayerObservation| obs.push(o);
@@ -165,7 +175,9 @@ pub fn compare_prompt(
 
 /// Router agreement over comparisons: (uncertified mismatches, certified near-ties as JSON,
 /// max |weight diff| over agreeing sets).
-pub fn router_check(cmps: &[LayerCmp]) -> (usize, Vec<serde_json::Value>, f64, Vec<serde_json::Value>) {
+pub fn router_check(
+    cmps: &[LayerCmp],
+) -> (usize, Vec<serde_json::Value>, f64, Vec<serde_json::Value>) {
     let mut uncertified = 0;
     let mut ties = Vec::new();
     let mut bad = Vec::new();
@@ -178,12 +190,25 @@ pub fn router_check(cmps: &[LayerCmp]) -> (usize, Vec<serde_json::Value>, f64, V
         r.sort_unstable();
         let mut sorted = c.reference.probs.clone();
         sorted.sort_by(|a, b| b.total_cmp(a));
-        let margin = if sorted.len() > k { sorted[k - 1] - sorted[k] } else { f64::INFINITY };
+        let margin = if sorted.len() > k {
+            sorted[k - 1] - sorted[k]
+        } else {
+            f64::INFINITY
+        };
         if g == r {
             for (id, w) in c.gpu_ids.iter().zip(&c.gpu_weights) {
-                let pos = c.reference.ids.iter().position(|&x| x == *id as usize).expect("same set");
+                let pos = c
+                    .reference
+                    .ids
+                    .iter()
+                    .position(|&x| x == *id as usize)
+                    .expect("same set");
                 let d = (*w as f64 - c.reference.weights[pos]).abs();
-                max_w = if d.is_nan() { f64::INFINITY } else { max_w.max(d) };
+                max_w = if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    max_w.max(d)
+                };
             }
         } else {
             let rec = json!({"model": c.model, "prompt": c.prompt, "layer": c.layer, "pos": c.pos,
@@ -202,7 +227,11 @@ pub fn router_check(cmps: &[LayerCmp]) -> (usize, Vec<serde_json::Value>, f64, V
 fn per_layer_min(cmps: &[LayerCmp], n_layer: usize) -> Vec<f64> {
     let mut v = vec![f64::INFINITY; n_layer];
     for c in cmps {
-        v[c.layer] = if c.cosine.is_nan() { f64::NAN } else { v[c.layer].min(c.cosine) };
+        v[c.layer] = if c.cosine.is_nan() {
+            f64::NAN
+        } else {
+            v[c.layer].min(c.cosine)
+        };
     }
     v
 }
@@ -226,7 +255,14 @@ pub fn preload(ctx: &mut Ctx) -> FalsifierResult {
     let dev = open()?;
     let sm = synth("tiny-mixed");
     let host = sm.host();
-    let m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
+    let m = load(
+        &dev,
+        &host,
+        LoadOptions {
+            max_ctx: 64,
+            max_batch: 16,
+        },
+    )?;
     let mut mismatches = 0usize;
     let mut seen_qtypes = std::collections::BTreeSet::new();
     let layout = device_layout(&m);
@@ -235,7 +271,10 @@ pub fn preload(ctx: &mut Ctx) -> FalsifierResult {
         let want_qt = GpuQType::from_ggml(t.ggml_type).map_err(FalsifierError::msg)?;
         let n: u64 = t.dims.iter().product();
         let want_bytes = n as usize / want_qt.block_elems() * want_qt.device_block_bytes();
-        let ok = *qt == want_qt && *k as u64 == t.dims[0] && *rows as u64 == t.dims[1] && *bytes == want_bytes;
+        let ok = *qt == want_qt
+            && *k as u64 == t.dims[0]
+            && *rows as u64 == t.dims[1]
+            && *bytes == want_bytes;
         if !ok {
             mismatches += 1;
             ctx.note(format!("{name}: device {qt:?} k={k} rows={rows} bytes={bytes}, file {want_qt:?} dims {:?} -> {want_bytes} bytes", t.dims));
@@ -243,7 +282,11 @@ pub fn preload(ctx: &mut Ctx) -> FalsifierResult {
         seen_qtypes.insert(want_qt.name());
     }
     drop(m);
-    ctx.note(format!("{} matrices checked; qtypes present: {:?}", layout.len(), seen_qtypes));
+    ctx.note(format!(
+        "{} matrices checked; qtypes present: {:?}",
+        layout.len(),
+        seen_qtypes
+    ));
     // Each matrix in turn declared as Q4_0 (ggml 2): the load must fail naming it.
     let mut accepted = 0usize;
     for (name, ..) in &layout {
@@ -253,8 +296,16 @@ pub fn preload(ctx: &mut Ctx) -> FalsifierResult {
                 t.ggml_type = 2;
             }
         }
-        match GpuModel::load(dev.clone(), &h, LoadOptions { max_ctx: 64, max_batch: 16 }) {
-            Err(CudaError::UnsupportedQType { tensor, qtype }) if &tensor == name && qtype.0 == 2 => {}
+        match GpuModel::load(
+            dev.clone(),
+            &h,
+            LoadOptions {
+                max_ctx: 64,
+                max_batch: 16,
+            },
+        ) {
+            Err(CudaError::UnsupportedQType { tensor, qtype })
+                if &tensor == name && qtype.0 == 2 => {}
             Err(e) => {
                 accepted += 1;
                 ctx.note(format!("{name} as Q4_0: wrong error: {e}"));
@@ -277,7 +328,14 @@ pub fn finite(ctx: &mut Ctx) -> FalsifierResult {
     for preset in ["tiny", "tiny-mixed"] {
         let sm = synth(preset);
         let host = sm.host();
-        let mut m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
+        let mut m = load(
+            &dev,
+            &host,
+            LoadOptions {
+                max_ctx: 64,
+                max_batch: 16,
+            },
+        )?;
         let v = host.config.vocab;
         for p in prompts(32, v, 1, 40, 0xf1f1) {
             m.reset().map_err(err)?;
@@ -290,7 +348,9 @@ pub fn finite(ctx: &mut Ctx) -> FalsifierResult {
             nonfinite += all.iter().filter(|x| !x.is_finite()).count();
         }
     }
-    ctx.note(format!("{checked} logits checked (prefill, every position, and 8 decode steps per prompt)"));
+    ctx.note(format!(
+        "{checked} logits checked (prefill, every position, and 8 decode steps per prompt)"
+    ));
     ctx.metric("nonfinite_logits", nonfinite as f64);
     Ok(())
 }
@@ -302,17 +362,39 @@ pub fn layer_cos_tiny(ctx: &mut Ctx) -> FalsifierResult {
     for preset in ["tiny", "tiny-mixed"] {
         let sm = synth(preset);
         let host = sm.host();
-        let mut m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
-        for (i, p) in prompts(4, host.config.vocab, 6, 12, 0xc05).iter().enumerate() {
+        let mut m = load(
+            &dev,
+            &host,
+            LoadOptions {
+                max_ctx: 64,
+                max_batch: 16,
+            },
+        )?;
+        for (i, p) in prompts(4, host.config.vocab, 6, 12, 0xc05)
+            .iter()
+            .enumerate()
+        {
             let (c, _, _) = compare_prompt(preset, &mut m, &host, i, p, 2)?;
             all.extend(c);
         }
-        let per = per_layer_min(&all.iter().filter(|c| c.model == preset).cloned().collect::<Vec<_>>(), host.config.n_layer);
-        ctx.detail(&format!("per_layer_cosine_{preset}"), json!(per.iter().map(|x| format!("{x:.9}")).collect::<Vec<_>>()));
+        let per = per_layer_min(
+            &all.iter()
+                .filter(|c| c.model == preset)
+                .cloned()
+                .collect::<Vec<_>>(),
+            host.config.n_layer,
+        );
+        ctx.detail(
+            &format!("per_layer_cosine_{preset}"),
+            json!(per.iter().map(|x| format!("{x:.9}")).collect::<Vec<_>>()),
+        );
         series.extend(per);
     }
     ctx.series("per_layer_cosine", series);
-    ctx.note(format!("{} (layer, position) hidden states compared", all.len()));
+    ctx.note(format!(
+        "{} (layer, position) hidden states compared",
+        all.len()
+    ));
     ctx.metric("min_layer_cosine", min_nan(all.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -325,7 +407,14 @@ fn big_parity() -> Result<&'static (Vec<LayerCmp>, usize), String> {
             let dev = open()?;
             let sm = synth("qwen3-30b-a3b");
             let host = sm.host();
-            let mut m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
+            let mut m = load(
+                &dev,
+                &host,
+                LoadOptions {
+                    max_ctx: 64,
+                    max_batch: 16,
+                },
+            )?;
             let p = bench::prompt(6, host.config.vocab, 0xb16);
             let (c, _, _) = compare_prompt("qwen3-30b-a3b", &mut m, &host, 0, &p, 2)?;
             Ok((c, host.config.n_layer))
@@ -340,7 +429,10 @@ pub fn layer_cos_big(ctx: &mut Ctx) -> FalsifierResult {
     let (cmps, n_layer) = big_parity().map_err(FalsifierError::msg)?;
     let per = per_layer_min(cmps, *n_layer);
     ctx.series("per_layer_cosine", per.clone());
-    ctx.note(format!("{} (layer, position) hidden states compared; prefill of 4 tokens, 2 decode steps", cmps.len()));
+    ctx.note(format!(
+        "{} (layer, position) hidden states compared; prefill of 4 tokens, 2 decode steps",
+        cmps.len()
+    ));
     ctx.metric("min_layer_cosine", min_nan(cmps.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -351,15 +443,29 @@ pub fn router(ctx: &mut Ctx) -> FalsifierResult {
     for preset in ["tiny", "tiny-mixed"] {
         let sm = synth(preset);
         let host = sm.host();
-        let mut m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
-        for (i, p) in prompts(32, host.config.vocab, 2, 12, 0x5007).iter().enumerate() {
+        let mut m = load(
+            &dev,
+            &host,
+            LoadOptions {
+                max_ctx: 64,
+                max_batch: 16,
+            },
+        )?;
+        for (i, p) in prompts(32, host.config.vocab, 2, 12, 0x5007)
+            .iter()
+            .enumerate()
+        {
             let (c, _, _) = compare_prompt(preset, &mut m, &host, i, p, 1)?;
             all.extend(c);
         }
     }
     match big_parity() {
         Ok((c, _)) => all.extend(c.iter().cloned()),
-        Err(e) => return Err(FalsifierError::msg(format!("30B-shape parity run failed: {e}"))),
+        Err(e) => {
+            return Err(FalsifierError::msg(format!(
+                "30B-shape parity run failed: {e}"
+            )))
+        }
     }
     let (uncertified, ties, max_w, bad) = router_check(&all);
     ctx.note(format!(
@@ -378,9 +484,15 @@ pub fn router(ctx: &mut Ctx) -> FalsifierResult {
         })
         .collect();
     margins.sort_by(|a, b| a.total_cmp(b));
-    ctx.detail("smallest_reference_margins", json!(margins.iter().take(10).collect::<Vec<_>>()));
+    ctx.detail(
+        "smallest_reference_margins",
+        json!(margins.iter().take(10).collect::<Vec<_>>()),
+    );
     ctx.detail("router_near_ties", json!(ties));
-    ctx.detail("router_uncertified_mismatches", json!(bad.iter().take(50).collect::<Vec<_>>()));
+    ctx.detail(
+        "router_uncertified_mismatches",
+        json!(bad.iter().take(50).collect::<Vec<_>>()),
+    );
     ctx.metric("uncertified_router_mismatches", uncertified as f64);
     ctx.metric("max_router_weight_abs_diff", max_w);
     Ok(())
@@ -396,8 +508,18 @@ pub fn logits(ctx: &mut Ctx) -> FalsifierResult {
     for preset in ["tiny", "tiny-mixed"] {
         let sm = synth(preset);
         let host = sm.host();
-        let mut m = load(&dev, &host, LoadOptions { max_ctx: 64, max_batch: 16 })?;
-        for (i, p) in prompts(32, host.config.vocab, 1, 24, 0x1061).iter().enumerate() {
+        let mut m = load(
+            &dev,
+            &host,
+            LoadOptions {
+                max_ctx: 64,
+                max_batch: 16,
+            },
+        )?;
+        for (i, p) in prompts(32, host.config.vocab, 1, 24, 0x1061)
+            .iter()
+            .enumerate()
+        {
             m.reset().map_err(err)?;
             let g = m.prefill(p, false, None).map_err(err)?;
             let mut rf = RefForward::new(&host);
@@ -409,7 +531,10 @@ pub fn logits(ctx: &mut Ctx) -> FalsifierResult {
             cosines.push(c);
             min_cos = if c.is_nan() { f64::NAN } else { min_cos.min(c) };
             let ga = bench::argmax(&g) as usize;
-            let ra = r.iter().enumerate().fold(0, |b, (j, &v)| if v > r[b] { j } else { b });
+            let ra = r
+                .iter()
+                .enumerate()
+                .fold(0, |b, (j, &v)| if v > r[b] { j } else { b });
             if ga != ra {
                 let scale = r.iter().fold(0f64, |a, &v| a.max(v.abs()));
                 let gap = (r[ra] - r[ga]).abs();
@@ -441,7 +566,14 @@ pub fn bench_report() -> Result<&'static BenchReport, String> {
             let bw = dev.copy_bandwidth_gbs(2 << 30, 10).map_err(err)?;
             let sm = synth("qwen3-30b-a3b");
             let host = sm.host();
-            let mut m = load(&dev, &host, LoadOptions { max_ctx: 1024, max_batch: 512 })?;
+            let mut m = load(
+                &dev,
+                &host,
+                LoadOptions {
+                    max_ctx: 1024,
+                    max_batch: 512,
+                },
+            )?;
             let r = bench::run(&mut m, 512, 128, 3, bw).map_err(err)?;
             if let Ok(p) = std::env::var("PV_GPU_BENCH_JSON") {
                 let _ = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -476,7 +608,9 @@ pub fn decode_tps(ctx: &mut Ctx) -> FalsifierResult {
     let r = bench_report().map_err(FalsifierError::msg)?;
     bench_notes(ctx, r);
     if !r.graph_matches_direct {
-        return Err(FalsifierError::msg("graph decode produced different tokens than step-by-step decode"));
+        return Err(FalsifierError::msg(
+            "graph decode produced different tokens than step-by-step decode",
+        ));
     }
     ctx.metric("decode_tok_s", r.decode_tok_s);
     Ok(())
@@ -498,7 +632,10 @@ pub fn vram(ctx: &mut Ctx) -> FalsifierResult {
         "device memory used by the backend at its peak: {used} bytes (file weights {}, device weights {}, KV {}, scratch {})",
         v.weight_bytes_file, v.weight_bytes_device, v.kv_bytes, v.scratch_bytes
     ));
-    ctx.metric("vram_budget_ratio", used as f64 / (v.weight_bytes_file + v.kv_bytes) as f64);
+    ctx.metric(
+        "vram_budget_ratio",
+        used as f64 / (v.weight_bytes_file + v.kv_bytes) as f64,
+    );
     Ok(())
 }
 
@@ -513,7 +650,9 @@ pub fn errors(ctx: &mut Ctx) -> FalsifierResult {
         Ok(Err(CudaError::NoDriver)) | Ok(Err(CudaError::NoNvrtc)) => {
             ctx.note("no CUDA driver/NVRTC here: open(0) returned the matching error; the device-only cases were not run");
         }
-        Ok(Err(CudaError::NoDevice { .. })) => ctx.note("driver present but no device: NoDevice returned"),
+        Ok(Err(CudaError::NoDevice { .. })) => {
+            ctx.note("driver present but no device: NoDevice returned")
+        }
         Ok(Err(e)) => {
             wrong += 1;
             ctx.note(format!("open(0) failed with an unexpected error: {e}"));
@@ -523,7 +662,10 @@ pub fn errors(ctx: &mut Ctx) -> FalsifierResult {
                 Ok(Err(CudaError::NoDevice { ordinal: 4096, .. })) => {}
                 other => {
                     wrong += 1;
-                    ctx.note(format!("open(4096): expected NoDevice, got {:?}", other.map(|r| r.map_err(|e| e.to_string()))));
+                    ctx.note(format!(
+                        "open(4096): expected NoDevice, got {:?}",
+                        other.map(|r| r.map_err(|e| e.to_string()))
+                    ));
                 }
             }
             let total = dev.info.total_mem_bytes;
@@ -554,5 +696,8 @@ pub fn describe_device() -> Result<String, CudaError> {
     let dev = GpuDevice::open(0)?;
     let bw = dev.copy_bandwidth_gbs(2 << 30, 10)?;
     let (free, total) = dev.mem_info()?;
-    Ok(format!("{:?}; free {free} of {total} bytes; 2 GiB D2D copy {bw:.0} GB/s (read+write)", dev.info))
+    Ok(format!(
+        "{:?}; free {free} of {total} bytes; 2 GiB D2D copy {bw:.0} GB/s (read+write)",
+        dev.info
+    ))
 }
