@@ -7,6 +7,7 @@ pub mod diff;
 pub mod evidence_cmd;
 pub mod git;
 pub mod graph;
+pub mod kani;
 pub mod list;
 pub mod render;
 pub mod schema;

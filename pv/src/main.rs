@@ -44,6 +44,8 @@ enum Command {
     Show(pv::show::Args),
     /// Follow equation -> obligation -> falsifier -> test -> evidence; exit 1 on any break.
     Audit(pv::audit::Args),
+    /// Kani harness skeletons (failing until written) for obligations marked `kani: true`.
+    Kani(pv::kani::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Coverage(args) => pv::coverage::run(args),
         Command::Show(args) => pv::show::run(args),
         Command::Audit(args) => pv::audit::run(args),
+        Command::Kani(args) => pv::kani::run(args),
     };
     match result {
         Ok(code) => code,
