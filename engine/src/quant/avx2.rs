@@ -195,12 +195,18 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
         for (k, v) in u.iter().enumerate() {
             sm[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
         }
-        let bs = k_bsums.as_ptr().add(16 * b);
-        let mut summ = 0i32;
-        for j in 0..8 {
-            summ += sm[8 + j] as i32 * (*bs.add(2 * j) as i32 + *bs.add(2 * j + 1) as i32);
-        }
-        acc_m += dmin * summ as f32;
+        // Min term: sum_j min_j * (bsums[2j] + bsums[2j+1]), in integers (pair sums of 16
+        // values of |q| <= 127 fit i16; hadd adds the pairs, madd multiplies and pairs again).
+        let q8sums = _mm256_loadu_si256(k_bsums.as_ptr().add(16 * b) as *const __m256i);
+        let q8s = _mm_hadd_epi16(
+            _mm256_castsi256_si128(q8sums),
+            _mm256_extracti128_si256(q8sums, 1),
+        );
+        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(sm.as_ptr().add(8) as *const __m128i));
+        let prod = _mm_madd_epi16(mins, q8s);
+        let prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0b01_00_11_10));
+        let prod = _mm_add_epi32(prod, _mm_shuffle_epi32(prod, 0b10_11_00_01));
+        acc_m += dmin * _mm_cvtsi128_si32(prod) as f32;
         let qs = w.as_ptr().add(16);
         let qx = k_qs.as_ptr().add(256 * b);
         let mut sumi = _mm256_setzero_si256();
