@@ -21,10 +21,13 @@ use crate::common::{open_model, with_threads, Act, Device};
 pub struct BenchArgs {
     /// GGUF model file
     pub model: PathBuf,
+    /// Device to run on
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
+    /// Prompt length (random token ids, prefilled in one call)
     #[arg(long, default_value_t = 512)]
     pub prompt_tokens: usize,
+    /// Tokens to decode greedily, one per call
     #[arg(long, default_value_t = 128)]
     pub gen_tokens: usize,
     /// Worker threads (0: one per core)
@@ -35,6 +38,7 @@ pub struct BenchArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Seed of the random prompt
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

@@ -23,6 +23,7 @@ pub struct LogitsArgs {
     /// Token ids, comma-separated
     #[arg(long)]
     pub tokens: String,
+    /// Device to run on
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
     /// Activation precision

@@ -19,8 +19,10 @@ use crate::common::{open_model, with_threads, Act};
 pub struct RunArgs {
     /// GGUF model file
     pub model: PathBuf,
+    /// Text to continue (tokenized without a BOS token, as Qwen models expect)
     #[arg(long)]
     pub prompt: String,
+    /// Stop after this many generated tokens (or earlier at EOS)
     #[arg(long, default_value_t = 64)]
     pub max_tokens: usize,
     /// 0 = greedy
@@ -32,11 +34,13 @@ pub struct RunArgs {
     /// Nucleus sampling threshold (1.0 = off)
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Sampling seed (same seed and settings, same text)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Parse special tokens written in the prompt (e.g. <|im_start|>)
     #[arg(long)]
     pub special: bool,
+    /// Activation precision: q8 (llama.cpp's scheme, fast) or f32 (exact)
     #[arg(long, value_enum, default_value_t = Act::Q8)]
     pub act: Act,
     /// Worker threads (0: one per core)
