@@ -27,8 +27,8 @@ pub struct Args {
 pub struct Change {
     /// `added`, `removed` or `changed`.
     pub kind: &'static str,
-    /// `contract`, `stage`, `falsifier`, `criterion`, `metric`, `divergence`, `amendment`,
-    /// `dependency`.
+    /// `contract`, `stage`, `falsifier`, `criterion`, `metric`, `divergence`, `equation`,
+    /// `obligation`, `amendment`, `dependency`.
     pub what: &'static str,
     /// The id (metric: `FALSIFIER/metric`).
     pub id: String,
@@ -76,7 +76,7 @@ fn text_field(out: &mut Vec<String>, name: &str, a: &str, b: &str) {
 }
 
 /// Compares two contracts; changes come in a stable order (contract, criteria, stages,
-/// falsifiers, metrics, divergences, dependencies, amendments).
+/// falsifiers, metrics, divergences, equations, proof obligations, dependencies, amendments).
 pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
     let mut out = Vec::new();
     let mut head = Vec::new();
@@ -176,6 +176,54 @@ pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
             field(d, "classification", &x.classification, &y.classification);
             text_field(d, "justification", &x.justification, &y.justification);
             text_field(d, "revisit_when", &x.revisit_when, &y.revisit_when);
+        },
+    );
+    keyed(
+        &mut out,
+        "equation",
+        &a.equations,
+        &b.equations,
+        |x| x.id.clone(),
+        |x, y, d| {
+            text_field(d, "name", &x.name, &y.name);
+            text_field(d, "formula", &x.formula, &y.formula);
+            field(d, "domain", &x.domain, &y.domain);
+            field(d, "codomain", &x.codomain, &y.codomain);
+            if x.preconditions != y.preconditions {
+                d.push("preconditions changed".into());
+            }
+            if x.invariants != y.invariants {
+                d.push("invariants changed".into());
+            }
+        },
+    );
+    keyed(
+        &mut out,
+        "obligation",
+        &a.proof_obligations,
+        &b.proof_obligations,
+        |x| x.id.clone(),
+        |x, y, d| {
+            field(d, "kind", &x.kind, &y.kind);
+            text_field(d, "property", &x.property, &y.property);
+            field(d, "formal", &x.formal, &y.formal);
+            field(d, "tolerance", &x.tolerance, &y.tolerance);
+            field(d, "equation", &x.equation, &y.equation);
+            if x.discharged_by.falsifiers != y.discharged_by.falsifiers {
+                d.push(format!(
+                    "falsifiers: {} -> {}",
+                    fmt_list(&x.discharged_by.falsifiers),
+                    fmt_list(&y.discharged_by.falsifiers)
+                ));
+            }
+            if x.discharged_by.harnesses != y.discharged_by.harnesses {
+                d.push(format!(
+                    "harnesses: {} -> {}",
+                    fmt_list(&x.discharged_by.harnesses),
+                    fmt_list(&y.discharged_by.harnesses)
+                ));
+            }
+            field(d, "kani", &x.kani, &y.kani);
         },
     );
     keyed(

@@ -188,6 +188,31 @@ fn diff_reports_thresholds_stages_and_falsifiers() {
         ),
         "{text}"
     );
+    // Equations and proof obligations are part of the semantic diff.
+    let out = pv(
+        &[
+            "diff",
+            "PV055-obligation-tolerance/demo-v1.yaml",
+            "PV056-orphan-equation/demo-v1.yaml",
+        ],
+        &fx,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  + equation EQ-DEMO-UNUSED\n"), "{text}");
+    assert!(text.contains("  ~ obligation PO-DEMO-001: "), "{text}");
+    let out = pv(
+        &[
+            "diff",
+            "valid/demo-v1.yaml",
+            "PV055-obligation-tolerance/demo-v1.yaml",
+        ],
+        &fx,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("  + equation EQ-DEMO-SCALE\n  + obligation PO-DEMO-001\n"),
+        "{text}"
+    );
     // A threshold change, a stage added and a falsifier removed, in JSON.
     let dir = tempfile::tempdir().expect("tempdir");
     let old = std::fs::read_to_string(fx.join("valid/demo-v1.yaml")).expect("read");
