@@ -490,7 +490,7 @@ fn simd_paths_match_scalar(ctx: &mut Ctx) -> FalsifierResult {
     ctx.metric("dot_max_diff_over_abs_sum", worst);
     ctx.series("dot_max_diff_per_qtype", per);
     ctx.note(format!(
-        "qtypes {:?} (AVX2 dequant: Q4_K, Q6_K, Q8_0; AVX2 q8 dots: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; AVX2 f32 dots: all), columns {COLS:?}",
+        "qtypes {:?} (AVX2 dequant: F16, Q4_K, Q6_K, Q8_0; AVX2 q8 dots: Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; AVX2 f32 dots: all), columns {COLS:?}",
         QType::ALL.map(|q| q.name())
     ));
     Ok(())

@@ -18,6 +18,7 @@ pub fn dequantize_row(q: QType, src: &[u8], out: &mut [f32]) -> Result<(), Quant
                 QType::Q4K => super::avx2::dequant_q4k(src, out),
                 QType::Q6K => super::avx2::dequant_q6k(src, out),
                 QType::Q8_0 => super::avx2::dequant_q8_0(src, out),
+                QType::F16 => super::avx2::dequant_f16(src, out),
                 _ => {
                     dequant_scalar_unchecked(q, src, out);
                 }

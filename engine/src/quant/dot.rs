@@ -60,7 +60,11 @@ fn dot_f32_scalar_unchecked(q: QType, row: &[u8], x: &[f32]) -> f32 {
 
 pub(crate) type ActRefs<'a> = (Option<&'a Q8KActs>, Option<&'a Q80Acts>);
 
-pub(crate) fn acts_for(q: QType, a: &QuantizedActs, cols: usize) -> Result<ActRefs<'_>, QuantError> {
+pub(crate) fn acts_for(
+    q: QType,
+    a: &QuantizedActs,
+    cols: usize,
+) -> Result<ActRefs<'_>, QuantError> {
     if a.f32.len() != cols {
         return Err(QuantError::Length {
             qtype: q,
