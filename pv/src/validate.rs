@@ -175,12 +175,22 @@ pub fn validate(paths: &[PathBuf], since: &Since) -> Report {
     let results: Vec<(Option<Loaded>, Vec<Diagnostic>)> =
         files.par_iter().map(|f| check_file(f)).collect();
     let mut loaded = Vec::new();
+    let mut not_loaded = 0usize;
     for (l, d) in results {
         if d.iter().any(|d| d.code == codes::IO) {
             usage_error = true;
         }
+        if l.is_none() {
+            not_loaded += 1;
+        }
         loaded.extend(l);
         diags.extend(d);
+    }
+    if not_loaded > 0 && !loaded.is_empty() {
+        notes.push(format!(
+            "note: {not_loaded} file(s) did not load; ids defined there count as unknown in the \
+             other contracts' references until they do"
+        ));
     }
     let set = ContractSet::new(loaded);
     diags.extend(rules::check(&set));
