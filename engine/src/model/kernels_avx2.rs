@@ -40,6 +40,23 @@ unsafe fn f16c(b: &[u8], at: usize) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
+/// Byte-shuffle masks broadcasting i16 element `i` (bytes 2i, 2i+1) to all 16 lanes.
+const K4_SCALE_SHUFFLE: [__m256i; 8] = {
+    let mut m = [unsafe { std::mem::transmute::<[u8; 32], __m256i>([0u8; 32]) }; 8];
+    let mut i = 0;
+    while i < 8 {
+        let mut b = [0u8; 32];
+        let mut k = 0;
+        while k < 32 {
+            b[k] = (2 * i + k % 2) as u8;
+            k += 1;
+        }
+        m[i] = unsafe { std::mem::transmute::<[u8; 32], __m256i>(b) };
+        i += 1;
+    }
+    m
+};
+
 /// Q4_K row . Q8_K activations.
 ///
 /// Per block the integer sums are exact; the float part accumulates `d * dx * sumi` lane-wise
@@ -83,6 +100,9 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
         acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
         let qs = w.as_ptr().add(16);
         let qx = k_qs.as_ptr().add(256 * b);
+        // The 8 scales as i16 in both 128-bit lanes; each sub-block's scale is broadcast with an
+        // in-lane byte shuffle (no round trip through memory).
+        let scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(mins_and_scales));
         let mut sumi = _mm256_setzero_si256();
         for j in 0..4 {
             let q4 = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
@@ -90,14 +110,10 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
             let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), mask);
             let y1 = _mm256_loadu_si256(qx.add(64 * j) as *const __m256i);
             let y2 = _mm256_loadu_si256(qx.add(64 * j + 32) as *const __m256i);
-            let p1 = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(lo, y1),
-                _mm256_set1_epi16(sm[2 * j] as i16),
-            );
-            let p2 = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(hi, y2),
-                _mm256_set1_epi16(sm[2 * j + 1] as i16),
-            );
+            let s1 = _mm256_shuffle_epi8(scales, K4_SCALE_SHUFFLE[2 * j]);
+            let s2 = _mm256_shuffle_epi8(scales, K4_SCALE_SHUFFLE[2 * j + 1]);
+            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), s1);
+            let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), s2);
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
