@@ -36,6 +36,7 @@ fn validate_exit_codes() {
 
     let missing = pv(&["validate", "no-such-dir"], &fx);
     assert_eq!(missing.status.code(), Some(2));
+    insta::assert_snapshot!("cli_validate_pv006_missing_path", stderr(&missing));
     assert!(
         stderr(&missing).contains("error[PV006]: cannot read no-such-dir"),
         "{}",
