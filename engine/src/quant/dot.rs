@@ -122,6 +122,10 @@ pub(crate) fn dot_q8_unchecked(
             }
         }
     }
+    if q.act_format() == super::ActFormat::F32 {
+        // Float weights take the f32 activations: the f32 dot (with its AVX2 path).
+        return dot_f32_unchecked(q, row, &a.f32);
+    }
     dot_q8_scalar_unchecked(q, row, a, k, z)
 }
 
