@@ -17,6 +17,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     strip -o .device-carry/gpu_forward "$bin"
     cargo build --release --features cuda -p infer
     strip -o .device-carry/infer "$CARGO_TARGET_DIR/release/infer"
+    # The falsifier runtime digests engine/ under the workspace the binary was built in; carry
+    # that workspace's committed engine sources so the records' digest describes this build
+    # (run --prepare in a clean checkout of the commit you want evidence for).
+    git diff --quiet HEAD -- engine Cargo.toml || echo "warning: engine/ has uncommitted changes: the evidence digest will not match HEAD" >&2
+    rm -rf .device-carry/root && mkdir -p .device-carry/root
+    git archive --format=tar HEAD Cargo.toml engine | tar -x -C .device-carry/root
+    pwd > .device-carry/built-root.txt
     ls -la .device-carry
     exit 0
 fi
@@ -28,8 +35,10 @@ mkdir -p "$OUT/evidence" "$OUT/planted" "$OUT/ab"
 LOG="$OUT/device-run.log"
 # The falsifier runtime computes the source digest from the workspace it was built in; point that
 # path at this copy of the tree so that the digest describes the sources that were carried.
-BUILT_ROOT=${PV_BUILT_ROOT:-/work/gpu-wt}
-if [[ ! -e "$BUILT_ROOT" ]]; then mkdir -p "$(dirname "$BUILT_ROOT")" && ln -s "$PWD" "$BUILT_ROOT"; fi
+BUILT_ROOT=$(cat .device-carry/built-root.txt 2>/dev/null || echo /work/gpu-wt)
+SRC_ROOT=$PWD
+[[ -d .device-carry/root ]] && SRC_ROOT=$PWD/.device-carry/root
+if [[ ! -e "$BUILT_ROOT" ]]; then mkdir -p "$(dirname "$BUILT_ROOT")" && ln -s "$SRC_ROOT" "$BUILT_ROOT"; fi
 
 {
     echo "== $(date -u +%FT%TZ) device-run on $(hostname)"
