@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{quantize_act, row_dot, ActNeeds, QType, QuantAct, RowDot};
+use super::kernels::{quantize_act, row_dot, row_dot_x4, ActNeeds, QType, QuantAct, RowDot};
 use super::ops::{
     rms_norm, rms_norm_in_place, rope_neox, rope_table, silu, softmax_in_place, top_k_indices,
 };
@@ -178,12 +178,27 @@ fn matmul(m: &MatRef<'_>, inp: &Input<'_>, out: &mut [f32]) {
     }
     // Prefill: each task takes a block of rows for all tokens (the rows stay in cache while
     // every token reads them), into a rows-major scratch that is transposed afterwards.
+    let dot_x4 = row_dot_x4(m.qtype, !inp.q.is_empty());
     let mut t_out = vec![0.0f32; rows * n];
     t_out.par_chunks_mut(n * 8).enumerate().for_each(|(c, o)| {
         for (i, row_out) in o.chunks_mut(n).enumerate() {
             let r = c * 8 + i;
-            for (t, v) in row_out.iter_mut().enumerate() {
-                let (x, a) = inp.token(t);
+            let mut t = 0;
+            if let Some(dot4) = dot_x4 {
+                // Four tokens per weight-row pass (bit-identical to four single calls).
+                while t + 4 <= n {
+                    let a = [
+                        inp.token(t).1,
+                        inp.token(t + 1).1,
+                        inp.token(t + 2).1,
+                        inp.token(t + 3).1,
+                    ];
+                    row_out[t..t + 4].copy_from_slice(&dot4(m.row(r), a));
+                    t += 4;
+                }
+            }
+            for (tt, v) in row_out.iter_mut().enumerate().skip(t) {
+                let (x, a) = inp.token(tt);
                 *v = dot(m.row(r), x, a);
             }
         }

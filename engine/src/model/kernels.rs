@@ -453,6 +453,33 @@ pub fn row_dot(q: QType, q8: bool) -> RowDot {
     }
 }
 
+/// A one-row, four-token kernel (prefill): results equal four [`RowDot`] calls bit for bit.
+pub type RowDot4T = fn(&[u8], [&QuantAct; 4]) -> [f32; 4];
+
+/// The four-token kernel for `q`, where one exists (Q4_K with 8-bit activations on AVX2).
+pub fn row_dot_x4(q: QType, q8: bool) -> Option<RowDot4T> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if q8 && q == QType::Q4K && has_avx2() {
+            // SAFETY: AVX2/FMA/F16C present; whole Q4_K blocks; each activation prepared for
+            // the same columns (the caller's shapes).
+            return Some(|row, a| unsafe {
+                super::kernels_avx2::dot_q4k_q8k_x4(
+                    row,
+                    [
+                        (&a[0].k_d, &a[0].k_qs, &a[0].k_bsums),
+                        (&a[1].k_d, &a[1].k_qs, &a[1].k_bsums),
+                        (&a[2].k_d, &a[2].k_qs, &a[2].k_bsums),
+                        (&a[3].k_d, &a[3].k_qs, &a[3].k_bsums),
+                    ],
+                )
+            });
+        }
+    }
+    let _ = (q, q8);
+    None
+}
+
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn has_avx2() -> bool {

@@ -123,6 +123,77 @@ pub unsafe fn dot_q4k_q8k(row: &[u8], k_d: &[f32], k_qs: &[i8], k_bsums: &[i16])
     hsum_f32(acc) - _mm_cvtss_f32(m)
 }
 
+/// One Q4_K row . four Q8_K activation rows (four tokens of a prefill): the weight block is
+/// loaded and split into nibbles once for the four tokens. Each token's arithmetic is exactly
+/// [`dot_q4k_q8k`]'s, in the same order, so each result equals the single-token call bit for
+/// bit (tested below).
+///
+/// # Safety
+/// As [`dot_q4k_q8k`], for each of the four activation rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn dot_q4k_q8k_x4(row: &[u8], acts: [(&[f32], &[i8], &[i16]); 4]) -> [f32; 4] {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let mask = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut acc_m = [_mm_setzero_ps(); 4];
+    for (b, w) in row.chunks_exact(144).enumerate() {
+        let wd = f16c(w, 0);
+        let wdmin = f16c(w, 2);
+        let mut u = [0u32; 4];
+        for (k, c) in w[4..16].chunks_exact(4).enumerate() {
+            u[k] = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        u[3] = ((u[2] >> 4) & KMASK2) | (((u[1] >> 6) & KMASK3) << 4);
+        let uaux = u[1] & KMASK1;
+        u[1] = (u[2] & KMASK2) | (((u[0] >> 6) & KMASK3) << 4);
+        u[2] = uaux;
+        u[0] &= KMASK1;
+        let sm: [u8; 16] = std::mem::transmute(u);
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_loadu_si128(sm.as_ptr() as *const __m128i));
+        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        let scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(mins_and_scales));
+        let qs = w.as_ptr().add(16);
+        let mut sumi = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            let q4 = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+            let lo = _mm256_and_si256(q4, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), mask);
+            let s1 = _mm256_shuffle_epi8(scales, K4_SCALE_SHUFFLE[2 * j]);
+            let s2 = _mm256_shuffle_epi8(scales, K4_SCALE_SHUFFLE[2 * j + 1]);
+            for t in 0..4 {
+                let qx = acts[t].1.as_ptr().add(256 * b);
+                let y1 = _mm256_loadu_si256(qx.add(64 * j) as *const __m256i);
+                let y2 = _mm256_loadu_si256(qx.add(64 * j + 32) as *const __m256i);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y1), s1);
+                let p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y2), s2);
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(p1, p2));
+            }
+        }
+        for t in 0..4 {
+            let (k_d, _, k_bsums) = acts[t];
+            let dx = *k_d.get_unchecked(b);
+            let (d, dmin) = (wd * dx, wdmin * dx);
+            let q8sums = _mm256_loadu_si256(k_bsums.as_ptr().add(16 * b) as *const __m256i);
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256(q8sums, 1),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    let mut out = [0.0f32; 4];
+    for t in 0..4 {
+        let m = _mm_add_ps(acc_m[t], _mm_movehl_ps(acc_m[t], acc_m[t]));
+        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[t] = hsum_f32(acc[t]) - _mm_cvtss_f32(m);
+    }
+    out
+}
+
 /// Byte-shuffle masks picking scales (2i, 2i+1) of a Q6_K block, each repeated 8 times.
 const SCALE_SHUFFLE: [__m128i; 8] = {
     let mut m = [unsafe { std::mem::transmute::<[u8; 16], __m128i>([0u8; 16]) }; 8];
@@ -222,6 +293,48 @@ mod tests {
         dot_q8, dot_q8_scalar, quantize_act, row_bytes, ActNeeds, QType, QuantAct,
     };
     use crate::sampling::Rng;
+
+    #[test]
+    fn four_token_q4_k_equals_single_token_bit_for_bit() {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
+            return;
+        }
+        let mut rng = Rng::new(8);
+        let cols = 1024;
+        let mut row: Vec<u8> = (0..row_bytes(QType::Q4K, cols).unwrap())
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        for blk in 0..cols / 256 {
+            row[blk * 144 + 1] &= 0x3b;
+            row[blk * 144 + 3] &= 0x3b;
+        }
+        let mut needs = ActNeeds::default();
+        needs.add(QType::Q4K);
+        let acts: Vec<(Vec<f32>, QuantAct)> = (0..4)
+            .map(|_| {
+                let x: Vec<f32> = (0..cols).map(|_| rng.next_f32() * 4.0 - 2.0).collect();
+                let mut a = QuantAct::default();
+                quantize_act(&x, needs, &mut a);
+                (x, a)
+            })
+            .collect();
+        let p = |i: usize| {
+            (
+                &acts[i].1.k_d[..],
+                &acts[i].1.k_qs[..],
+                &acts[i].1.k_bsums[..],
+            )
+        };
+        // SAFETY: features checked above; the row holds whole blocks covered by each activation.
+        let four = unsafe { super::dot_q4k_q8k_x4(&row, [p(0), p(1), p(2), p(3)]) };
+        for t in 0..4 {
+            let one = dot_q8(QType::Q4K, &row, &acts[t].0, &acts[t].1);
+            assert_eq!(four[t].to_bits(), one.to_bits(), "token {t}");
+        }
+    }
 
     #[test]
     fn avx2_dots_match_scalar_to_f32_rounding() {
