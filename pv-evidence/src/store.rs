@@ -163,7 +163,9 @@ pub fn list_record_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
         Ok(_) => {}
     }
     walk(dir, &mut out)?;
-    out.sort();
+    // Byte order of the whole path: deterministic, and much cheaper than `Path`'s
+    // component-wise comparison for 100,000 files.
+    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
     Ok(out)
 }
 

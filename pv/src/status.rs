@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use pv_evidence::record::{EvidenceRecord, Outcome, SourceDigest, Tier};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A stage's derived status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
@@ -185,8 +185,73 @@ pub struct Run {
     pub file: String,
     /// Timestamp in ns since the epoch.
     pub ts: i128,
-    /// The record.
-    pub record: EvidenceRecord,
+    /// What the rules and reports need of the record.
+    pub record: RunRecord,
+}
+
+/// The part of an [`EvidenceRecord`] that status derivation and reports use (kept small so that
+/// 100,000 of them load fast and cache compactly).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Falsifier id.
+    pub falsifier: String,
+    /// Contract file hash at compile time.
+    pub contract_sha256: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Reason.
+    pub reason: Option<String>,
+    /// (name, finite value, passed) per contract metric.
+    pub metrics: Vec<(String, Option<f64>, bool)>,
+    /// Source digest.
+    pub source: SourceDigest,
+    /// RFC 3339 timestamp.
+    pub timestamp: String,
+    /// Short commit (+dirty).
+    pub commit: Option<String>,
+    /// CPU model and GPU names.
+    pub hardware: String,
+}
+
+impl From<EvidenceRecord> for RunRecord {
+    fn from(r: EvidenceRecord) -> Self {
+        let mut hardware = r
+            .hardware
+            .cpu_model
+            .clone()
+            .unwrap_or_else(|| r.hardware.platform.clone());
+        for g in &r.hardware.gpus {
+            hardware.push_str(" + ");
+            hardware.push_str(&g.name);
+        }
+        RunRecord {
+            falsifier: r.falsifier,
+            contract_sha256: r.contract.sha256,
+            outcome: r.outcome,
+            reason: r.reason,
+            metrics: r
+                .metrics
+                .into_iter()
+                .map(|m| {
+                    (
+                        m.name,
+                        m.value.map(|v| v.0).filter(|v| v.is_finite()),
+                        m.passed,
+                    )
+                })
+                .collect(),
+            source: r.source,
+            timestamp: r.timestamp,
+            commit: r.git.map(|g| {
+                format!(
+                    "{}{}",
+                    g.commit.get(..10).unwrap_or(&g.commit),
+                    if g.dirty { "+dirty" } else { "" }
+                )
+            }),
+            hardware,
+        }
+    }
 }
 
 /// The facts about the checkout that decide freshness.
@@ -340,19 +405,6 @@ impl StatusReport {
     }
 }
 
-fn short_hw(r: &EvidenceRecord) -> String {
-    let mut s = r
-        .hardware
-        .cpu_model
-        .clone()
-        .unwrap_or_else(|| r.hardware.platform.clone());
-    for g in &r.hardware.gpus {
-        s.push_str(" + ");
-        s.push_str(&g.name);
-    }
-    s
-}
-
 fn falsifier_state(runs: &[RunView], bound: Option<bool>) -> FalsifierState {
     if bound == Some(false) {
         return FalsifierState::Unimplemented;
@@ -468,7 +520,7 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                 let src_fresh = *source_cache
                     .entry(key)
                     .or_insert_with(|| fresh.source_fresh(&rec.source));
-                let contract_fresh = rec.contract.sha256 == c.sha256;
+                let contract_fresh = rec.contract_sha256 == c.sha256;
                 let stale_because = match (contract_fresh, src_fresh) {
                     (true, true) => None,
                     (false, true) => Some("contract changed".to_string()),
@@ -483,25 +535,9 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                     fresh: stale_because.is_none(),
                     stale_because,
                     reason: rec.reason.clone(),
-                    metrics: rec
-                        .metrics
-                        .iter()
-                        .map(|m| {
-                            (
-                                m.name.clone(),
-                                m.value.map(|v| v.0).filter(|v| v.is_finite()),
-                                m.passed,
-                            )
-                        })
-                        .collect(),
-                    commit: rec.git.as_ref().map(|g| {
-                        format!(
-                            "{}{}",
-                            g.commit.get(..10).unwrap_or(&g.commit),
-                            if g.dirty { "+dirty" } else { "" }
-                        )
-                    }),
-                    hardware: short_hw(rec),
+                    metrics: rec.metrics.clone(),
+                    commit: rec.commit.clone(),
+                    hardware: rec.hardware.clone(),
                 });
             }
             let bound = inputs.bound.as_ref().map(|b| b.contains(&f.id));

@@ -41,6 +41,10 @@ pub struct Locations {
     /// Directory of bound tests (default: <root>/falsifiers/tests).
     #[arg(long, value_name = "DIR")]
     pub tests: Option<PathBuf>,
+    /// Re-read every record instead of using the summary cache (`$PV_CACHE_DIR`, else
+    /// `~/.cache/pv`; records are immutable, so the cache only saves re-parsing).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 impl Locations {
@@ -63,6 +67,7 @@ impl Locations {
         if let Some(t) = &self.tests {
             p.tests = Some(t.clone());
         }
+        p.cache = !self.no_cache;
         Ok(p)
     }
 }

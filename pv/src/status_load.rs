@@ -13,9 +13,11 @@ use pv_evidence::record::{SourceDigest, Tier};
 use pv_evidence::store::{list_record_files, parse_record};
 use rayon::prelude::*;
 
+use serde::{Deserialize, Serialize};
+
 use crate::status::{
     derive, ContractModel, CriterionModel, DivergenceModel, FalsifierModel, Inputs, Model, Run,
-    StageModel, StatusReport,
+    RunRecord, StageModel, StatusReport,
 };
 
 /// Where things are.
@@ -29,6 +31,8 @@ pub struct Paths {
     pub evidence: Vec<PathBuf>,
     /// The bound-test directory (`falsifiers/tests`); `None` or missing: binding not checked.
     pub tests: Option<PathBuf>,
+    /// Use the record summary cache ([`cache_path`]).
+    pub cache: bool,
 }
 
 impl Paths {
@@ -39,6 +43,7 @@ impl Paths {
             contracts: root.join("contracts"),
             evidence: vec![root.join("evidence").join("runs")],
             tests: Some(root.join("falsifiers").join("tests")),
+            cache: false,
         }
     }
 }
@@ -149,55 +154,188 @@ pub struct LoadedRuns {
 
 /// Reads every record under `dirs` in parallel. Files are named relative to their directory.
 pub fn load_runs(dirs: &[PathBuf]) -> Result<LoadedRuns, LoadError> {
-    load_runs_excluding(dirs, &[], &[])
+    load_runs_excluding(dirs, &[], &[], None)
+}
+
+/// The summary cache: what was parsed from each record file, keyed by its absolute path.
+/// Records are immutable once written (unique names, atomic rename, never rewritten), so the
+/// cache only saves re-reading and re-parsing; files that disappeared drop out, new files are
+/// read. A record edited in place is not noticed: `--no-cache` re-reads everything. It lives outside the evidence tree (`$PV_CACHE_DIR`, else `$XDG_CACHE_HOME/pv`, else
+/// `~/.cache/pv`), so `pv` still never writes evidence.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: Vec<CacheEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheEntry {
+    /// Index into the evidence directories the cache was made for (its name hashes them).
+    dir: usize,
+    /// Path relative to that directory.
+    file: String,
+    ts: i64,
+    record: RunRecord,
+}
+
+/// Bumped whenever `RunRecord` or the cache layout changes.
+const CACHE_VERSION: u32 = 3;
+
+/// The cache file for this set of evidence directories, if a cache directory can be found.
+pub fn cache_path(dirs: &[PathBuf]) -> Option<PathBuf> {
+    let base = std::env::var_os("PV_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("pv")))
+        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache").join("pv")))?;
+    let key: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            d.canonicalize()
+                .unwrap_or_else(|_| d.clone())
+                .display()
+                .to_string()
+        })
+        .collect();
+    let h = pv_contract::digest::content_hash(key.join("\n"));
+    Some(base.join(format!("status-{}.json", &h[..16])))
+}
+
+fn read_cache(path: &Path) -> HashMap<(usize, String), CacheEntry> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return HashMap::new();
+    };
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(c) if c.version == CACHE_VERSION => c
+            .entries
+            .into_iter()
+            .map(|e| ((e.dir, e.file.clone()), e))
+            .collect(),
+        // A stale or damaged cache is simply rebuilt.
+        _ => HashMap::new(),
+    }
+}
+
+fn write_cache(path: &Path, entries: Vec<CacheEntry>) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let file = CacheFile {
+        version: CACHE_VERSION,
+        entries,
+    };
+    let Ok(bytes) = serde_json::to_vec(&file) else {
+        return;
+    };
+    // Best effort: a cache that cannot be written only costs time next run.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, bytes).is_ok() && std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 /// As [`load_runs`], skipping files under any of `exclude` unless they are under one of `keep`
 /// (`pv verify`: committed evidence plus this run, not older local runs). A file reachable from
-/// two of `dirs` is read once.
+/// two of `dirs` is read once. With `cache`, unchanged files are taken from the summary cache.
 pub fn load_runs_excluding(
     dirs: &[PathBuf],
     exclude: &[PathBuf],
     keep: &[PathBuf],
+    cache: Option<&Path>,
 ) -> Result<LoadedRuns, LoadError> {
-    let mut files = Vec::new();
+    let mut files: Vec<(usize, PathBuf)> = Vec::new();
     let mut seen = HashSet::new();
-    for d in dirs {
+    for (di, d) in dirs.iter().enumerate() {
         let list = list_record_files(d).map_err(|source| LoadError::Evidence {
             dir: d.clone(),
             source,
         })?;
         for f in list {
-            let excluded =
-                exclude.iter().any(|e| f.starts_with(e)) && !keep.iter().any(|k| f.starts_with(k));
-            if !excluded && seen.insert(f.clone()) {
-                files.push((d.clone(), f));
+            let excluded = !exclude.is_empty()
+                && exclude.iter().any(|e| f.starts_with(e))
+                && !keep.iter().any(|k| f.starts_with(k));
+            // Only overlapping directories can list a file twice.
+            if !excluded && (dirs.len() == 1 || seen.insert(f.clone())) {
+                files.push((di, f));
             }
         }
     }
-    let results: Vec<Result<Run, String>> = files
+    let timing = std::env::var_os("PV_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let cached = cache.map(read_cache).unwrap_or_default();
+    let cached_len = cached.len();
+    if timing {
+        eprintln!(
+            "pv timing: listed {} files, read cache ({cached_len}) {:.3}s",
+            files.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    // Cache hits need no system call at all: records are immutable once written, so a path
+    // that was parsed before still holds the same record (`--no-cache` re-reads everything).
+    let results: Vec<(Result<Run, String>, bool)> = files
         .par_iter()
-        .map(|(dir, f)| {
-            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
-            let record = parse_record(f, &bytes).map_err(|e| e.to_string())?;
-            let ts = pv_evidence::timefmt::parse_rfc3339(&record.timestamp)
-                .ok_or_else(|| format!("{}: bad timestamp", f.display()))?;
-            Ok(Run {
-                file: f
-                    .strip_prefix(dir)
-                    .unwrap_or(f)
-                    .to_string_lossy()
-                    .into_owned(),
-                ts,
-                record,
-            })
+        .map(|(di, f)| {
+            let rel = f
+                .strip_prefix(&dirs[*di])
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned();
+            if let Some(e) = cached.get(&(*di, rel.clone())) {
+                let run = Run {
+                    file: rel,
+                    ts: e.ts as i128,
+                    record: e.record.clone(),
+                };
+                return (Ok(run), false);
+            }
+            let parsed = (|| {
+                let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                let record = parse_record(f, &bytes).map_err(|e| e.to_string())?;
+                let ts = pv_evidence::timefmt::parse_rfc3339(&record.timestamp)
+                    .ok_or_else(|| format!("{}: bad timestamp", f.display()))?;
+                Ok::<_, String>(Run {
+                    file: rel,
+                    ts,
+                    record: RunRecord::from(record),
+                })
+            })();
+            (parsed, true)
         })
         .collect();
     let mut out = LoadedRuns::default();
-    for r in results {
+    let mut changed = false;
+    let mut keys = Vec::with_capacity(results.len());
+    for ((r, fresh_read), (di, _)) in results.into_iter().zip(&files) {
         match r {
-            Ok(run) => out.runs.push(run),
+            Ok(run) => {
+                changed |= fresh_read;
+                keys.push(*di);
+                out.runs.push(run);
+            }
             Err(e) => out.unreadable.push(e),
+        }
+    }
+    if timing {
+        eprintln!(
+            "pv timing: records loaded {:.3}s",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(path) = cache {
+        if changed || out.runs.len() != cached_len {
+            let entries = out
+                .runs
+                .iter()
+                .zip(keys)
+                .map(|(run, di)| CacheEntry {
+                    dir: di,
+                    file: run.file.clone(),
+                    ts: run.ts as i64,
+                    record: run.record.clone(),
+                })
+                .collect();
+            write_cache(path, entries);
         }
     }
     Ok(out)
@@ -277,9 +415,18 @@ pub fn now_ns() -> i128 {
 
 /// Everything from files: contracts, records, digests, bindings -> the derived report.
 pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadError> {
+    let timing = std::env::var_os("PV_TIMING").is_some();
+    let t0 = std::time::Instant::now();
     let set = load_contracts(&paths.contracts)?;
     let model = model_from_contracts(&set);
-    let loaded = load_runs(&paths.evidence)?;
+    let cache = if paths.cache {
+        cache_path(&paths.evidence)
+    } else {
+        None
+    };
+    let t1 = std::time::Instant::now();
+    let loaded = load_runs_excluding(&paths.evidence, &[], &[], cache.as_deref())?;
+    let t2 = std::time::Instant::now();
     let bound = bound_ids(paths.tests.as_deref())?;
     let fresh = SourceFreshness::new(&paths.root);
     let mut report = derive(
@@ -292,5 +439,14 @@ pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadErro
         },
     );
     report.unreadable = loaded.unreadable;
+    if timing {
+        eprintln!(
+            "pv timing: contracts {:.3}s, records {:.3}s ({}), derive {:.3}s",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            report.records,
+            t2.elapsed().as_secs_f64()
+        );
+    }
     Ok((set, report))
 }

@@ -101,7 +101,7 @@ fn run_with(id: &str, outcome: Outcome, age_s: i128, src: &str, h: &str, file: &
     Run {
         file: format!("{age_s}-{file}"),
         ts: NOW - age_s * 1_000_000_000,
-        record: rec(id, outcome, src, h),
+        record: rec(id, outcome, src, h).into(),
     }
 }
 

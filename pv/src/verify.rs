@@ -61,9 +61,9 @@ pub struct Progress {
 /// Parses one libtest line `test NAME ... RESULT`; returns (name, result).
 pub fn parse_test_line(line: &str) -> Option<(&str, &str)> {
     let rest = line.strip_prefix("test ")?;
-    let (name, result) = rest.rsplit_once(" ... ")?;
+    let (name, result) = rest.split_once(" ... ")?;
     let result = result.trim();
-    let word = result.split_whitespace().next()?;
+    let word = result.split([' ', ',']).next()?;
     matches!(word, "ok" | "FAILED" | "ignored").then_some((name, word))
 }
 
@@ -172,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !dirs.iter().any(|d| run_dir.starts_with(d)) {
         dirs.push(run_dir.clone());
     }
-    let loaded = load_runs_excluding(&dirs, &[local], std::slice::from_ref(&run_dir))?;
+    let loaded = load_runs_excluding(&dirs, &[local], std::slice::from_ref(&run_dir), None)?;
     let bound = bound_ids(paths.tests.as_deref())?;
     let fresh = SourceFreshness::new(&root);
     let mut report = crate::status::derive(

@@ -274,3 +274,46 @@ fn traceability_rows_flag_stale_and_missing_evidence() {
     let md = pv::evidence_cmd::markdown(&rows);
     assert!(md.contains("STALE (sources changed)"), "{md}");
 }
+
+#[test]
+fn the_summary_cache_gives_the_same_runs_as_reading_every_file() {
+    use pv::status_load::load_runs_excluding;
+    let m = Mini::new();
+    let a = m.run("FALSIFY-MINI-A-001", 0.0);
+    m.run("FALSIFY-MINI-GPU-001", 1.0);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = cache_dir.path().join("c.json");
+    let dirs = [m.runs()];
+    let key = |r: &pv::status_load::LoadedRuns| {
+        let mut v: Vec<(String, i128, String)> = r
+            .runs
+            .iter()
+            .map(|x| (x.file.clone(), x.ts, format!("{:?}", x.record)))
+            .collect();
+        v.sort();
+        v
+    };
+    let cold = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
+    assert!(cache.is_file());
+    let warm = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
+    assert_eq!(key(&cold), key(&warm));
+    // A new record is read and added.
+    m.run("FALSIFY-MINI-A-001", 2.0);
+    let after = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
+    assert_eq!(after.runs.len(), 3);
+    assert_eq!(
+        key(&after),
+        key(&load_runs_excluding(&dirs, &[], &[], None).unwrap())
+    );
+    // Records are immutable: one edited in place is served from the cache (documented), and
+    // reading without the cache (`--no-cache`) sees the damage.
+    fs::write(&a, "{").unwrap();
+    let cached = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
+    assert_eq!(cached.runs.len(), 3);
+    let uncached = load_runs_excluding(&dirs, &[], &[], None).unwrap();
+    assert_eq!((uncached.runs.len(), uncached.unreadable.len()), (2, 1));
+    // A deleted record disappears.
+    fs::remove_file(&a).unwrap();
+    let after = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
+    assert_eq!((after.runs.len(), after.unreadable.len()), (2, 0));
+}

@@ -1,0 +1,124 @@
+//! Generates synthetic evidence records for benchmarking `pv status`.
+//!
+//! ```sh
+//! cargo run --release -p pv --example gen_evidence -- /tmp/pv-bench 100000
+//! time target/release/pv status --evidence /tmp/pv-bench > /dev/null
+//! ```
+//!
+//! Records are spread over every live falsifier of `contracts/`, with timestamps over the last 30
+//! days, mostly passes, some failures and skips, and a mix of fresh and stale source digests, so
+//! the derivation does all of its work. Written with the real writer (atomic, unique names).
+
+use std::path::PathBuf;
+
+use pv_evidence::record::{
+    ContractRef, EvidenceRecord, GitInfo, Hardware, JsonF64, MetricResult, Outcome, TestRef,
+    RECORD_FORMAT,
+};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "/tmp/pv-bench".into()));
+    let n: usize = args
+        .next()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let root = pv_evidence::env::workspace_root(&std::env::current_dir()?);
+    let set = pv_contract::load_dir(root.join("contracts"))?;
+    let current = pv_evidence::digest::source_digest(&root, pv_evidence::digest::SOURCE_ROOTS)?;
+    let mut stale = current.clone();
+    stale.sha256 = "0".repeat(64);
+    let falsifiers: Vec<_> = set
+        .entries()
+        .iter()
+        .flat_map(|e| {
+            let hash = pv_contract::digest::content_hash(
+                std::fs::read(&e.source.path).unwrap_or_default(),
+            );
+            e.contract
+                .falsifiers
+                .iter()
+                .filter(|f| f.is_live())
+                .map(move |f| (e.contract.clone(), f.clone(), hash.clone()))
+        })
+        .collect();
+    anyhow::ensure!(!falsifiers.is_empty(), "no live falsifier in contracts/");
+    std::fs::create_dir_all(&dir)?;
+    let now = std::time::SystemTime::now();
+    // A small deterministic generator (xorshift): reproducible without a dependency.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..n {
+        let (c, f, hash) = &falsifiers[i % falsifiers.len()];
+        let r = next();
+        let outcome = match r % 100 {
+            0..=84 => Outcome::Pass,
+            85..=92 => Outcome::Fail,
+            93..=95 => Outcome::Error,
+            _ => Outcome::Skipped,
+        };
+        let t = now - std::time::Duration::from_secs(next() % (30 * 86_400));
+        let record = EvidenceRecord {
+            format: RECORD_FORMAT,
+            falsifier: f.id.clone(),
+            contract: ContractRef {
+                id: c.contract.clone(),
+                version: c.version.clone(),
+                path: format!("contracts/{}.yaml", c.contract),
+                sha256: hash.clone(),
+            },
+            outcome,
+            reason: (outcome != Outcome::Pass).then(|| "synthetic".to_string()),
+            metrics: f
+                .metrics
+                .iter()
+                .map(|m| MetricResult {
+                    name: m.name.clone(),
+                    value: Some(JsonF64((next() % 1000) as f64 / 100.0)),
+                    op: pv_evidence::Op::parse(m.op.as_str()).unwrap_or(pv_evidence::Op::Eq),
+                    threshold: m.threshold,
+                    unit: m.unit.clone(),
+                    passed: outcome == Outcome::Pass,
+                })
+                .collect(),
+            tier: match f.tier {
+                pv_contract::Tier::Algorithm => pv_evidence::Tier::Algorithm,
+                pv_contract::Tier::Hardware => pv_evidence::Tier::Hardware,
+            },
+            hardware: Hardware {
+                cpu_model: Some("Synthetic CPU @ 3.0GHz".into()),
+                cpus: 16,
+                gpus: vec![],
+                platform: "linux-x86_64".into(),
+            },
+            git: Some(GitInfo {
+                commit: format!("{:040x}", next()),
+                dirty: r % 2 == 0,
+            }),
+            source: if r % 3 == 0 {
+                stale.clone()
+            } else {
+                current.clone()
+            },
+            rustc: "rustc 1.95.0".into(),
+            timestamp: pv_evidence::timefmt::format_rfc3339_utc(t),
+            duration_s: 0.5,
+            test: TestRef {
+                name: format!("bench::{}", f.id.to_lowercase().replace('-', "_")),
+                file: "tests/bench.rs".into(),
+            },
+            notes: vec!["synthetic record for the pv status benchmark".into()],
+            series: Default::default(),
+            details: Default::default(),
+        };
+        pv_evidence::store::write_record(&dir, &record)?;
+    }
+    eprintln!("wrote {n} records to {}", dir.display());
+    Ok(())
+}
