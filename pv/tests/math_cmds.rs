@@ -485,3 +485,17 @@ fn kani_skeletons_fail_until_written() {
     let o = pv(ws.path(), &["kani", "nope-v1"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn docs_rules_lists_every_rule_code() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/rules.md"))
+        .expect("docs/rules.md exists");
+    for rule in pv_contract::rules::RULES {
+        assert!(
+            doc.contains(&format!("| {} |", rule.code)),
+            "docs/rules.md has no row for {} ({})",
+            rule.code,
+            rule.summary
+        );
+    }
+}
