@@ -273,22 +273,37 @@ pub fn load_runs_excluding(
     }
     // Cache hits need no system call at all: records are immutable once written, so a path
     // that was parsed before still holds the same record (`--no-cache` re-reads everything).
-    let results: Vec<(Result<Run, String>, bool)> = files
-        .par_iter()
+    // Hits are moved out of the cache (no copy); only misses are read, in parallel.
+    let mut cached = cached;
+    let mut slots: Vec<Option<(Result<Run, String>, bool)>> = files
+        .iter()
         .map(|(di, f)| {
             let rel = f
                 .strip_prefix(&dirs[*di])
                 .unwrap_or(f)
                 .to_string_lossy()
                 .into_owned();
-            if let Some(e) = cached.get(&(*di, rel.clone())) {
-                let run = Run {
-                    file: rel,
+            let e = cached.remove(&(*di, rel))?;
+            Some((
+                Ok(Run {
+                    file: e.file,
                     ts: e.ts as i128,
-                    record: e.record.clone(),
-                };
-                return (Ok(run), false);
-            }
+                    record: e.record,
+                }),
+                false,
+            ))
+        })
+        .collect();
+    slots
+        .par_iter_mut()
+        .zip(files.par_iter())
+        .filter(|(slot, _)| slot.is_none())
+        .for_each(|(slot, (di, f))| {
+            let rel = f
+                .strip_prefix(&dirs[*di])
+                .unwrap_or(f)
+                .to_string_lossy()
+                .into_owned();
             let parsed = (|| {
                 let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
                 let record = parse_record(f, &bytes).map_err(|e| e.to_string())?;
@@ -300,9 +315,9 @@ pub fn load_runs_excluding(
                     record: RunRecord::from(record),
                 })
             })();
-            (parsed, true)
-        })
-        .collect();
+            *slot = Some((parsed, true));
+        });
+    let results: Vec<(Result<Run, String>, bool)> = slots.into_iter().flatten().collect();
     let mut out = LoadedRuns::default();
     let mut changed = false;
     let mut keys = Vec::with_capacity(results.len());
