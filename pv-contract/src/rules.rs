@@ -342,6 +342,14 @@ impl IdKind {
         }
     }
 
+    /// "a" or "an", for the name in running text.
+    pub fn article(self) -> &'static str {
+        match self {
+            IdKind::Criterion | IdKind::Equation => "an",
+            _ => "a",
+        }
+    }
+
     /// The expected shape, for help lines.
     pub fn shape(self) -> &'static str {
         match self {
@@ -575,7 +583,15 @@ fn check_ids(set: &ContractSet, cx: &mut Ctx) {
                     format!("`{id}` is not a valid {}", kind.name()),
                     "does not match the pattern",
                 );
-                help(d, format!("a {} looks like {}", kind.name(), kind.shape()));
+                help(
+                    d,
+                    format!(
+                        "{} {} looks like {}",
+                        kind.article(),
+                        kind.name(),
+                        kind.shape()
+                    ),
+                );
             }
             if let Some(first) = seen.get(id) {
                 let first_span = first.entry.tree.span_of(&id_path(first.kind, first.index));

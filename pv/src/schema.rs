@@ -242,7 +242,12 @@ fn describe(
             (
                 format!("`{shown}` is not a valid {}", kind.name()),
                 "does not match the pattern".into(),
-                Some(format!("a {} looks like {}", kind.name(), kind.shape())),
+                Some(format!(
+                    "{} {} looks like {}",
+                    kind.article(),
+                    kind.name(),
+                    kind.shape()
+                )),
             )
         }
         codes::SEMVER => (
