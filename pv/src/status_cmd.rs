@@ -74,6 +74,7 @@ impl Locations {
 
 /// `pv status` arguments.
 #[derive(Debug, clap::Args)]
+#[group(id = "status_args")]
 pub struct Args {
     #[command(flatten)]
     pub locations: Locations,
@@ -228,6 +229,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::Args as _;
+        for cmd in [
+            Args::augment_args(clap::Command::new("status")),
+            crate::verify::Args::augment_args(clap::Command::new("verify")),
+            crate::evidence_cmd::Args::augment_args(clap::Command::new("evidence")),
+        ] {
+            cmd.debug_assert();
+        }
+    }
 
     #[test]
     fn requirements_parse_and_compare() {

@@ -23,6 +23,7 @@ use crate::status_load::{
 
 /// `pv verify` arguments.
 #[derive(Debug, clap::Args)]
+#[group(id = "verify_args")]
 pub struct Args {
     /// Also run the ignored (hardware-tier) falsifiers: passes `--include-ignored` to the tests.
     #[arg(long)]
