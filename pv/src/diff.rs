@@ -69,6 +69,12 @@ fn field<T: PartialEq + std::fmt::Debug>(out: &mut Vec<String>, name: &str, a: &
     }
 }
 
+fn list_field(out: &mut Vec<String>, name: &str, a: &[String], b: &[String]) {
+    if a != b {
+        out.push(format!("{name}: {} -> {}", fmt_list(a), fmt_list(b)));
+    }
+}
+
 fn text_field(out: &mut Vec<String>, name: &str, a: &str, b: &str) {
     if a != b {
         out.push(format!("{name} changed"));
@@ -101,13 +107,7 @@ pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
         |x| x.id.clone(),
         |x, y, d| {
             text_field(d, "text", &x.text, &y.text);
-            if x.falsifiers != y.falsifiers {
-                d.push(format!(
-                    "falsifiers: {} -> {}",
-                    fmt_list(&x.falsifiers),
-                    fmt_list(&y.falsifiers)
-                ));
-            }
+            list_field(d, "falsifiers", &x.falsifiers, &y.falsifiers);
         },
     );
     keyed(
@@ -118,20 +118,8 @@ pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
         |x| x.id.clone(),
         |x, y, d| {
             text_field(d, "title", &x.title, &y.title);
-            if x.requires != y.requires {
-                d.push(format!(
-                    "requires: {} -> {}",
-                    fmt_list(&x.requires),
-                    fmt_list(&y.requires)
-                ));
-            }
-            if x.falsifiers != y.falsifiers {
-                d.push(format!(
-                    "falsifiers: {} -> {}",
-                    fmt_list(&x.falsifiers),
-                    fmt_list(&y.falsifiers)
-                ));
-            }
+            list_field(d, "requires", &x.requires, &y.requires);
+            list_field(d, "falsifiers", &x.falsifiers, &y.falsifiers);
         },
     );
     keyed(
@@ -209,20 +197,18 @@ pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
             field(d, "formal", &x.formal, &y.formal);
             field(d, "tolerance", &x.tolerance, &y.tolerance);
             field(d, "equation", &x.equation, &y.equation);
-            if x.discharged_by.falsifiers != y.discharged_by.falsifiers {
-                d.push(format!(
-                    "falsifiers: {} -> {}",
-                    fmt_list(&x.discharged_by.falsifiers),
-                    fmt_list(&y.discharged_by.falsifiers)
-                ));
-            }
-            if x.discharged_by.harnesses != y.discharged_by.harnesses {
-                d.push(format!(
-                    "harnesses: {} -> {}",
-                    fmt_list(&x.discharged_by.harnesses),
-                    fmt_list(&y.discharged_by.harnesses)
-                ));
-            }
+            list_field(
+                d,
+                "falsifiers",
+                &x.discharged_by.falsifiers,
+                &y.discharged_by.falsifiers,
+            );
+            list_field(
+                d,
+                "harnesses",
+                &x.discharged_by.harnesses,
+                &y.discharged_by.harnesses,
+            );
             field(d, "kani", &x.kani, &y.kani);
         },
     );
@@ -264,13 +250,7 @@ fn falsifier_details(x: &Falsifier, y: &Falsifier, d: &mut Vec<String>) {
         (Some(a), Some(b)) if a != b => d.push("retirement reason changed".into()),
         _ => {}
     }
-    if x.findings != y.findings {
-        d.push(format!(
-            "findings: {} -> {}",
-            fmt_list(&x.findings),
-            fmt_list(&y.findings)
-        ));
-    }
+    list_field(d, "findings", &x.findings, &y.findings);
 }
 
 fn keyed<T>(
