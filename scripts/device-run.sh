@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Runs ON the GPU device machine (no cargo there): executes the prebuilt GPU falsifier test binary
-# carried in .device-carry/, collects evidence records, the bench JSON and logs under $OUT.
+# carried in .device-carry/, builds and runs llama.cpp's llama-bench on the same GGUF file
+# (scripts/device-llama.sh), and collects evidence records, bench JSON and logs under $OUT.
 # Build here first (docs/gpu.md, "Running on the device"):
 #   scripts/device-run.sh --prepare      (on the development machine: build, strip, copy the
 #                                         falsifier test binary and `infer`)
-# then call the device tool with carry [".device-carry"] and command "bash scripts/device-run.sh".
+#   scripts/device-llama.sh --prepare    (once: llama.cpp's source into .llama-src/)
+# then call the device tool with carry [".device-carry", ".llama-src"] and command
+# "bash scripts/device-run.sh". Order of work: the llama.cpp build (5-6 minutes on 16 cores, in
+# the background) overlaps the parity falsifiers; every timed run (llama-bench, our benches)
+# starts only once the build is done, so that nothing else competes for the machine.
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
@@ -31,7 +36,7 @@ fi
 : "${OUT:?OUT must be set (the device tool sets it)}"
 BIN=.device-carry/gpu_forward
 [[ -x "$BIN" ]] || { echo "missing $BIN: run scripts/device-run.sh --prepare here first" >&2; exit 2; }
-mkdir -p "$OUT/evidence" "$OUT/planted" "$OUT/ab"
+mkdir -p "$OUT/evidence" "$OUT/planted" "$OUT/ab" "$OUT/bench"
 LOG="$OUT/device-run.log"
 # The falsifier runtime computes the source digest from the workspace it was built in; point that
 # path at this copy of the tree so that the digest describes the sources that were carried.
@@ -54,6 +59,19 @@ run() { # name, env..., then test filters
     echo "== $label done in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
+# llama.cpp, built in the background while the parity falsifiers run.
+LLAMA_PID=
+if [[ "${PV_SKIP_LLAMA:-0}" != 1 ]]; then
+    (scripts/device-llama.sh build >"$OUT/bench/llama-build.log" 2>&1; echo "rc=$?" >>"$OUT/bench/llama-build.log") &
+    LLAMA_PID=$!
+fi
+GGUF=/tmp/q30.gguf
+if [[ -x .device-carry/infer ]]; then
+    t0=$SECONDS
+    .device-carry/infer synth --preset qwen3-30b-a3b --quant q4_k_m --seed 1 -o "$GGUF" 2>&1 | tail -2 | tee -a "$LOG"
+    echo "== infer synth qwen3-30b-a3b q4_k_m --seed 1 in $((SECONDS - t0)) s" | tee -a "$LOG"
+fi
+
 E="PV_EVIDENCE_DIR=$OUT/evidence"
 run describe   $E "$BIN" --exact gpu_describe_device
 run errors     $E "$BIN" --exact gpu_clear_errors
@@ -62,28 +80,6 @@ run finite     $E "$BIN" --exact gpu_logits_finite
 run layer-tiny $E "$BIN" --exact gpu_layer_cosine_tiny
 run logits     $E "$BIN" --exact gpu_logits_parity
 run parity-30b $E "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
-run bench      $E PV_GPU_BENCH_JSON="$OUT/bench.json" "$BIN" gpu_decode_throughput gpu_prefill_throughput gpu_vram_budget
-
-# A/B: the same bench with the prefill products on the f32 CUDA-core kernel instead of the
-# tensor cores (records kept apart from the real evidence).
-# The CLI path: a GGUF file written by `infer synth` (the same shape and mix), read back through
-# engine::gguf's memmap and benchmarked with `infer bench --device cuda`.
-if [[ -x .device-carry/infer ]]; then
-    t0=$SECONDS
-    echo "== infer synth qwen3-30b-a3b q4_k_m" | tee -a "$LOG"
-    .device-carry/infer synth --preset qwen3-30b-a3b --quant q4_k_m --seed 1 -o /tmp/q30.gguf 2>&1 | tail -3 | tee -a "$LOG"
-    ls -la /tmp/q30.gguf | tee -a "$LOG"
-    echo "== synth done in $((SECONDS - t0)) s; infer bench --device cuda" | tee -a "$LOG"
-    t0=$SECONDS
-    .device-carry/infer bench /tmp/q30.gguf --device cuda --prompt-tokens 512 --gen-tokens 128 --json \
-        > "$OUT/infer-bench-cuda.json" 2>>"$LOG"
-    echo "== infer bench rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
-    rm -f /tmp/q30.gguf
-fi
-
-if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
-    run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench-no-tc.json" "$BIN" gpu_prefill_throughput
-fi
 
 if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     # The same falsifiers with a planted wrong-qtype dispatch at layer 2 (Q6_K run as Q5_K): each
@@ -95,7 +91,40 @@ if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     run planted-router $P "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
 fi
 
-tar -C "$OUT" -cf "$OUT/evidence.tar" evidence planted ab && rm -rf "$OUT/evidence" "$OUT/planted" "$OUT/ab"
+# Timed runs from here on, with nothing else running.
+LB=
+if [[ -n "$LLAMA_PID" ]]; then
+    wait "$LLAMA_PID"
+    tail -3 "$OUT/bench/llama-build.log" | tee -a "$LOG"
+    t0=$SECONDS
+    if scripts/device-llama.sh bench "$GGUF" "$OUT/bench/llama-bench.json" 2>"$OUT/bench/llama-bench.err"; then
+        LB="PV_LLAMA_BENCH_JSON=$OUT/bench/llama-bench.json"
+    fi
+    echo "== llama-bench done in $((SECONDS - t0)) s" | tee -a "$LOG"
+fi
+F="PV_GPU_BENCH_GGUF=$GGUF"
+run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp
+run vram  $E PV_GPU_BENCH_JSON="$OUT/bench/bench-synth.json" "$BIN" --exact gpu_vram_budget
+# A/B: the same file bench without programmatic dependent launch (records kept apart).
+run bench-no-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
+if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
+    run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-tc.json" "$BIN" --exact gpu_prefill_vs_llama_cpp
+fi
+# The CLI path: `infer bench --device cuda` on the same file.
+if [[ -x .device-carry/infer && -f "$GGUF" ]]; then
+    t0=$SECONDS
+    .device-carry/infer bench "$GGUF" --device cuda --prompt-tokens 512 --gen-tokens 128 --json \
+        >"$OUT/bench/infer-bench-cuda.json" 2>>"$LOG"
+    echo "== infer bench rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
+fi
+rm -f "$GGUF"
+
+# The built llama-bench comes back in pieces (16 MB per file), so that a later call can carry it
+# in .llama-src/ instead of building again: cat llama-bench.xz.* | xz -d > .llama-src/llama-bench
+if [[ "${PV_FETCH_LLAMA:-0}" == 1 && -x .llama-build/bin/llama-bench ]]; then
+    xz -T0 -c .llama-build/bin/llama-bench | split -b 15M -d - "$OUT/llama-bench.xz."
+fi
+
+tar -C "$OUT" -cf "$OUT/evidence.tar" evidence planted ab bench && rm -rf "$OUT/evidence" "$OUT/planted" "$OUT/ab" "$OUT/bench"
 echo "== summary" | tee -a "$LOG"
-grep -E "^test .*(ok|FAILED|ignored)$|done in" "$LOG" | tee "$OUT/summary.txt"
-[[ -f "$OUT/bench.json" ]] && cat "$OUT/bench.json"
+grep -E "^test .*(ok|FAILED|ignored)$|done in|FALSIFY-.*(pass|fail|skip)" "$LOG" | tee "$OUT/summary.txt"

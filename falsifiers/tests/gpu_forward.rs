@@ -40,13 +40,13 @@ fn gpu_logits_parity(ctx: &mut Ctx) -> FalsifierResult {
     gpu_support::logits(ctx)
 }
 
-#[falsifier("FALSIFY-QW3-GPU-DECODE-TPS-001")]
-fn gpu_decode_throughput(ctx: &mut Ctx) -> FalsifierResult {
+#[falsifier("FALSIFY-QW3-GPU-DECODE-TPS-002")]
+fn gpu_decode_vs_llama_cpp(ctx: &mut Ctx) -> FalsifierResult {
     gpu_support::decode_tps(ctx)
 }
 
-#[falsifier("FALSIFY-QW3-GPU-PREFILL-TPS-001")]
-fn gpu_prefill_throughput(ctx: &mut Ctx) -> FalsifierResult {
+#[falsifier("FALSIFY-QW3-GPU-PREFILL-TPS-002")]
+fn gpu_prefill_vs_llama_cpp(ctx: &mut Ctx) -> FalsifierResult {
     gpu_support::prefill_tps(ctx)
 }
 

@@ -195,6 +195,52 @@ impl GpuDevice {
         })
     }
 
+    /// Launch `f` on the stream with `params` (one pointer per kernel argument, as the driver
+    /// takes them). With `pdl` the launch carries the programmatic-stream-serialization
+    /// attribute: the kernel may start before the previous one on the stream has finished, and
+    /// must wait for it itself (`pdl_begin()` in kernels.cu) before touching what it wrote.
+    ///
+    /// # Safety
+    /// `params` must match `f`'s signature, every device pointer among them must be live, and
+    /// with `pdl` the kernel must wait (griddepcontrol.wait) before reading or writing any
+    /// buffer that an earlier kernel of the stream writes or reads.
+    pub(crate) unsafe fn launch_raw(
+        &self,
+        f: &CudaFunction,
+        cfg: cudarc::driver::LaunchConfig,
+        params: &mut [*mut std::ffi::c_void],
+        pdl: bool,
+    ) -> Result<(), cudarc::driver::DriverError> {
+        self.ctx.bind_to_thread()?;
+        // SAFETY: an all-zero launch attribute is a valid "ignore" value; the fields set below
+        // are the attribute id and its one-int value.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let lc = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: u32::from(pdl),
+        };
+        // SAFETY: the caller's contract above; `lc` and `attr` outlive the call.
+        unsafe {
+            sys::cuLaunchKernelEx(
+                &lc,
+                f.cu_function(),
+                params.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        }
+        .result()
+    }
+
     pub(crate) fn func(&self, name: &str) -> Result<&CudaFunction, CudaError> {
         self.funcs
             .get(name)

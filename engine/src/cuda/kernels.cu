@@ -79,6 +79,42 @@ __device__ float block_max(float v, float* red) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Programmatic dependent launch (Hopper, sm_90). The decode step's kernels are launched with the
+// programmatic-stream-serialization attribute (engine/src/cuda/model.rs), so kernel N+1 can be
+// scheduled while kernel N is still running. Every kernel therefore starts with `pdl_begin()`:
+// it lets the next kernel launch (`griddepcontrol.launch_dependents`), then waits until the
+// previous kernel has completed and its writes are visible (`griddepcontrol.wait`). Before the
+// wait a kernel may only touch memory that no kernel of the step writes: the weights. The dense
+// mat-vecs use that window to prefetch their rows into L2. Without the attribute (prefill, older
+// GPUs, PV_GPU_NO_PDL=1) both instructions do nothing and launches serialise as usual.
+// ---------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ void pdl_begin() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Prefetch bytes [0, n) of p into L2, lanes of one warp sharing the 128-byte lines.
+__device__ __forceinline__ void prefetch_l2_warp(const u8* p, i64 n, int lane) {
+    for (i64 off = (i64)lane * 128; off < n; off += 32 * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
+}
+
+// Bulk prefetch of [p, p + n) into L2 (sm_90 copy engine; p and n multiples of 16), in 64 KB
+// pieces spread over the calling threads (`i` of `count`).
+__device__ __forceinline__ void prefetch_l2_bulk(const u8* p, i64 n, int i, int count) {
+#if __CUDA_ARCH__ >= 900
+    const i64 piece = 65536;
+    for (i64 off = (i64)i * piece; off < n; off += (i64)count * piece) {
+        u32 len = (u32)(n - off < piece ? n - off : piece);
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + off), "r"(len) : "memory");
+    }
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 // Per-qtype traits. A "task" is the unit of work of one lane: one 16-byte load of quants (or the
 // whole Q8_0 block) and the matching activations. TASK_ELEMS elements per task.
 // ---------------------------------------------------------------------------------------------
@@ -325,6 +361,8 @@ template <int QT>
 __device__ void matvec_impl(const u8* W, i64 row_bytes, int nrows, int K, const float* x, float* y,
                             int mode) {
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    if (r < nrows) prefetch_l2_warp(W + (i64)r * row_bytes, row_bytes, threadIdx.x & 31);
+    pdl_begin();
     if (r >= nrows) return;
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
     float s = warp_row_dot<QT>(W + (i64)r * row_bytes, ntasks, x);
@@ -349,8 +387,11 @@ __device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_b
     } else if (r < n0 + n1 + n2) {
         r -= n0 + n1; W = W2; y = y2;
     } else {
+        pdl_begin();
         return;
     }
+    prefetch_l2_warp(W + (i64)r * row_bytes, row_bytes, threadIdx.x & 31);
+    pdl_begin();
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
     float s = warp_row_dot<QT>(W + (i64)r * row_bytes, ntasks, x);
     if ((threadIdx.x & 31) == 0) y[r] = s;
@@ -359,47 +400,72 @@ __device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_b
 __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, float* wts, int lane);
 
 // Decode router in one launch: h = RMSNorm(x) * nw (each block computes it into shared memory,
-// block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one warp per
-// row), and the last block to finish (atomic ticket) runs the softmax / top-k. Dynamic shared
-// memory: K floats. The ticket counter returns to 0 for the next launch (graph replays).
+// block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one block of
+// ROUTER_THREADS per row, so that a row's loads are spread over 8 warps and take one round trip),
+// and the last block to finish (atomic ticket) runs the softmax / top-k and then asks the copy
+// engine to prefetch the chosen experts' gate, up and down matrices into L2, so that their DRAM
+// reads start before the expert kernels are scheduled. Dynamic shared memory: K floats. The
+// ticket counter returns to 0 for the next launch (graph replays).
+#define ROUTER_THREADS 256
 template <int QT>
 __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K, const float* x,
                                    const float* nw, float eps, float* h_out, float* logits, int k,
-                                   int* ids, float* wts, unsigned* counter) {
+                                   int* ids, float* wts, unsigned* counter, const u8* Wg,
+                                   const u8* Wu, i64 gu_bytes, const u8* Wd, i64 d_bytes) {
     extern __shared__ __align__(16) float sh[];
     __shared__ float red[32];
     __shared__ unsigned ticket;
     int tid = threadIdx.x;
+    int r = blockIdx.x;  // grid = n_exp
+    const u8* row = W + (i64)r * row_bytes;
+    for (i64 off = (i64)tid * 128; off < row_bytes; off += (i64)ROUTER_THREADS * 128)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(row + off));
+    pdl_begin();
     const float4* x4 = (const float4*)x;
     const float4* w4 = (const float4*)nw;
     int n4 = K / 4;
     float ss = 0.f;
 #pragma unroll 4
-    for (int i = tid; i < n4; i += blockDim.x) {
+    for (int i = tid; i < n4; i += ROUTER_THREADS) {
         float4 v = x4[i];
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
     ss = block_sum(ss, red);
     float scale = rsqrtf(ss / (float)K + eps);
-    for (int i = tid; i < n4; i += blockDim.x) {
+    for (int i = tid; i < n4; i += ROUTER_THREADS) {
         float4 v = x4[i], ww = w4[i];
         float4 hv = make_float4(v.x * scale * ww.x, v.y * scale * ww.y, v.z * scale * ww.z, v.w * scale * ww.w);
         ((float4*)sh)[i] = hv;
         if (blockIdx.x == 0) ((float4*)h_out)[i] = hv;
     }
     __syncthreads();
-    int r = blockIdx.x * MV_WARPS + (tid >> 5);
-    if (r < n_exp) {
-        float d = warp_row_dot<QT>(W + (i64)r * row_bytes, K / QT_traits<QT>::TASK_ELEMS, sh);
-        if ((tid & 31) == 0) logits[r] = d;
+    int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    float acc[1] = {0.f};
+    const float* xs[1] = {sh};
+    int t = tid;
+    for (; t + ROUTER_THREADS < ntasks; t += 2 * ROUTER_THREADS) {
+        tdot<QT, 1>(row, t, xs, acc);
+        tdot<QT, 1>(row, t + ROUTER_THREADS, xs, acc);
     }
+    if (t < ntasks) tdot<QT, 1>(row, t, xs, acc);
+    float d = block_sum(acc[0], red);
+    if (tid == 0) logits[r] = d;
     __threadfence();
     __syncthreads();
     if (tid == 0) ticket = atomicAdd(counter, 1u);
     __syncthreads();
     if (ticket == gridDim.x - 1) {
         __threadfence();
-        if (tid < 32) topk_row(logits, n_exp, k, ids, wts, tid);
+        if (tid < 32) {
+            topk_row(logits, n_exp, k, ids, wts, tid);
+            __syncwarp();
+            for (int s2 = 0; s2 < k; s2++) {
+                int e = ids[s2];
+                prefetch_l2_bulk(Wg + (i64)e * gu_bytes, gu_bytes, tid, 32);
+                prefetch_l2_bulk(Wu + (i64)e * gu_bytes, gu_bytes, tid, 32);
+                prefetch_l2_bulk(Wd + (i64)e * d_bytes, d_bytes, tid, 32);
+            }
+        }
         if (tid == 0) *counter = 0u;
     }
 }
@@ -410,6 +476,7 @@ template <int QT>
 __device__ void moe_gate_up_impl(const u8* Wg, const u8* Wu, i64 expert_bytes, i64 row_bytes,
                                  int ff, int K, const float* x, int x_stride, int in_div,
                                  const int* ids, float* act) {
+    pdl_begin();
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= ff) return;
     int p = blockIdx.y;
@@ -446,6 +513,7 @@ template <int QT>
 __device__ void moe_down_decode_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows,
                                      int ff, int k, const float* act, const int* ids,
                                      const float* wts, float* x) {
+    pdl_begin();
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= nrows) return;
     int lane = threadIdx.x & 31;
@@ -477,6 +545,7 @@ template <int QT>
 __device__ void matmat_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
                             const float* X, int x_stride, int in_div, int n_dense,
                             const int* list, const int* off, float* Y, int y_stride, int mode) {
+    pdl_begin();
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= nrows) return;
     int lane = threadIdx.x & 31;
@@ -628,6 +697,7 @@ template <int QT>
 __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
                                const float* X, int x_stride, int in_div, int n_dense,
                                const int* list, const int* off, float* Y, int y_stride, int mode) {
+    pdl_begin();
     extern __shared__ __align__(16) u16 tc_smem[];
     u16* sAh = tc_smem;
     u16* sAl = sAh + TC_BM * TC_LD;
@@ -754,9 +824,11 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
     extern "C" __global__ void router_decode_##NAME(const u8* W, i64 row_bytes, int n_exp, int K,   \
                                                     const float* x, const float* nw, float eps,   \
                                                     float* h_out, float* logits, int k, int* ids, \
-                                                    float* wts, unsigned* counter) {              \
+                                                    float* wts, unsigned* counter, const u8* Wg,  \
+                                                    const u8* Wu, i64 gu_bytes, const u8* Wd,     \
+                                                    i64 d_bytes) {                                \
         router_decode_impl<QT>(W, row_bytes, n_exp, K, x, nw, eps, h_out, logits, k, ids, wts,    \
-                               counter);                                                          \
+                               counter, Wg, Wu, gu_bytes, Wd, d_bytes);                           \
     }                                                                                            \
     extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
                                                   i64 row_bytes, int ff, int K, const float* x,   \
@@ -834,6 +906,7 @@ __device__ float deq_elem(int qt, const u8* row, int i) {
 // x[t, :] = dequant(E[tokens[t], :]); grid.x = T.
 extern "C" __global__ void embed(int qt, const u8* E, i64 row_bytes, int n_embd, int vocab,
                                  const int* tokens, float* x) {
+    pdl_begin();
     int t = blockIdx.x;
     int tok = tokens[t];
     if (tok < 0 || tok >= vocab) tok = 0;  // the host validates tokens; this only avoids a fault
@@ -843,6 +916,7 @@ extern "C" __global__ void embed(int qt, const u8* E, i64 row_bytes, int n_embd,
 
 // y[t, :] = x[t, :] / sqrt(mean(x^2) + eps) * w; grid.x = T.
 extern "C" __global__ void rmsnorm(const float* x, const float* w, float* y, int n, float eps) {
+    pdl_begin();
     __shared__ float red[32];
     const float* xr = x + (i64)blockIdx.x * n;
     float* yr = y + (i64)blockIdx.x * n;
@@ -874,6 +948,7 @@ extern "C" __global__ void qk_norm_rope_store(float* q, const float* k, const fl
                                               const float* qnw, const float* knw, float* kc,
                                               float* vc, const int* pos_ptr, int n_head,
                                               int n_head_kv, int hd, float base, float eps) {
+    pdl_begin();
     __shared__ float red[32];
     __shared__ float buf[512];
     int h = blockIdx.x, t = blockIdx.y, i = threadIdx.x;
@@ -910,30 +985,31 @@ extern "C" __global__ void qk_norm_rope_store(float* q, const float* k, const fl
 // grid = (n_head_kv, n_chunks, T), block 256. Needs hd <= 128, G <= 8.
 #define ATT_CH 32
 #define ATT_HD 128
-// Copy rows j0 .. j0+cnt of a cache (row stride kv_dim, columns col0 .. col0+hd) into the shared
-// tile: all float4 loads of a thread are issued before its stores, so they overlap (a plain
-// load-store loop waits one memory latency per element). 256 threads, cnt * hd <= 4 * 256 * 8.
-__device__ __forceinline__ void load_tile(float (*sk)[ATT_HD + 1], const float* src, int j0, int cnt,
-                                          int kv_dim, int col0, int hd, int tid) {
+// K and V tiles of the same rows together: every float4 load of both is issued before the first
+// store, so the two tiles cost one memory latency instead of two. 256 threads.
+#define ATT_LD ((ATT_CH * ATT_HD / 4 + 255) / 256)
+__device__ __forceinline__ void load_tiles_kv(float (*sk)[ATT_HD + 1], float (*sv)[ATT_HD + 1],
+                                              const float* kc, const float* vc, int j0, int cnt,
+                                              int kv_dim, int col0, int hd, int tid) {
     int per_row = hd / 4, nf = cnt * per_row;
-    float4 tmp[8];
+    float4 tk[ATT_LD], tv[ATT_LD];
 #pragma unroll
-    for (int u = 0; u < 8; u++) {
+    for (int u = 0; u < ATT_LD; u++) {
         int f = tid + u * 256;
         if (f < nf) {
             int j = f / per_row, d4 = f % per_row;
-            tmp[u] = ((const float4*)(src + (long long)(j0 + j) * kv_dim + col0))[d4];
+            long long off = (long long)(j0 + j) * kv_dim + col0;
+            tk[u] = ((const float4*)(kc + off))[d4];
+            tv[u] = ((const float4*)(vc + off))[d4];
         }
     }
 #pragma unroll
-    for (int u = 0; u < 8; u++) {
+    for (int u = 0; u < ATT_LD; u++) {
         int f = tid + u * 256;
         if (f < nf) {
             int j = f / per_row, d = 4 * (f % per_row);
-            sk[j][d] = tmp[u].x;
-            sk[j][d + 1] = tmp[u].y;
-            sk[j][d + 2] = tmp[u].z;
-            sk[j][d + 3] = tmp[u].w;
+            sk[j][d] = tk[u].x; sk[j][d + 1] = tk[u].y; sk[j][d + 2] = tk[u].z; sk[j][d + 3] = tk[u].w;
+            sv[j][d] = tv[u].x; sv[j][d + 1] = tv[u].y; sv[j][d + 2] = tv[u].z; sv[j][d + 3] = tv[u].w;
         }
     }
 }
@@ -941,7 +1017,9 @@ __device__ __forceinline__ void load_tile(float (*sk)[ATT_HD + 1], const float* 
 extern "C" __global__ void attn_partial(const float* q, const float* kc, const float* vc,
                                         float* part, const int* pos_ptr, int n_head,
                                         int n_head_kv, int hd, int n_chunks, float scale) {
+    pdl_begin();
     __shared__ float sk[ATT_CH][ATT_HD + 1];
+    __shared__ float sv[ATT_CH][ATT_HD + 1];
     __shared__ float sq[8][ATT_HD];
     __shared__ float sp[8][ATT_CH];
     int kvh = blockIdx.x, c = blockIdx.y, t = blockIdx.z;
@@ -964,7 +1042,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
         int g = i / hd, d = i % hd;
         sq[g][d] = q[(long long)t * q_dim + (kvh * G + g) * hd + d];
     }
-    load_tile(sk, kc, j0, cnt, kv_dim, kvh * hd, hd, tid);
+    load_tiles_kv(sk, sv, kc, vc, j0, cnt, kv_dim, kvh * hd, hd, tid);
     __syncthreads();
     for (int i = tid; i < G * ATT_CH; i += blockDim.x) {
         int g = i / ATT_CH, j = i % ATT_CH;
@@ -992,9 +1070,6 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
         }
     }
     __syncthreads();
-    // V chunk into shared memory (the K tile is no longer needed): many loads in flight
-    load_tile(sk, vc, j0, cnt, kv_dim, kvh * hd, hd, tid);
-    __syncthreads();
     // o[g][d] = sum_j p[g][j] V[j][d]; thread -> (d, head set)
     int nsets = blockDim.x / hd;  // 2 when hd = 128
     int d = tid % hd, set = tid / hd;
@@ -1003,7 +1078,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
 #pragma unroll
         for (int g = 0; g < 8; g++) acc[g] = 0.f;
         for (int j = 0; j < cnt; j++) {
-            float v = sk[j][d];
+            float v = sv[j][d];
 #pragma unroll
             for (int g = 0; g < 8; g++)
                 if (g % nsets == set && g < G) acc[g] += sp[g][j] * v;
@@ -1018,6 +1093,7 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
 // out[t, h, :] = sum_c exp(m_c - M) o_c / sum_c exp(m_c - M) l_c. grid = (n_head, T), block hd.
 extern "C" __global__ void attn_combine(const float* part, float* out, const int* pos_ptr,
                                         int n_head, int hd, int n_chunks) {
+    pdl_begin();
     int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
     int n = *pos_ptr + t + 1;
     int used = (n + ATT_CH - 1) / ATT_CH;
@@ -1089,6 +1165,7 @@ __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, fl
 
 // grid.x = T, one warp per token.
 extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, int* ids, float* wts) {
+    pdl_begin();
     int t = blockIdx.x;
     topk_row(logits + (i64)t * n_exp, n_exp, k, ids + t * k, wts + t * k, threadIdx.x);
 }
@@ -1096,6 +1173,7 @@ extern "C" __global__ void router_topk(const float* logits, int n_exp, int k, in
 // Group the (token, slot) pairs by expert: off[e] .. off[e+1] indexes list[], which holds the
 // pair ids p = t * k + slot in increasing order per expert. One block; n_exp <= 1024.
 extern "C" __global__ void group_pairs(const int* ids_g, int n_pairs, int n_exp, int* off, int* list) {
+    pdl_begin();
     __shared__ int cnt[1024];
     __shared__ int start[1025];
     extern __shared__ int ids[];  // n_pairs ints (dynamic)
@@ -1125,6 +1203,7 @@ extern "C" __global__ void group_pairs(const int* ids_g, int n_pairs, int n_exp,
 
 // act[i] = silu(g[i]) * u[i]
 extern "C" __global__ void swiglu(const float* g, const float* u, float* act, i64 n) {
+    pdl_begin();
     i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float x = g[i];
@@ -1134,6 +1213,7 @@ extern "C" __global__ void swiglu(const float* g, const float* u, float* act, i6
 
 // x[t, r] += sum_s wts[t*k + s] * y[(t*k + s), r]; grid.x = T.
 extern "C" __global__ void moe_combine(const float* y, const float* wts, int k, int n, float* x) {
+    pdl_begin();
     int t = blockIdx.x;
     for (int r = threadIdx.x; r < n; r += blockDim.x) {
         float acc = 0.f;
@@ -1147,6 +1227,7 @@ extern "C" __global__ void moe_combine(const float* y, const float* wts, int k, 
 // after a prefill, whose position has already advanced). One block.
 extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist, const int* pos_ptr,
                                   int off) {
+    pdl_begin();
     __shared__ float bv[32];
     __shared__ int bi[32];
     float best = -INFINITY;
@@ -1175,10 +1256,14 @@ extern "C" __global__ void argmax(const float* v, int n, int* out_tok, int* hist
 }
 
 // *pos_ptr += by (the last node of a captured decode step).
-extern "C" __global__ void advance_pos(int* pos_ptr, int by) { *pos_ptr += by; }
+extern "C" __global__ void advance_pos(int* pos_ptr, int by) {
+    pdl_begin();
+    *pos_ptr += by;
+}
 
 // Poison fill for checks: every element set to a NaN pattern.
 extern "C" __global__ void fill_u32(u32* p, u32 v, i64 n) {
+    pdl_begin();
     i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) p[i] = v;
 }

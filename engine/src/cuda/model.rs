@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{sys, CudaGraph, CudaSlice, LaunchConfig, PushKernelArg};
+use cudarc::driver::{sys, CudaGraph, CudaSlice, LaunchConfig};
 
 use super::device::{dptr, drv, GpuDevice};
 use super::qtype::{dequantize_row_file, repack_for_device, GpuQType};
@@ -11,6 +11,8 @@ use super::{CudaError, GpuConfig, HostModel, HostTensor};
 
 /// Rows (warps) per block of the mat-vec / mat-mat kernels: MV_WARPS in kernels.cu.
 const MV_WARPS: usize = 4;
+/// Threads of the decode router kernel (ROUTER_THREADS in kernels.cu): one block per expert row.
+const ROUTER_THREADS: u32 = 256;
 /// Dynamic shared memory of the tensor-core kernels: TC_SMEM_BYTES in kernels.cu.
 pub(crate) const TC_SMEM_BYTES: u32 = 4 * 64 * 136 * 2;
 /// Longest context the attention kernel's shared-memory score row allows (f32, < 48 KB).
@@ -155,6 +157,10 @@ pub struct GpuModel {
     vram: VramReport,
     /// Tensor-core products for prefill (off with PV_GPU_NO_TC=1, for A/B timing).
     use_tc: bool,
+    /// Programmatic dependent launch (compute capability >= 9.0; off with PV_GPU_NO_PDL=1): a
+    /// kernel may be scheduled while the one before it finishes, and waits for it in
+    /// `pdl_begin()` (kernels.cu).
+    pdl: bool,
     /// When set, an event is recorded after every launch (kernel time breakdown).
     prof: std::cell::RefCell<Option<Vec<(String, cudarc::driver::CudaEvent)>>>,
 }
@@ -167,6 +173,15 @@ fn cfg1(n: usize, threads: usize) -> LaunchConfig {
     }
 }
 
+/// Programmatic dependent launch needs compute capability 9.0 (`griddepcontrol`); it is on by
+/// default there, and `PV_GPU_NO_PDL=1` turns it off for A/B timing.
+fn pdl_enabled(cc: (i32, i32)) -> bool {
+    cc.0 >= 9
+        && std::env::var("PV_GPU_NO_PDL")
+            .map(|v| v != "1")
+            .unwrap_or(true)
+}
+
 fn ceil_div(a: usize, b: usize) -> usize {
     a.div_ceil(b)
 }
@@ -174,11 +189,19 @@ fn ceil_div(a: usize, b: usize) -> usize {
 macro_rules! launch {
     ($m:expr, $name:expr, $cfg:expr $(, $arg:expr)* $(,)?) => {{
         let f = $m.dev.func($name)?;
-        let mut b = $m.dev.stream.launch_builder(f);
-        $( let a = $arg; b.arg(&a); )*
+        let cfg: LaunchConfig = $cfg;
+        let mut params: Vec<*mut std::ffi::c_void> = Vec::new();
+        // Each argument lives in its own local until the end of this block (a shadowed binding is
+        // not dropped), so the addresses handed to the driver stay valid for the launch.
+        $(
+            let a = $arg;
+            params.push(std::ptr::addr_of!(a) as *mut std::ffi::c_void);
+        )*
         // SAFETY: the argument lists match the kernel signatures in kernels.cu (checked by the
-        // parity tests), and every pointer is a live device buffer sized by `GpuModel::load`.
-        unsafe { b.launch($cfg) }.map_err(drv($name))?;
+        // parity tests), every pointer is a live device buffer sized by `GpuModel::load`, and
+        // every kernel starts with `pdl_begin()` (its wait precedes all reads of data an earlier
+        // kernel writes), which is what makes the programmatic launch below safe.
+        unsafe { $m.dev.launch_raw(f, cfg, &mut params, $m.pdl) }.map_err(drv($name))?;
         $m.after_launch($name)?;
     }};
 }
@@ -274,6 +297,7 @@ impl GpuModel {
             });
         }
         let out_norm = upload_vec(&dev, get("output_norm.weight")?, e)?;
+        let dev_cc = dev.info.compute_capability;
         let st = alloc_state(&dev, &cfg, &opts)?;
         let (free1, _) = dev.mem_info()?;
         vram.weight_bytes_file = host.tensor_bytes();
@@ -297,6 +321,7 @@ impl GpuModel {
             use_tc: std::env::var("PV_GPU_NO_TC")
                 .map(|v| v != "1")
                 .unwrap_or(true),
+            pdl: pdl_enabled(dev_cc),
             prof: std::cell::RefCell::new(None),
         })
     }
@@ -791,10 +816,11 @@ impl GpuModel {
         self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
+            // one block per expert row; the last block also prefetches the chosen experts
             let name = self.kernel_for(&ly.router, Some(l), "router_decode");
             let cfg = LaunchConfig {
-                grid_dim: (ceil_div(c.n_expert, MV_WARPS) as u32, 1, 1),
-                block_dim: (32 * MV_WARPS as u32, 1, 1),
+                grid_dim: (c.n_expert as u32, 1, 1),
+                block_dim: (ROUTER_THREADS, 1, 1),
                 shared_mem_bytes: (c.n_embd * 4) as u32,
             };
             launch!(
@@ -813,7 +839,12 @@ impl GpuModel {
                 k as i32,
                 s.ids.ptr,
                 s.wts.ptr,
-                s.counter.ptr
+                s.counter.ptr,
+                ly.gate.ptr,
+                ly.up.ptr,
+                ly.gate.mat_bytes as i64,
+                ly.down.ptr,
+                ly.down.mat_bytes as i64
             );
         } else {
             launch!(
