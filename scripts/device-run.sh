@@ -10,6 +10,8 @@
 # "bash scripts/device-run.sh". Order of work: the llama.cpp build (5-6 minutes on 16 cores, in
 # the background) overlaps the parity falsifiers; every timed run (llama-bench, our benches)
 # starts only once the build is done, so that nothing else competes for the machine.
+# PV_PHASE=parity runs the parity and planted-bug falsifiers (and the llama.cpp build) only,
+# PV_PHASE=bench only the timed runs; the default runs both in one call.
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
@@ -66,13 +68,15 @@ if [[ "${PV_SKIP_LLAMA:-0}" != 1 ]]; then
     LLAMA_PID=$!
 fi
 GGUF=/tmp/q30.gguf
-if [[ -x .device-carry/infer ]]; then
+if [[ -x .device-carry/infer && "${PV_PHASE:-all}" != parity ]]; then
     t0=$SECONDS
     .device-carry/infer synth --preset qwen3-30b-a3b --quant q4_k_m --seed 1 -o "$GGUF" 2>&1 | tail -2 | tee -a "$LOG"
     echo "== infer synth qwen3-30b-a3b q4_k_m --seed 1 in $((SECONDS - t0)) s" | tee -a "$LOG"
 fi
 
+PHASE=${PV_PHASE:-all}
 E="PV_EVIDENCE_DIR=$OUT/evidence"
+if [[ "$PHASE" != bench ]]; then
 run describe   $E "$BIN" --exact gpu_describe_device
 run errors     $E "$BIN" --exact gpu_clear_errors
 run preload    $E "$BIN" --exact gpu_preload_per_tensor_qtypes
@@ -90,12 +94,15 @@ if [[ "${PV_SKIP_PLANTED:-0}" != 1 ]]; then
     run planted-logits $P "$BIN" --exact gpu_logits_parity
     run planted-router $P "$BIN" gpu_router_topk_agreement gpu_layer_cosine_30b_shape
 fi
+fi
 
 # Timed runs from here on, with nothing else running.
 LB=
 if [[ -n "$LLAMA_PID" ]]; then
     wait "$LLAMA_PID"
     tail -3 "$OUT/bench/llama-build.log" | tee -a "$LOG"
+fi
+if [[ -n "$LLAMA_PID" && "$PHASE" != parity ]]; then
     t0=$SECONDS
     if scripts/device-llama.sh bench "$GGUF" "$OUT/bench/llama-bench.json" 2>"$OUT/bench/llama-bench.err"; then
         LB="PV_LLAMA_BENCH_JSON=$OUT/bench/llama-bench.json"
@@ -103,19 +110,20 @@ if [[ -n "$LLAMA_PID" ]]; then
     echo "== llama-bench done in $((SECONDS - t0)) s" | tee -a "$LOG"
 fi
 F="PV_GPU_BENCH_GGUF=$GGUF"
-run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp
-run vram  $E PV_GPU_BENCH_JSON="$OUT/bench/bench-synth.json" "$BIN" --exact gpu_vram_budget
+if [[ "$PHASE" != parity ]]; then
+run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp gpu_vram_budget
 # A/B: the same file bench without programmatic dependent launch (records kept apart).
 run bench-no-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
 if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
     run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-tc.json" "$BIN" --exact gpu_prefill_vs_llama_cpp
 fi
-# The CLI path: `infer bench --device cuda` on the same file.
-if [[ -x .device-carry/infer && -f "$GGUF" ]]; then
+# The CLI path: `infer bench --device cuda` on the same file (PV_RUN_CLI=1).
+if [[ "${PV_RUN_CLI:-0}" == 1 && -x .device-carry/infer && -f "$GGUF" ]]; then
     t0=$SECONDS
     .device-carry/infer bench "$GGUF" --device cuda --prompt-tokens 512 --gen-tokens 128 --json \
         >"$OUT/bench/infer-bench-cuda.json" 2>>"$LOG"
     echo "== infer bench rc=$? in $((SECONDS - t0)) s" | tee -a "$LOG"
+fi
 fi
 rm -f "$GGUF"
 
