@@ -49,6 +49,13 @@ build)
         echo "device-llama: using the prebuilt .llama-src/llama-bench"
         exit 0
     fi
+    if [[ -f .llama-src/llama-bench.xz ]]; then
+        # a build brought back by an earlier call (device-run.sh, PV_FETCH_LLAMA=1)
+        mkdir -p .llama-build/bin && xz -d -c .llama-src/llama-bench.xz >.llama-build/bin/llama-bench
+        chmod +x .llama-build/bin/llama-bench
+        echo "device-llama: using the carried .llama-src/llama-bench.xz"
+        exit 0
+    fi
     if [[ -x .llama-build/bin/llama-bench ]]; then
         echo "device-llama: using the cached .llama-build/bin/llama-bench"
         exit 0
