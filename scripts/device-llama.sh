@@ -12,8 +12,10 @@
 #   scripts/device-llama.sh build            device: CUDA build for the device's architecture
 #                                            (cached in .llama-build/ while the machine stays up;
 #                                            a prebuilt .llama-src/llama-bench is used as is)
-#   scripts/device-llama.sh bench FILE JSON  device: llama-bench -ngl 99 -p 512 -n 128 -r 3 with
-#                                            flash attention off and on; JSON output to JSON
+#   scripts/device-llama.sh bench FILE JSON  device: llama-bench -ngl 99 -p 512 -n 128 -r 3 at
+#                                            depths 0 and 512 (tg128 after 512 tokens is the
+#                                            decode our bench times), flash attention off and
+#                                            on; JSON output to JSON
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION=0.3.36
@@ -80,7 +82,7 @@ bench)
     bin=.llama-src/llama-bench
     [[ -x "$bin" ]] || bin=.llama-build/bin/llama-bench
     [[ -x "$bin" ]] || { echo "no llama-bench: run 'scripts/device-llama.sh build' first" >&2; exit 2; }
-    "$bin" -m "$file" -ngl 99 -p 512 -n 128 -r 3 -fa 0,1 -o json >"$json"
+    "$bin" -m "$file" -ngl 99 -p 512 -n 128 -d 0,512 -r 3 -fa 0,1 -o json >"$json"
     ;;
 *)
     sed -n 2,19p "$0" >&2

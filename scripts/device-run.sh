@@ -31,6 +31,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     rm -rf .device-carry/root && mkdir -p .device-carry/root
     git archive --format=tar HEAD Cargo.toml engine | tar -x -C .device-carry/root
     pwd > .device-carry/built-root.txt
+    # the commit the binaries were built from, for the evidence records (PV_GIT_COMMIT)
+    git rev-parse HEAD > .device-carry/built-commit.txt
+    if git diff --quiet HEAD -- && [[ -z "$(git status --porcelain --untracked-files=normal)" ]]; then
+        echo 0 > .device-carry/built-dirty.txt
+    else
+        echo 1 > .device-carry/built-dirty.txt
+    fi
     ls -la .device-carry
     exit 0
 fi
@@ -46,6 +53,12 @@ BUILT_ROOT=$(cat .device-carry/built-root.txt 2>/dev/null || echo /work/gpu-wt)
 SRC_ROOT=$PWD
 [[ -d .device-carry/root ]] && SRC_ROOT=$PWD/.device-carry/root
 if [[ ! -e "$BUILT_ROOT" ]]; then mkdir -p "$(dirname "$BUILT_ROOT")" && ln -s "$SRC_ROOT" "$BUILT_ROOT"; fi
+# This copy's git state is not the build's: records name the commit the binaries were built from.
+if [[ -f .device-carry/built-commit.txt ]]; then
+    PV_GIT_COMMIT=$(cat .device-carry/built-commit.txt)
+    PV_GIT_DIRTY=$(cat .device-carry/built-dirty.txt 2>/dev/null || echo 1)
+    export PV_GIT_COMMIT PV_GIT_DIRTY
+fi
 
 {
     echo "== $(date -u +%FT%TZ) device-run on $(hostname)"

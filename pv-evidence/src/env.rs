@@ -63,9 +63,24 @@ pub fn device_present(name: &str) -> Option<bool> {
 }
 
 /// The commit and dirty flag of the checkout at `dir` (cached per process).
+///
+/// `PV_GIT_COMMIT` (with `PV_GIT_DIRTY=1` when the build tree had changes) overrides what git
+/// says: a test binary carried to another machine (scripts/device-run.sh) runs in a copy of the
+/// tree whose git state is not the one it was built from, so the build records its commit
+/// beside the binary and the run passes it on.
 pub fn git_info(dir: &Path) -> Option<GitInfo> {
     static GIT: OnceLock<Option<GitInfo>> = OnceLock::new();
     GIT.get_or_init(|| {
+        if let Some(commit) = std::env::var("PV_GIT_COMMIT")
+            .ok()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+        {
+            return Some(GitInfo {
+                commit,
+                dirty: std::env::var("PV_GIT_DIRTY").is_ok_and(|v| v.trim() == "1"),
+            });
+        }
         let run = |args: &[&str]| -> Option<String> {
             let o = Command::new("git")
                 .arg("-C")

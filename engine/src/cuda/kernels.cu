@@ -102,18 +102,6 @@ __device__ __forceinline__ void prefetch_l2_warp(const u8* p, i64 n, int lane) {
         asm volatile("prefetch.global.L2 [%0];" ::"l"(p + off));
 }
 
-// Bulk prefetch of [p, p + n) into L2 (sm_90 copy engine; p and n multiples of 16), in 64 KB
-// pieces spread over the calling threads (`i` of `count`).
-__device__ __forceinline__ void prefetch_l2_bulk(const u8* p, i64 n, int i, int count) {
-#if __CUDA_ARCH__ >= 900
-    const i64 piece = 65536;
-    for (i64 off = (i64)i * piece; off < n; off += (i64)count * piece) {
-        u32 len = (u32)(n - off < piece ? n - off : piece);
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p + off), "r"(len) : "memory");
-    }
-#endif
-}
-
 // ---------------------------------------------------------------------------------------------
 // Per-qtype traits. A "task" is the unit of work of one lane: one 16-byte load of quants (or the
 // whole Q8_0 block) and the matching activations. TASK_ELEMS elements per task.
@@ -402,16 +390,16 @@ __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, fl
 // Decode router in one launch: h = RMSNorm(x) * nw (each block computes it into shared memory,
 // block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one block of
 // ROUTER_THREADS per row, so that a row's loads are spread over 8 warps and take one round trip),
-// and the last block to finish (atomic ticket) runs the softmax / top-k and then asks the copy
-// engine to prefetch the chosen experts' gate, up and down matrices into L2, so that their DRAM
-// reads start before the expert kernels are scheduled. Dynamic shared memory: K floats. The
-// ticket counter returns to 0 for the next launch (graph replays).
+// and the last block to finish (atomic ticket) runs the softmax / top-k. Dynamic shared memory:
+// K floats. The ticket counter returns to 0 for the next launch (graph replays).
+// (Tried and dropped: the last block asking the copy engine to prefetch the chosen experts'
+// matrices into L2. One block's bulk prefetches of ~25 MB ran ~100 us: a single SM's copy engine
+// is far slower than the DRAM. The down matrices are prefetched by moe_gate_up instead.)
 #define ROUTER_THREADS 256
 template <int QT>
 __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K, const float* x,
                                    const float* nw, float eps, float* h_out, float* logits, int k,
-                                   int* ids, float* wts, unsigned* counter, const u8* Wg,
-                                   const u8* Wu, i64 gu_bytes, const u8* Wd, i64 d_bytes) {
+                                   int* ids, float* wts, unsigned* counter) {
     extern __shared__ __align__(16) float sh[];
     __shared__ float red[32];
     __shared__ unsigned ticket;
@@ -458,13 +446,6 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
         __threadfence();
         if (tid < 32) {
             topk_row(logits, n_exp, k, ids, wts, tid);
-            __syncwarp();
-            for (int s2 = 0; s2 < k; s2++) {
-                int e = ids[s2];
-                prefetch_l2_bulk(Wg + (i64)e * gu_bytes, gu_bytes, tid, 32);
-                prefetch_l2_bulk(Wu + (i64)e * gu_bytes, gu_bytes, tid, 32);
-                prefetch_l2_bulk(Wd + (i64)e * d_bytes, d_bytes, tid, 32);
-            }
         }
         if (tid == 0) *counter = 0u;
     }
@@ -472,15 +453,23 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
 
 // Gate and up of the selected experts with SwiGLU fused: act[p*ff + r] = silu(g) * u where
 // g = gate_e[r] . x_t, u = up_e[r] . x_t, e = ids[p], t = p / in_div. grid.y = number of pairs.
+// Each warp also prefetches its 1/ff share of expert e's down matrix (Wd, d_bytes per expert)
+// into L2, so that the down kernel after it reads L2 rather than waiting on DRAM.
 template <int QT>
 __device__ void moe_gate_up_impl(const u8* Wg, const u8* Wu, i64 expert_bytes, i64 row_bytes,
                                  int ff, int K, const float* x, int x_stride, int in_div,
-                                 const int* ids, float* act) {
+                                 const int* ids, float* act, const u8* Wd, i64 d_bytes) {
     pdl_begin();
     int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= ff) return;
     int p = blockIdx.y;
     int e = ids[p];
+    {
+        i64 piece = ((d_bytes / ff) + 127) & ~127LL;
+        i64 start = (i64)r * piece;
+        if (start < d_bytes)
+            prefetch_l2_warp(Wd + (i64)e * d_bytes + start, min(piece, d_bytes - start), threadIdx.x & 31);
+    }
     const float* xp = x + (i64)(p / in_div) * x_stride;
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
     // gate and up rows interleaved so that both rows' loads are in flight together
@@ -824,18 +813,16 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
     extern "C" __global__ void router_decode_##NAME(const u8* W, i64 row_bytes, int n_exp, int K,   \
                                                     const float* x, const float* nw, float eps,   \
                                                     float* h_out, float* logits, int k, int* ids, \
-                                                    float* wts, unsigned* counter, const u8* Wg,  \
-                                                    const u8* Wu, i64 gu_bytes, const u8* Wd,     \
-                                                    i64 d_bytes) {                                \
+                                                    float* wts, unsigned* counter) {              \
         router_decode_impl<QT>(W, row_bytes, n_exp, K, x, nw, eps, h_out, logits, k, ids, wts,    \
-                               counter, Wg, Wu, gu_bytes, Wd, d_bytes);                           \
+                               counter);                                                          \
     }                                                                                            \
     extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
                                                   i64 row_bytes, int ff, int K, const float* x,   \
                                                   int x_stride, int in_div, const int* ids,       \
-                                                  float* act) {                                   \
+                                                  float* act, const u8* Wd, i64 d_bytes) {        \
         moe_gate_up_impl<QT>(Wg, Wu, expert_bytes, row_bytes, ff, K, x, x_stride, in_div, ids,    \
-                             act);                                                                \
+                             act, Wd, d_bytes);                                                   \
     }                                                                                            \
     extern "C" __global__ void moe_down_decode_##NAME(const u8* Wd, i64 expert_bytes,             \
                                                       i64 row_bytes, int nrows, int ff, int k,    \

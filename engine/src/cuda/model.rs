@@ -161,6 +161,9 @@ pub struct GpuModel {
     /// kernel may be scheduled while the one before it finishes, and waits for it in
     /// `pdl_begin()` (kernels.cu).
     pdl: bool,
+    /// Whether the launches being encoded belong to a decode step (PDL is used there only: the
+    /// long prefill kernels gain nothing from an early start, and measured slower with it).
+    pdl_step: std::cell::Cell<bool>,
     /// When set, an event is recorded after every launch (kernel time breakdown).
     prof: std::cell::RefCell<Option<Vec<(String, cudarc::driver::CudaEvent)>>>,
 }
@@ -201,7 +204,8 @@ macro_rules! launch {
         // parity tests), every pointer is a live device buffer sized by `GpuModel::load`, and
         // every kernel starts with `pdl_begin()` (its wait precedes all reads of data an earlier
         // kernel writes), which is what makes the programmatic launch below safe.
-        unsafe { $m.dev.launch_raw(f, cfg, &mut params, $m.pdl) }.map_err(drv($name))?;
+        let pdl = $m.pdl && $m.pdl_step.get();
+        unsafe { $m.dev.launch_raw(f, cfg, &mut params, pdl) }.map_err(drv($name))?;
         $m.after_launch($name)?;
     }};
 }
@@ -322,6 +326,7 @@ impl GpuModel {
                 .map(|v| v != "1")
                 .unwrap_or(true),
             pdl: pdl_enabled(dev_cc),
+            pdl_step: std::cell::Cell::new(false),
             prof: std::cell::RefCell::new(None),
         })
     }
@@ -395,6 +400,7 @@ impl GpuModel {
             )));
         }
         self.check_tokens(tokens)?;
+        self.pdl_step.set(false);
         let mut out = Vec::new();
         let n_chunks = tokens.len().div_ceil(self.opts.max_batch);
         for (ci, chunk) in tokens.chunks(self.opts.max_batch).enumerate() {
@@ -436,6 +442,7 @@ impl GpuModel {
         mut obs: Option<&mut dyn FnMut(LayerObservation)>,
     ) -> Result<Vec<f32>, CudaError> {
         self.check_tokens(&[token])?;
+        self.pdl_step.set(true);
         let tok = [token as i32];
         let mut dst = self.st.tok._buf.slice_mut(0..1);
         self.dev
@@ -534,6 +541,7 @@ impl GpuModel {
 
     /// The launches of one graph decode step: token and position come from device memory.
     fn encode_decode_step(&self) -> Result<(), CudaError> {
+        self.pdl_step.set(true);
         self.encode_embed(1)?;
         for l in 0..self.cfg.n_layer {
             self.encode_layer(l, 1)?;
@@ -816,7 +824,7 @@ impl GpuModel {
         self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
-            // one block per expert row; the last block also prefetches the chosen experts
+            // one block per expert row
             let name = self.kernel_for(&ly.router, Some(l), "router_decode");
             let cfg = LaunchConfig {
                 grid_dim: (c.n_expert as u32, 1, 1),
@@ -839,12 +847,7 @@ impl GpuModel {
                 k as i32,
                 s.ids.ptr,
                 s.wts.ptr,
-                s.counter.ptr,
-                ly.gate.ptr,
-                ly.up.ptr,
-                ly.gate.mat_bytes as i64,
-                ly.down.ptr,
-                ly.down.mat_bytes as i64
+                s.counter.ptr
             );
         } else {
             launch!(
@@ -891,7 +894,9 @@ impl GpuModel {
                 e,
                 k as i32,
                 s.ids.ptr,
-                s.act.ptr
+                s.act.ptr,
+                ly.down.ptr,
+                ly.down.mat_bytes as i64
             );
             let name = self.kernel_for(&ly.down, Some(l), "moe_down_decode");
             launch!(
