@@ -125,8 +125,8 @@ fi
 F="PV_GPU_BENCH_GGUF=$GGUF"
 if [[ "$PHASE" != parity ]]; then
 run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp gpu_vram_budget
-# A/B: the same file bench without programmatic dependent launch (records kept apart).
-run bench-no-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
+# A/B: the same file bench with programmatic dependent launch (records kept apart).
+run bench-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
 if [[ "${PV_RUN_AB:-0}" == 1 ]]; then
     run bench-no-tc PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_NO_TC=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-no-tc.json" "$BIN" --exact gpu_prefill_vs_llama_cpp
 fi

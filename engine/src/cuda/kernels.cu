@@ -79,14 +79,15 @@ __device__ float block_max(float v, float* red) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Programmatic dependent launch (Hopper, sm_90). The decode step's kernels are launched with the
-// programmatic-stream-serialization attribute (engine/src/cuda/model.rs), so kernel N+1 can be
-// scheduled while kernel N is still running. Every kernel therefore starts with `pdl_begin()`:
+// Programmatic dependent launch (Hopper, sm_90). With PV_GPU_PDL=1 the decode step's kernels are
+// launched with the programmatic-stream-serialization attribute (engine/src/cuda/model.rs), so
+// kernel N+1 can be scheduled while kernel N is still running (measured slower on the H200 as
+// written: 250.8 vs 288.9 tok/s, hence opt-in; docs/gpu-perf-notes.md). Every kernel therefore starts with `pdl_begin()`:
 // it lets the next kernel launch (`griddepcontrol.launch_dependents`), then waits until the
 // previous kernel has completed and its writes are visible (`griddepcontrol.wait`). Before the
 // wait a kernel may only touch memory that no kernel of the step writes: the weights. The dense
 // mat-vecs use that window to prefetch their rows into L2. Without the attribute (prefill, older
-// GPUs, PV_GPU_NO_PDL=1) both instructions do nothing and launches serialise as usual.
+// GPUs, the default) both instructions do nothing and launches serialise as usual.
 // ---------------------------------------------------------------------------------------------
 
 __device__ __forceinline__ void pdl_begin() {
