@@ -54,7 +54,8 @@ pub use diag::{Diagnostic, Label, Severity};
 pub use load::{load_dir, load_file, load_str, ContractSet, LoadError, Loaded};
 pub use model::{
     AcceptanceCriterion, Amendment, Classification, Contract, Dependency, DischargedBy, Equation,
-    Falsifier, Gate, GeneratorInput, GeneratorKind, Generators, KnownDivergence, Metric, ObligationKind, Op, ProofObligation, Stage, Tier,
+    Falsifier, Gate, GeneratorInput, GeneratorKind, Generators, KnownDivergence, Metric,
+    ObligationKind, Op, ProofObligation, Stage, Tier,
 };
 pub use source::{SourceFile, Span};
 

@@ -1246,7 +1246,10 @@ fn check_generators(
             format!("{} cases is outside 1..={MAX_CASES}", g.cases),
             "case count",
         );
-        help(d, "property tests run in `cargo test`: a few hundred cases is the usual size");
+        help(
+            d,
+            "property tests run in `cargo test`: a few hundred cases is the usual size",
+        );
     }
     if g.inputs.is_empty() || g.inputs.len() > MAX_INPUTS {
         let d = cx.err(
@@ -1259,7 +1262,10 @@ fn check_generators(
             ),
             "input count",
         );
-        help(d, "group related values into one vector input (`ints`, `floats`, `bytes`)");
+        help(
+            d,
+            "group related values into one vector input (`ints`, `floats`, `bytes`)",
+        );
     }
     for (ii, inp) in g.inputs.iter().enumerate() {
         let ip = |field: &str| at(&path!["inputs", ii, field]);
@@ -1274,7 +1280,10 @@ fn check_generators(
                 ),
                 "becomes a struct field",
             );
-            help(d, "lowercase words joined by '_', not a Rust keyword, e.g. `block_bytes`");
+            help(
+                d,
+                "lowercase words joined by '_', not a Rust keyword, e.g. `block_bytes`",
+            );
         } else if g.inputs[..ii].iter().any(|p| p.name == inp.name) {
             cx.err(
                 codes::GENERATORS,
@@ -1297,7 +1306,10 @@ fn check_generators(
             ("min_len", inp.min_len.is_some() && !k.has_len()),
             ("max_len", inp.max_len.is_some() && !k.has_len()),
             ("multiple_of", inp.multiple_of.is_some() && !k.has_len()),
-            ("values", !inp.values.is_empty() && k != GeneratorKind::Choice),
+            (
+                "values",
+                !inp.values.is_empty() && k != GeneratorKind::Choice,
+            ),
         ];
         for (field, is_stray) in stray {
             if is_stray {
@@ -1317,7 +1329,10 @@ fn check_generators(
                     if !lo.is_finite() || !hi.is_finite() || lo > hi {
                         bad(
                             "min",
-                            format!("`{}`: range {lo}..={hi} is not finite and ordered", inp.name),
+                            format!(
+                                "`{}`: range {lo}..={hi} is not finite and ordered",
+                                inp.name
+                            ),
                             "invalid range",
                             "min <= max, both finite",
                         );

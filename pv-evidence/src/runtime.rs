@@ -15,8 +15,8 @@ use std::time::{Instant, SystemTime};
 use crate::digest::{source_digest, SOURCE_ROOTS};
 use crate::env;
 use crate::record::{
-    ContractRef, Counterexample, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, SourceDigest, TestRef, Tier,
-    RECORD_FORMAT,
+    ContractRef, Counterexample, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, SourceDigest,
+    TestRef, Tier, RECORD_FORMAT,
 };
 use crate::store::{evidence_dir, write_record};
 use crate::timefmt::format_rfc3339_utc;
