@@ -3,7 +3,8 @@
 //! The tests themselves live in `tests/` and are bound to contract entries with
 //! `#[contract_macros::falsifier("FALSIFY-...")]` (docs/falsifier-api.md). This library only
 //! exposes what the build saw: each falsifier, its contract, tier, gate and metrics, and the
-//! tests bound to it.
+//! tests bound to it; the proptest strategies of obligations with `generators:`
+//! ([`generators`]); and [`prop::check`], which runs one and records its counterexample.
 
 pub use pv_evidence::{MetricSpec, Op, Tier};
 
@@ -53,6 +54,14 @@ impl Entry {
 }
 
 include!(concat!(env!("OUT_DIR"), "/registry.rs"));
+
+pub mod prop;
+
+/// Proptest strategies generated from the contracts' `generators:`, one module per obligation
+/// (named after its id in snake_case: `PO-QK-Q4K-003` -> `po_qk_q4k_003`).
+pub mod generators {
+    include!(concat!(env!("OUT_DIR"), "/generators.rs"));
+}
 
 /// The registry entry for `id`.
 pub fn entry(id: &str) -> Option<&'static Entry> {

@@ -22,7 +22,7 @@
 //! [`Metric`] (`passes(value)`), [`Op`] (`holds(value, threshold)`, NaN never passes),
 //! [`Tier`], [`Gate`], [`AcceptanceCriterion`], [`KnownDivergence`], [`Amendment`],
 //! [`Dependency`], [`Equation`], [`ProofObligation`] (`kind`: [`ObligationKind`],
-//! `discharged_by`: [`DischargedBy`]). There is no status field: status is derived from evidence.
+//! `discharged_by`: [`DischargedBy`], `generators`: [`Generators`]). There is no status field: status is derived from evidence.
 //!
 //! Validation: [`rules::check`]`(&ContractSet) -> Vec<Diagnostic>` runs the semantic rules;
 //! [`rules::RULES`] lists every code. [`Diagnostic`] is plain data (code, severity, message,
@@ -54,7 +54,8 @@ pub use diag::{Diagnostic, Label, Severity};
 pub use load::{load_dir, load_file, load_str, ContractSet, LoadError, Loaded};
 pub use model::{
     AcceptanceCriterion, Amendment, Classification, Contract, Dependency, DischargedBy, Equation,
-    Falsifier, Gate, KnownDivergence, Metric, ObligationKind, Op, ProofObligation, Stage, Tier,
+    Falsifier, Gate, GeneratorInput, GeneratorKind, Generators, KnownDivergence, Metric,
+    ObligationKind, Op, ProofObligation, Stage, Tier,
 };
 pub use source::{SourceFile, Span};
 

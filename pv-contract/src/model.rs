@@ -388,6 +388,147 @@ pub struct ProofObligation {
     /// Whether `pv kani` should generate a Kani harness skeleton for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kani: bool,
+    /// Inputs for a generated property test (`falsifiers/build.rs` emits a proptest strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generators: Option<Generators>,
+}
+
+/// Default number of cases a generated property test runs.
+pub const DEFAULT_CASES: u32 = 256;
+/// Most cases a property test may ask for (keeps `cargo test` fast).
+pub const MAX_CASES: u32 = 100_000;
+/// Most inputs one obligation may declare (proptest tuples go up to 12).
+pub const MAX_INPUTS: usize = 12;
+/// Longest vector or byte string a generator may produce.
+pub const MAX_LEN: u64 = 1 << 20;
+
+fn default_cases() -> u32 {
+    DEFAULT_CASES
+}
+
+/// The inputs a property test draws. `falsifiers/build.rs` turns each obligation's generators
+/// into a module `falsifiers::generators::<po_id_snake>` with an `Inputs` struct (one field per
+/// input, in order), `strategy()` and `SPEC` (cases, seed, obligation, falsifiers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Generators {
+    /// Cases to run (1..=100000, default 256).
+    #[serde(default = "default_cases")]
+    pub cases: u32,
+    /// Seed of the case generator. Absent: a seed derived from the obligation id, so every run
+    /// draws the same cases; `PV_PROPTEST_SEED` overrides both (the evidence records the seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The inputs, in order (1 to 12, names unique snake_case).
+    pub inputs: Vec<GeneratorInput>,
+}
+
+/// What kind of value a generator input draws, and the Rust type it becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorKind {
+    /// An integer in `min..=max` (`i64`).
+    Int,
+    /// A vector of integers in `min..=max` (`Vec<i64>`), length per `len` or `min_len..=max_len`.
+    Ints,
+    /// A finite float in `min..=max` (`f64`).
+    Float,
+    /// A vector of finite floats in `min..=max` (`Vec<f64>`), length as for `ints`.
+    Floats,
+    /// `true` or `false`.
+    Bool,
+    /// One of `values` (`&'static str`), e.g. a dtype or qtype name.
+    Choice,
+    /// Arbitrary bytes (`Vec<u8>`), length as for `ints`.
+    Bytes,
+}
+
+impl GeneratorKind {
+    /// The kind as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GeneratorKind::Int => "int",
+            GeneratorKind::Ints => "ints",
+            GeneratorKind::Float => "float",
+            GeneratorKind::Floats => "floats",
+            GeneratorKind::Bool => "bool",
+            GeneratorKind::Choice => "choice",
+            GeneratorKind::Bytes => "bytes",
+        }
+    }
+
+    /// Whether values are drawn from `min..=max`.
+    pub fn has_range(self) -> bool {
+        matches!(
+            self,
+            GeneratorKind::Int | GeneratorKind::Ints | GeneratorKind::Float | GeneratorKind::Floats
+        )
+    }
+
+    /// Whether the value is a vector with a length.
+    pub fn has_len(self) -> bool {
+        matches!(
+            self,
+            GeneratorKind::Ints | GeneratorKind::Floats | GeneratorKind::Bytes
+        )
+    }
+
+    /// Whether the range must be integral.
+    pub fn is_integer(self) -> bool {
+        matches!(self, GeneratorKind::Int | GeneratorKind::Ints)
+    }
+}
+
+impl std::fmt::Display for GeneratorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One input of a property test. Which fields apply depends on `kind` (PV058): `min`/`max` for
+/// int, ints, float, floats; `len` or `min_len`/`max_len` (and optionally `multiple_of`) for
+/// ints, floats, bytes; `values` for choice; nothing else for bool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeneratorInput {
+    /// snake_case field name of the generated `Inputs` struct.
+    pub name: String,
+    /// What it draws.
+    pub kind: GeneratorKind,
+    /// Smallest value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Largest value (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Exact length of a vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub len: Option<u64>,
+    /// Shortest length of a vector (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_len: Option<u64>,
+    /// Longest length of a vector (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u64>,
+    /// Every length is a multiple of this (whole blocks, pairs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiple_of: Option<u64>,
+    /// The choices of a `choice` input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl GeneratorInput {
+    /// The inclusive length range `(lo, hi)` of a vector input (before `multiple_of`), if its
+    /// fields give one.
+    pub fn len_range(&self) -> Option<(u64, u64)> {
+        match (self.len, self.min_len, self.max_len) {
+            (Some(n), None, None) => Some((n, n)),
+            (None, Some(lo), Some(hi)) => Some((lo, hi)),
+            (None, None, Some(hi)) => Some((0, hi)),
+            _ => None,
+        }
+    }
 }
 
 /// One entry of the append-only amendment history.

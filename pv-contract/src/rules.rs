@@ -82,6 +82,12 @@ pub mod codes {
     pub const OBLIGATION_TOLERANCE: &str = "PV055";
     /// (warning) An equation is named by no proof obligation.
     pub const ORPHAN_EQUATION: &str = "PV056";
+    /// An obligation's generators: case count, number of inputs, input names.
+    pub const GENERATORS: &str = "PV057";
+    /// A generator input's fields do not fit its kind, or its range or length is invalid.
+    pub const GENERATOR_INPUT: &str = "PV058";
+    /// An obligation with generators names no falsifier to run its property test.
+    pub const GENERATORS_UNBOUND: &str = "PV059";
 }
 
 use std::collections::{HashMap, HashSet};
@@ -309,6 +315,21 @@ pub const RULES: &[Rule] = &[
         codes::ORPHAN_EQUATION,
         Severity::Warning,
         "an equation is named by some proof obligation",
+    ),
+    rule(
+        codes::GENERATORS,
+        Severity::Error,
+        "generators run 1..=100000 cases over 1 to 12 inputs with unique snake_case names",
+    ),
+    rule(
+        codes::GENERATOR_INPUT,
+        Severity::Error,
+        "a generator input has the fields its kind needs, with a valid range and length",
+    ),
+    rule(
+        codes::GENERATORS_UNBOUND,
+        Severity::Error,
+        "an obligation with generators is discharged by a falsifier (its property test)",
     ),
 ];
 
@@ -1148,6 +1169,11 @@ fn check_obligations(set: &ContractSet, e: &Loaded, cx: &mut Ctx) {
             }
         }
     }
+    for (oi, o) in c.proof_obligations.iter().enumerate() {
+        if let Some(g) = &o.generators {
+            check_generators(e, oi, o, g, cx);
+        }
+    }
     for (qi, q) in c.equations.iter().enumerate() {
         let named = set.obligations().any(|(_, o)| o.equation == q.id);
         if !named {
@@ -1163,6 +1189,231 @@ fn check_obligations(set: &ContractSet, e: &Loaded, cx: &mut Ctx) {
                 d,
                 "state what must hold of it under `proof_obligations:`, discharged by a falsifier",
             );
+        }
+    }
+}
+
+/// Rust keywords: a generator input becomes a struct field, so its name cannot be one.
+const RUST_KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "crate",
+    "do", "dyn", "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl",
+    "in", "let", "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref",
+    "return", "self", "static", "struct", "super", "trait", "true", "try", "type", "typeof",
+    "unsafe", "unsized", "use", "virtual", "where", "while", "yield",
+];
+
+/// Largest integer an `int` range may name: the f64 the YAML number becomes is exact up to it.
+const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
+
+/// PV057-PV059: an obligation's generators are something `falsifiers/build.rs` can turn into a
+/// proptest strategy that a falsifier runs.
+fn check_generators(
+    e: &Loaded,
+    oi: usize,
+    o: &crate::model::ProofObligation,
+    g: &crate::model::Generators,
+    cx: &mut Ctx,
+) {
+    use crate::model::{GeneratorKind, MAX_CASES, MAX_INPUTS, MAX_LEN};
+    let base = || path!["proof_obligations", oi, "generators"].to_vec();
+    let at = |extra: &[Seg]| {
+        let mut p = base();
+        p.extend_from_slice(extra);
+        p
+    };
+    if o.discharged_by.falsifiers.is_empty() {
+        let d = cx.err(
+            codes::GENERATORS_UNBOUND,
+            e,
+            &base(),
+            format!(
+                "proof obligation `{}` declares generators but no falsifier runs them",
+                o.id
+            ),
+            "generators without a property test",
+        );
+        help(
+            d,
+            "name the falsifier whose #[falsifier] test runs the generated strategy under \
+             `discharged_by: {falsifiers: [...]}`",
+        );
+    }
+    if g.cases == 0 || g.cases > MAX_CASES {
+        let d = cx.err(
+            codes::GENERATORS,
+            e,
+            &at(&path!["cases"]),
+            format!("{} cases is outside 1..={MAX_CASES}", g.cases),
+            "case count",
+        );
+        help(
+            d,
+            "property tests run in `cargo test`: a few hundred cases is the usual size",
+        );
+    }
+    if g.inputs.is_empty() || g.inputs.len() > MAX_INPUTS {
+        let d = cx.err(
+            codes::GENERATORS,
+            e,
+            &at(&path!["inputs"]),
+            format!(
+                "{} inputs (a property test draws 1 to {MAX_INPUTS})",
+                g.inputs.len()
+            ),
+            "input count",
+        );
+        help(
+            d,
+            "group related values into one vector input (`ints`, `floats`, `bytes`)",
+        );
+    }
+    for (ii, inp) in g.inputs.iter().enumerate() {
+        let ip = |field: &str| at(&path!["inputs", ii, field]);
+        if !is_snake_case(&inp.name) || RUST_KEYWORDS.contains(&inp.name.as_str()) {
+            let d = cx.err(
+                codes::GENERATORS,
+                e,
+                &ip("name"),
+                format!(
+                    "generator input name `{}` is not a snake_case identifier",
+                    inp.name
+                ),
+                "becomes a struct field",
+            );
+            help(
+                d,
+                "lowercase words joined by '_', not a Rust keyword, e.g. `block_bytes`",
+            );
+        } else if g.inputs[..ii].iter().any(|p| p.name == inp.name) {
+            cx.err(
+                codes::GENERATORS,
+                e,
+                &ip("name"),
+                format!("generator input `{}` is declared twice", inp.name),
+                "duplicate input",
+            );
+        }
+        let k = inp.kind;
+        let mut bad = |field: &str, message: String, label: &str, hint: &str| {
+            let d = cx.err(codes::GENERATOR_INPUT, e, &ip(field), message, label);
+            help(d, hint.to_string());
+        };
+        // Fields that do not belong to the kind: an error, not silently ignored.
+        let stray: [(&str, bool); 7] = [
+            ("min", inp.min.is_some() && !k.has_range()),
+            ("max", inp.max.is_some() && !k.has_range()),
+            ("len", inp.len.is_some() && !k.has_len()),
+            ("min_len", inp.min_len.is_some() && !k.has_len()),
+            ("max_len", inp.max_len.is_some() && !k.has_len()),
+            ("multiple_of", inp.multiple_of.is_some() && !k.has_len()),
+            (
+                "values",
+                !inp.values.is_empty() && k != GeneratorKind::Choice,
+            ),
+        ];
+        for (field, is_stray) in stray {
+            if is_stray {
+                bad(
+                    field,
+                    format!("`{field}` does not apply to a `{k}` input (`{}`)", inp.name),
+                    "not for this kind",
+                    "min/max: int, ints, float, floats; len, min_len, max_len, multiple_of: \
+                     ints, floats, bytes; values: choice",
+                );
+            }
+        }
+        if k.has_range() {
+            match (inp.min, inp.max) {
+                (Some(lo), Some(hi)) => {
+                    let integral = |v: f64| v.fract() == 0.0 && v.abs() <= MAX_EXACT_INT;
+                    if !lo.is_finite() || !hi.is_finite() || lo > hi {
+                        bad(
+                            "min",
+                            format!(
+                                "`{}`: range {lo}..={hi} is not finite and ordered",
+                                inp.name
+                            ),
+                            "invalid range",
+                            "min <= max, both finite",
+                        );
+                    } else if k.is_integer() && !(integral(lo) && integral(hi)) {
+                        bad(
+                            "min",
+                            format!(
+                                "`{}`: an {k} range needs integers within +-2^53, got {lo}..={hi}",
+                                inp.name
+                            ),
+                            "not integers",
+                            "write whole numbers, e.g. min: 0, max: 255",
+                        );
+                    }
+                }
+                _ => bad(
+                    "kind",
+                    format!("`{}`: a `{k}` input needs both `min` and `max`", inp.name),
+                    "range missing",
+                    "add min: and max: (inclusive)",
+                ),
+            }
+        }
+        if k.has_len() {
+            match inp.len_range() {
+                None => bad(
+                    "kind",
+                    format!(
+                        "`{}`: a `{k}` input needs `len`, or `max_len` (and optionally `min_len`), not both",
+                        inp.name
+                    ),
+                    "length missing or ambiguous",
+                    "len: 144, or min_len: 1 and max_len: 64",
+                ),
+                Some((lo, hi)) => {
+                    let m = inp.multiple_of.unwrap_or(1);
+                    if lo > hi || hi > MAX_LEN {
+                        bad(
+                            "kind",
+                            format!(
+                                "`{}`: length range {lo}..={hi} is empty or longer than {MAX_LEN}",
+                                inp.name
+                            ),
+                            "invalid length",
+                            "min_len <= max_len <= 1048576",
+                        );
+                    } else if m == 0 || hi / m < lo.div_ceil(m) {
+                        bad(
+                            "multiple_of",
+                            format!(
+                                "`{}`: no length in {lo}..={hi} is a multiple of {m}",
+                                inp.name
+                            ),
+                            "no valid length",
+                            "multiple_of >= 1 with some multiple inside the length range",
+                        );
+                    }
+                }
+            }
+        }
+        if k == GeneratorKind::Choice {
+            if inp.values.is_empty() {
+                bad(
+                    "kind",
+                    format!("`{}`: a `choice` input needs `values`", inp.name),
+                    "no values",
+                    "values: [Q4_K, Q6_K]",
+                );
+            }
+            for (vi, v) in inp.values.iter().enumerate() {
+                if inp.values[..vi].contains(v) {
+                    let d = cx.err(
+                        codes::GENERATOR_INPUT,
+                        e,
+                        &at(&path!["inputs", ii, "values", vi]),
+                        format!("`{}`: value `{v}` is listed twice", inp.name),
+                        "duplicate value",
+                    );
+                    help(d, "each choice once: duplicates only skew the distribution");
+                }
+            }
         }
     }
 }

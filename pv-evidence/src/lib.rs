@@ -19,7 +19,7 @@ pub mod runtime;
 pub mod store;
 pub mod timefmt;
 
-pub use record::{EvidenceRecord, JsonF64, MetricResult, Op, Outcome, Tier};
+pub use record::{Counterexample, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, Tier};
 pub use runtime::{
     run_falsifier, run_falsifier_in, Ctx, FalsifierError, FalsifierMeta, FalsifierResult,
     MetricSpec, ResultExt,

@@ -57,6 +57,32 @@ pub struct EvidenceRecord {
     /// Named structured details (`ctx.detail`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
+    /// The shrunk counterexample of a property test that found one (`ctx.counterexample`);
+    /// absent otherwise, so records without one are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterexample: Option<Counterexample>,
+}
+
+/// A failing input a property test found, after shrinking: what a person re-runs first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Counterexample {
+    /// The proof obligation whose generators drew the input (`PO-...`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obligation: Option<String>,
+    /// The shrunk input (Rust `Debug` form of the generated `Inputs`).
+    pub input: String,
+    /// Why the property failed on it.
+    pub message: String,
+    /// The first failing input, before shrinking.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_input: Option<String>,
+    /// Seed of the case generator (re-running with it draws the same cases).
+    pub seed: u64,
+    /// Cases that passed before the first failure.
+    pub cases_passed: u64,
+    /// Inputs tried while shrinking (each failing one replaces the current counterexample).
+    pub shrink_steps: u64,
 }
 
 /// The contract a falsifier came from, as compiled into the test.

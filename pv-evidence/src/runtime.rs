@@ -15,8 +15,8 @@ use std::time::{Instant, SystemTime};
 use crate::digest::{source_digest, SOURCE_ROOTS};
 use crate::env;
 use crate::record::{
-    ContractRef, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, SourceDigest, TestRef, Tier,
-    RECORD_FORMAT,
+    ContractRef, Counterexample, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, SourceDigest,
+    TestRef, Tier, RECORD_FORMAT,
 };
 use crate::store::{evidence_dir, write_record};
 use crate::timefmt::format_rfc3339_utc;
@@ -141,6 +141,7 @@ pub struct Ctx {
     notes: Vec<String>,
     series: BTreeMap<String, Vec<JsonF64>>,
     details: BTreeMap<String, serde_json::Value>,
+    counterexample: Option<Counterexample>,
 }
 
 impl Ctx {
@@ -152,6 +153,7 @@ impl Ctx {
             notes: Vec::new(),
             series: BTreeMap::new(),
             details: BTreeMap::new(),
+            counterexample: None,
         }
     }
 
@@ -175,6 +177,12 @@ impl Ctx {
     /// Attaches a named JSON value. A repeated name replaces it.
     pub fn detail(&mut self, name: &str, value: serde_json::Value) {
         self.details.insert(name.to_string(), value);
+    }
+
+    /// Records the (shrunk) counterexample of a failed property test in the evidence record.
+    /// A second call replaces the first: a record holds one counterexample.
+    pub fn counterexample(&mut self, c: Counterexample) {
+        self.counterexample = Some(c);
     }
 
     /// An error value that marks the run `skipped` with `reason`: `return Err(ctx.skip(..))`.
@@ -379,6 +387,7 @@ pub fn run_falsifier_in(
         notes: ctx.notes,
         series: ctx.series,
         details: ctx.details,
+        counterexample: ctx.counterexample,
     };
     let path = write_record(dir, &record)?;
     Ok(RunReport { record, path })

@@ -116,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             notes: vec!["synthetic record for the pv status benchmark".into()],
             series: Default::default(),
             details: Default::default(),
+            counterexample: None,
         };
         pv_evidence::store::write_record(&dir, &record)?;
     }

@@ -20,6 +20,9 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
+    /// Exit 1 when the declared version bump is smaller than the changes need.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// One change.
@@ -210,6 +213,12 @@ pub fn diff(a: &Contract, b: &Contract) -> Vec<Change> {
                 &y.discharged_by.harnesses,
             );
             field(d, "kani", &x.kani, &y.kani);
+            match (&x.generators, &y.generators) {
+                (None, Some(_)) => d.push("generators added".into()),
+                (Some(_), None) => d.push("generators removed".into()),
+                (Some(g), Some(h)) if g != h => d.push("generators changed".into()),
+                _ => {}
+            }
         },
     );
     keyed(
@@ -324,24 +333,33 @@ pub fn to_text(a: &Contract, b: &Contract, changes: &[Change]) -> String {
     s
 }
 
-/// `pv diff`. Exits 0 whether or not there are changes (like `git diff` without --exit-code).
+/// `pv diff`. Exits 0 whether or not there are changes (like `git diff` without --exit-code);
+/// with `--check`, 1 when the declared version bump is smaller than the changes need.
 pub fn run(args: Args) -> Result<ExitCode> {
     use std::io::Write;
     let a = load_spec(&args.old)?;
     let b = load_spec(&args.new)?;
     let changes = diff(&a.contract, &b.contract);
+    let bump = crate::bump::suggest(&a.contract, &b.contract, &changes);
     let mut out = std::io::stdout().lock();
     match args.format {
-        Format::Human => out.write_all(to_text(&a.contract, &b.contract, &changes).as_bytes())?,
+        Format::Human => {
+            out.write_all(to_text(&a.contract, &b.contract, &changes).as_bytes())?;
+            out.write_all(crate::bump::to_text(&a.contract, &b.contract, &bump).as_bytes())?;
+        }
         Format::Json => {
             let doc = serde_json::json!({
                 "old": {"contract": a.contract.contract, "version": a.contract.version},
                 "new": {"contract": b.contract.contract, "version": b.contract.version},
                 "changes": changes,
+                "semver": bump,
             });
             serde_json::to_writer_pretty(&mut out, &doc)?;
             writeln!(out)?;
         }
+    }
+    if args.check && !bump.sufficient {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

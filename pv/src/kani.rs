@@ -6,7 +6,14 @@
 //! as failing until someone writes the real harness (symbolic inputs with `kani::any()`,
 //! `kani::assume` for the preconditions, the call, `assert!` of the property). A skeleton that
 //! passed would claim a proof nobody wrote.
+//!
+//! It never replaces written harnesses: an obligation all of whose harnesses already exist as
+//! `#[kani::proof] fn`s in the workspace (the scan `pv audit` uses) gets a comment naming them
+//! instead of a skeleton, and `-o FILE` refuses to overwrite an existing file. pv does not run
+//! Kani, and Kani is not installed on this project's machines: written harnesses are compiled
+//! only under `cfg(kani)`, by `cargo kani` where it exists.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,8 +53,18 @@ fn comment(out: &mut String, prefix: &str, text: &str) {
     let _ = writeln!(out, "{prefix}{}", words.join(" "));
 }
 
-/// The skeleton source for every `kani: true` obligation of `c` (`None` when there is none).
-pub fn skeletons(set: &ContractSet, c: &Contract) -> Option<String> {
+/// Whether every harness `o` names is a `#[kani::proof] fn` in `written` (by last segment).
+fn all_written(o: &ProofObligation, written: &HashSet<String>) -> bool {
+    !o.discharged_by.harnesses.is_empty()
+        && o.discharged_by
+            .harnesses
+            .iter()
+            .all(|h| h.rsplit("::").next().is_some_and(|n| written.contains(n)))
+}
+
+/// The skeleton source for every `kani: true` obligation of `c` (`None` when there is none);
+/// obligations whose harnesses are all in `written` get a comment instead of a skeleton.
+pub fn skeletons(set: &ContractSet, c: &Contract, written: &HashSet<String>) -> Option<String> {
     let obligations: Vec<&ProofObligation> =
         c.proof_obligations.iter().filter(|o| o.kani).collect();
     if obligations.is_empty() {
@@ -66,6 +83,15 @@ pub fn skeletons(set: &ContractSet, c: &Contract) -> Option<String> {
     for (n, o) in obligations.iter().enumerate() {
         if n > 0 {
             s.push('\n');
+        }
+        if all_written(o, written) {
+            let _ = writeln!(
+                s,
+                "    // {}: already written ({}); not regenerated. Not run here: Kani is not installed.",
+                o.id,
+                o.discharged_by.harnesses.join(", ")
+            );
+            continue;
         }
         let _ = writeln!(s, "    /// {} ({}) on {}.", o.id, o.kind, o.equation);
         comment(&mut s, "    /// Property: ", &o.property);
@@ -111,7 +137,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = args.locations.paths()?;
     let set = load_contracts(&paths.contracts).context("loading contracts")?;
     let c = crate::show::find(&set, &args.contract)?;
-    match skeletons(&set, c) {
+    if let Some(path) = &args.output {
+        if path.exists() {
+            anyhow::bail!(
+                "{} exists; pv kani never overwrites a file (it may hold written harnesses)",
+                path.display()
+            );
+        }
+    }
+    let written = crate::audit::kani_proofs(&paths.root);
+    match skeletons(&set, c, &written) {
         Some(text) => {
             crate::graph::emit(&text, args.output.as_deref())?;
             Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod authoring;
+pub mod bump;
 pub mod coverage;
 pub mod diff;
 pub mod evidence_cmd;

@@ -89,6 +89,7 @@ fn rec(id: &str, outcome: Outcome, src: &str, contract_hash: &str) -> EvidenceRe
         notes: vec![],
         series: BTreeMap::new(),
         details: BTreeMap::new(),
+        counterexample: None,
     }
 }
 

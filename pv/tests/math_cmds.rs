@@ -467,6 +467,8 @@ fn audit_passes_when_every_chain_holds() {
 #[test]
 fn kani_skeletons_fail_until_written() {
     let ws = workspace();
+    // Before the harness is written: a skeleton that panics.
+    fs::remove_file(ws.path().join("math/src/proofs.rs")).expect("rm");
     let o = pv(ws.path(), &["kani", "math-v1"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let src = stdout(&o);
@@ -484,6 +486,38 @@ fn kani_skeletons_fail_until_written() {
     );
     let o = pv(ws.path(), &["kani", "nope-v1"]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn kani_never_replaces_written_harnesses() {
+    let ws = workspace();
+    // math/src/proofs.rs has `#[kani::proof] fn scale_exact`: no skeleton for PO-MATH-004.
+    let o = pv(ws.path(), &["kani", "math-v1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let src = stdout(&o);
+    assert_eq!(src.matches("#[kani::proof]").count(), 0, "{src}");
+    assert!(src.contains(
+        "// PO-MATH-004: already written (math::proofs::scale_exact); not regenerated. \
+         Not run here: Kani is not installed."
+    ));
+    // Hostile: -o naming an existing file (a written harness file) is refused, and the file
+    // is left as it was.
+    let target = ws.path().join("math/src/proofs.rs");
+    let before = fs::read_to_string(&target).expect("read");
+    let o = Command::new(env!("CARGO_BIN_EXE_pv"))
+        .args(["kani", "math-v1", "-o"])
+        .arg(&target)
+        .arg("--root")
+        .arg(ws.path())
+        .output()
+        .expect("run pv");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("never overwrites a file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read_to_string(&target).expect("read"), before);
 }
 
 #[test]
