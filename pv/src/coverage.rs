@@ -377,8 +377,8 @@ const TEXT_UNNAMED_CAP: usize = 12;
 /// The per-crate text report.
 pub fn crates_text(r: &CratesReport) -> String {
     let mut s = String::from(
-        "public functions per crate, named by a falsifier (a word of a falsifier test or of a \
-         claim / if_fails; textual scan, approximate):\n",
+        "crates: public functions named by a falsifier (the name is a word of a falsifier test, \
+         claim or if_fails; textual scan, approximate)\n",
     );
     for c in &r.crates {
         let _ = writeln!(

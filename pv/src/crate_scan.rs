@@ -338,7 +338,15 @@ republic fn no() {}
 "#;
         assert_eq!(
             names(src),
-            ["plain", "later", "width", "ffi", "generic", "same_line", "type"]
+            [
+                "plain",
+                "later",
+                "width",
+                "ffi",
+                "generic",
+                "same_line",
+                "type"
+            ]
         );
         assert_eq!(pub_fns(src)[1].line, 3);
     }

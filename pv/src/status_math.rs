@@ -87,7 +87,10 @@ pub fn contract_math(
             let about = if about.is_empty() {
                 "<span class=\"warn\">no obligation</span>".to_string()
             } else {
-                format!("<span class=\"muted\">obligations:</span> {}", about.join(", "))
+                format!(
+                    "<span class=\"muted\">obligations:</span> {}",
+                    about.join(", ")
+                )
             };
             let _ = writeln!(
                 h,
@@ -151,7 +154,11 @@ fn discharged_by(o: &pv_contract::ProofObligation, set: &ContractSet, r: &Status
     let mut s = String::new();
     for fid in &o.discharged_by.falsifiers {
         let state = match r.falsifiers.get(fid) {
-            Some(f) => format!("{} <span class=\"muted\">({})</span>", state_label(f.state), f.tier),
+            Some(f) => format!(
+                "{} <span class=\"muted\">({})</span>",
+                state_label(f.state),
+                f.tier
+            ),
             // Not in the report: retired (excluded everywhere) or defined nowhere (PV052).
             None => match set.falsifiers().find(|(_, f)| &f.id == fid) {
                 Some(_) => "<span class=\"warn\">retired</span>".to_string(),

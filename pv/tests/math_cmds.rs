@@ -206,7 +206,11 @@ fn workspace() -> tempfile::TempDir {
     write(root, "contracts/math-v1.yaml", MATH);
     write(root, "engine/Cargo.toml", "[package]\nname = \"engine\"\n");
     write(root, "engine/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
-    write(root, "kernels/Cargo.toml", "[package]\nname = \"pv-kernels\"\n");
+    write(
+        root,
+        "kernels/Cargo.toml",
+        "[package]\nname = \"pv-kernels\"\n",
+    );
     write(root, "kernels/src/lib.rs", KERNELS_LIB);
     write(root, "kernels/src/simd.rs", KERNELS_SIMD);
     write(root, "falsifiers/tests/math.rs", TESTS);
@@ -389,7 +393,10 @@ fn coverage_counts_fresh_passes_and_harnesses() {
     assert_eq!(j["crates"]["named"], 3);
     insta::assert_snapshot!("coverage_json", stdout(&o));
     // `--by obligation` is the obligation part alone.
-    let o = pv(ws.path(), &["coverage", "--by", "obligation", "--format", "json"]);
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "obligation", "--format", "json"],
+    );
     let only: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     assert!(only.get("crates").is_none(), "{only}");
     assert_eq!(only["totals"], j["totals"]);
@@ -410,7 +417,10 @@ fn coverage_by_crate_names_public_functions() {
     let o = pv(ws.path(), &["coverage", "--by", "crate"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     insta::assert_snapshot!("coverage_by_crate_text", stdout(&o));
-    let o = pv(ws.path(), &["coverage", "--by", "crate", "--format", "json"]);
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "crate", "--format", "json"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     // Only the per-crate part: no obligation fields.
@@ -443,7 +453,9 @@ fn coverage_by_crate_names_public_functions() {
     fs::write(&t, text.replace("kernels::normalize(&mut []);", "")).expect("write");
     let o = pv(ws.path(), &["coverage", "--by", "crate"]);
     assert!(
-        stdout(&o).contains("pv-kernels (kernels): named 2 / total 6\n  unnamed  normalize  src/lib.rs:10\n"),
+        stdout(&o).contains(
+            "pv-kernels (kernels): named 2 / total 6\n  unnamed  normalize  src/lib.rs:10\n"
+        ),
         "{}",
         stdout(&o)
     );
@@ -505,21 +517,42 @@ fn coverage_by_crate_on_hostile_workspaces() {
         "Cargo.toml",
         "[workspace]\nmembers = [\"nope\", \"nosrc\", \"bad\", \"big\", \"crates/*\", \"odd/**/x\"]\nexclude = [\"crates/skipped\"]\n",
     );
-    write(ws.path(), "nosrc/Cargo.toml", "[package]\nname = \"nosrc\"\n");
+    write(
+        ws.path(),
+        "nosrc/Cargo.toml",
+        "[package]\nname = \"nosrc\"\n",
+    );
     write(ws.path(), "bad/Cargo.toml", "this is not toml [");
     write(ws.path(), "bad/src/ok.rs", "pub fn fine_fn() {}\n");
     fs::write(ws.path().join("bad/src/lib.rs"), b"pub fn \xff\xfe() {}\n").expect("write");
-    let big: String = (0..15).map(|i| format!("pub fn big_{i:02}() {{}}\n")).collect();
+    let big: String = (0..15)
+        .map(|i| format!("pub fn big_{i:02}() {{}}\n"))
+        .collect();
     write(ws.path(), "big/Cargo.toml", "[package]\nname = \"big\"\n");
     write(ws.path(), "big/src/lib.rs", &big);
-    write(ws.path(), "crates/one/Cargo.toml", "[package]\nname = \"one\"\n");
+    write(
+        ws.path(),
+        "crates/one/Cargo.toml",
+        "[package]\nname = \"one\"\n",
+    );
     write(ws.path(), "crates/one/src/lib.rs", "pub fn one_fn() {}\n");
-    write(ws.path(), "crates/skipped/Cargo.toml", "[package]\nname = \"skipped\"\n");
-    write(ws.path(), "crates/skipped/src/lib.rs", "pub fn skipped_fn() {}\n");
+    write(
+        ws.path(),
+        "crates/skipped/Cargo.toml",
+        "[package]\nname = \"skipped\"\n",
+    );
+    write(
+        ws.path(),
+        "crates/skipped/src/lib.rs",
+        "pub fn skipped_fn() {}\n",
+    );
     let o = pv(ws.path(), &["coverage", "--by", "crate"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     insta::assert_snapshot!("coverage_by_crate_hostile", stdout(&o));
-    let o = pv(ws.path(), &["coverage", "--by", "crate", "--format", "json"]);
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "crate", "--format", "json"],
+    );
     let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
     let big = &j["crates"]["crates"][1];
     assert_eq!(big["crate"], "big");
@@ -540,7 +573,9 @@ fn coverage_without_contracts_is_an_input_error() {
 /// none) and the metric history: equations and obligations, with no ages in it.
 fn math_section(html: &str) -> &str {
     let start = html.find("<h3>Equations</h3>").expect("equations section");
-    let end = html.find("<h2>Metric history</h2>").expect("metric history");
+    let end = html
+        .find("<h2>Metric history</h2>")
+        .expect("metric history");
     &html[start..end]
 }
 
