@@ -333,6 +333,8 @@ th{background:#f6f8fa}
 code{font-size:12px}
 pre.formula{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;background:#f6f8fa;border:1px solid #e1e4e8;border-radius:4px;padding:3px 6px;margin:2px 0;white-space:pre-wrap;overflow-wrap:anywhere}
 td ul{margin:0;padding-left:16px}
+.st,table.equations code,table.obligations b,table.obligations code{white-space:nowrap}
+table.equations td:nth-child(2){min-width:280px}
 h3{font-size:15px;margin:12px 0 4px}
 </style></head><body>
 <h1>pv status</h1>
