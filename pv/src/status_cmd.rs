@@ -172,7 +172,7 @@ pub fn render(report: &StatusReport, set: &ContractSet, format: Format) -> Strin
         Format::Table => status_render::table(report),
         Format::Json => status_render::json(report),
         Format::Markdown => status_render::markdown(report),
-        Format::Html => status_render::html(report, &thresholds(set)),
+        Format::Html => status_render::html(report, set),
     }
 }
 

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use pv_contract::ContractSet;
 use pv_evidence::record::Outcome;
 
 use crate::status::{fmt_age, fmt_num, FalsifierState, StageStatus, StatusReport};
+use crate::status_math;
 
 /// Plain-text table, one block per contract.
 pub fn table(r: &StatusReport) -> String {
@@ -309,8 +311,11 @@ fn sparkline(points: &[(f64, bool)], threshold: Option<f64>) -> String {
 /// The newest N runs per falsifier shown in the history charts.
 const HISTORY: usize = 50;
 
-/// A self-contained HTML page: summary, stage graph, per-contract tables, metric history.
-pub fn html(r: &StatusReport, thresholds: &BTreeMap<(String, String), (String, f64)>) -> String {
+/// A self-contained HTML page: summary, stage graph, per contract its stage table, equations
+/// and proof obligations (with the coverage `pv coverage` computes), metric history.
+pub fn html(r: &StatusReport, set: &ContractSet) -> String {
+    let thresholds = crate::status_cmd::thresholds(set);
+    let coverage = crate::coverage::coverage(set, r);
     let mut h = String::new();
     h.push_str(
         r#"<!DOCTYPE html>
@@ -326,6 +331,11 @@ th{background:#f6f8fa}
 .muted{color:#6a737d}
 .warn{color:#b08800}
 code{font-size:12px}
+pre.formula{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px;background:#f6f8fa;border:1px solid #e1e4e8;border-radius:4px;padding:3px 6px;margin:2px 0;white-space:pre-wrap;overflow-wrap:anywhere}
+td ul{margin:0;padding-left:16px}
+.st,table.equations code,table.obligations b,table.obligations code{white-space:nowrap}
+table.equations td:nth-child(2){min-width:280px}
+h3{font-size:15px;margin:12px 0 4px}
 </style></head><body>
 <h1>pv status</h1>
 <p class="muted">Derived from contracts and evidence records; nobody typed these statuses.</p>
@@ -348,6 +358,14 @@ code{font-size:12px}
         "<span class=\"muted\">{} evidence records</span></p>",
         r.records
     );
+    let t = &coverage.totals;
+    if t.obligations > 0 {
+        let _ = writeln!(
+            h,
+            "<p id=\"coverage\">Proof obligations: {} by evidence, {} by harness only, {} uncovered <span class=\"muted\">(of {}; as <code>pv coverage</code>)</span></p>",
+            t.evidence, t.harness, t.uncovered, t.obligations
+        );
+    }
     h.push_str("<h2>Stages</h2>\n");
     h.push_str(&stage_graph(r));
     for c in &r.contracts {
@@ -375,13 +393,7 @@ code{font-size:12px}
                 let Some(f) = r.falsifiers.get(fid) else {
                     continue;
                 };
-                let state = match f.state {
-                    FalsifierState::Unimplemented => "no test",
-                    FalsifierState::NeverRun => "never run",
-                    FalsifierState::Failing => "failing",
-                    FalsifierState::PassStale => "pass (stale)",
-                    FalsifierState::PassFresh => "pass",
-                };
+                let state = status_math::state_label(f.state);
                 let _ = write!(
                     fl,
                     "<code>{}</code> {} <span class=\"muted\">({})</span>",
@@ -413,6 +425,10 @@ code{font-size:12px}
             );
         }
         h.push_str("</table>\n");
+        if let Some(contract) = set.contract(&c.id) {
+            let cov = coverage.contracts.iter().find(|k| k.contract == c.id);
+            h.push_str(&status_math::contract_math(contract, cov, set, r));
+        }
     }
     h.push_str("<h2>Metric history</h2>\n<table><tr><th>falsifier</th><th>metric</th><th>last</th><th>history (newest right)</th></tr>\n");
     for (fid, f) in &r.falsifiers {

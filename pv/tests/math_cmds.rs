@@ -140,7 +140,44 @@ fn base(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
 fn exact(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
 
 #[falsifier("FALSIFY-MATH-SUM-001")]
-fn sum(ctx: &mut Ctx) -> FalsifierResult { Ok(()) }
+fn sum(ctx: &mut Ctx) -> FalsifierResult {
+    kernels::normalize(&mut []);
+    Ok(())
+}
+"#;
+
+/// A member crate for `pv coverage --by crate`: `scale` and `softmax` are named by `if_fails`
+/// texts, `normalize` by the test file; `fetch`, `lanes` (declared twice) and `scale_avx2` by
+/// nothing; `helper` is not public and `commented_out` is a comment.
+const KERNELS_LIB: &str = r#"//! Tiny kernels.
+pub mod simd;
+
+pub fn scale(a: f32, x: &[f32]) -> Vec<f32> {
+    x.iter().map(|v| a * v).collect()
+}
+
+pub fn softmax(x: &mut [f32]) {}
+
+pub fn normalize(x: &mut [f32]) {}
+
+pub async fn fetch() {}
+
+pub const fn lanes() -> usize {
+    8
+}
+
+pub(crate) fn helper() {}
+
+// pub fn commented_out() {}
+"#;
+
+const KERNELS_SIMD: &str = r#"pub fn lanes() -> usize {
+    super::lanes()
+}
+
+pub unsafe fn scale_avx2(a: f32, x: &[f32]) -> Vec<f32> {
+    super::scale(a, x)
+}
 "#;
 
 const PROOFS: &str = r#"
@@ -160,11 +197,22 @@ fn write(root: &Path, rel: &str, text: &str) {
 fn workspace() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    write(root, "Cargo.toml", "[workspace]\nmembers = []\n");
+    write(
+        root,
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"engine\", \"kernels\", \"falsifiers\"]\n",
+    );
     write(root, "contracts/base-v1.yaml", BASE);
     write(root, "contracts/math-v1.yaml", MATH);
     write(root, "engine/Cargo.toml", "[package]\nname = \"engine\"\n");
     write(root, "engine/src/lib.rs", "pub fn f() -> u32 { 1 }\n");
+    write(
+        root,
+        "kernels/Cargo.toml",
+        "[package]\nname = \"pv-kernels\"\n",
+    );
+    write(root, "kernels/src/lib.rs", KERNELS_LIB);
+    write(root, "kernels/src/simd.rs", KERNELS_SIMD);
     write(root, "falsifiers/tests/math.rs", TESTS);
     write(root, "math/src/proofs.rs", PROOFS);
     fs::create_dir_all(root.join("evidence/runs")).expect("mkdir");
@@ -340,7 +388,18 @@ fn coverage_counts_fresh_passes_and_harnesses() {
     assert_eq!(j["totals"]["evidence"], 1);
     assert_eq!(j["totals"]["harness"], 2);
     assert_eq!(j["totals"]["uncovered"], 2);
+    // The default `--by all` adds the per-crate part.
+    assert_eq!(j["crates"]["total"], 7);
+    assert_eq!(j["crates"]["named"], 3);
     insta::assert_snapshot!("coverage_json", stdout(&o));
+    // `--by obligation` is the obligation part alone.
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "obligation", "--format", "json"],
+    );
+    let only: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert!(only.get("crates").is_none(), "{only}");
+    assert_eq!(only["totals"], j["totals"]);
 
     // Editing the contract makes the one pass stale: nothing is covered by evidence any more.
     let path = ws.path().join("contracts/math-v1.yaml");
@@ -353,12 +412,240 @@ fn coverage_counts_fresh_passes_and_harnesses() {
 }
 
 #[test]
+fn coverage_by_crate_names_public_functions() {
+    let ws = workspace();
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("coverage_by_crate_text", stdout(&o));
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "crate", "--format", "json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    // Only the per-crate part: no obligation fields.
+    assert!(j.get("contracts").is_none(), "{j}");
+    let crates = j["crates"]["crates"].as_array().expect("crates");
+    let names: Vec<&str> = crates
+        .iter()
+        .map(|c| c["crate"].as_str().expect("crate"))
+        .collect();
+    // `falsifiers` is a member but never scanned.
+    assert_eq!(names, ["engine", "pv-kernels"]);
+    assert_eq!(crates[1]["total"], 6);
+    assert_eq!(crates[1]["named"], 3);
+    let unnamed: Vec<&str> = crates[1]["unnamed"]
+        .as_array()
+        .expect("unnamed")
+        .iter()
+        .map(|f| f["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(unnamed, ["fetch", "lanes", "scale_avx2"]);
+    assert_eq!(
+        crates[1]["unnamed"][1]["locations"],
+        serde_json::json!(["src/lib.rs:14", "src/simd.rs:1"])
+    );
+    insta::assert_snapshot!("coverage_by_crate_json", stdout(&o));
+
+    // The naming can fail: drop the word from the test file and `normalize` is unnamed.
+    let t = ws.path().join("falsifiers/tests/math.rs");
+    let text = fs::read_to_string(&t).expect("read");
+    fs::write(&t, text.replace("kernels::normalize(&mut []);", "")).expect("write");
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert!(
+        stdout(&o).contains(
+            "pv-kernels (kernels): named 2 / total 6\n  unnamed  normalize  src/lib.rs:10\n"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    // Retiring a falsifier takes its if_fails words away (`scale` is in no test file).
+    let path = ws.path().join("contracts/math-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    fs::write(
+        &path,
+        text.replace(
+            "    if_fails: Look at scale.\n",
+            "    if_fails: Look at scale.\n    retired: replaced\n",
+        ),
+    )
+    .expect("write");
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert!(
+        stdout(&o).contains("  unnamed  scale  src/lib.rs:4\n"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn coverage_by_crate_on_hostile_workspaces() {
+    // No Cargo.toml: the per-crate part is an input error that says what is missing; the
+    // obligation part alone still works.
+    let ws = workspace();
+    fs::remove_file(ws.path().join("Cargo.toml")).expect("rm");
+    let o = pv(ws.path(), &["coverage"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.starts_with("error: listing the workspace's crates (`--by obligation` does without): cannot read the workspace manifest ")
+            && e.contains("Cargo.toml: "),
+        "{e}"
+    );
+    let o = pv(ws.path(), &["coverage", "--by", "obligation"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("base-v1: "), "{}", stdout(&o));
+
+    // Not TOML, and TOML without a [workspace].
+    write(ws.path(), "Cargo.toml", "[workspace\nmembers = [\n");
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not valid TOML"), "{}", stderr(&o));
+    write(ws.path(), "Cargo.toml", "[package]\nname = \"solo\"\n");
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has no [workspace] table"),
+        "{}",
+        stderr(&o)
+    );
+
+    // Members that do not exist, have no src/, hold a non-UTF-8 file, or declare more
+    // unnamed functions than the text lists; and a `dir/*` pattern.
+    write(
+        ws.path(),
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"nope\", \"nosrc\", \"bad\", \"big\", \"crates/*\", \"odd/**/x\"]\nexclude = [\"crates/skipped\"]\n",
+    );
+    write(
+        ws.path(),
+        "nosrc/Cargo.toml",
+        "[package]\nname = \"nosrc\"\n",
+    );
+    write(ws.path(), "bad/Cargo.toml", "this is not toml [");
+    write(ws.path(), "bad/src/ok.rs", "pub fn fine_fn() {}\n");
+    fs::write(ws.path().join("bad/src/lib.rs"), b"pub fn \xff\xfe() {}\n").expect("write");
+    let big: String = (0..15)
+        .map(|i| format!("pub fn big_{i:02}() {{}}\n"))
+        .collect();
+    write(ws.path(), "big/Cargo.toml", "[package]\nname = \"big\"\n");
+    write(ws.path(), "big/src/lib.rs", &big);
+    write(
+        ws.path(),
+        "crates/one/Cargo.toml",
+        "[package]\nname = \"one\"\n",
+    );
+    write(ws.path(), "crates/one/src/lib.rs", "pub fn one_fn() {}\n");
+    write(
+        ws.path(),
+        "crates/skipped/Cargo.toml",
+        "[package]\nname = \"skipped\"\n",
+    );
+    write(
+        ws.path(),
+        "crates/skipped/src/lib.rs",
+        "pub fn skipped_fn() {}\n",
+    );
+    let o = pv(ws.path(), &["coverage", "--by", "crate"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    insta::assert_snapshot!("coverage_by_crate_hostile", stdout(&o));
+    let o = pv(
+        ws.path(),
+        &["coverage", "--by", "crate", "--format", "json"],
+    );
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let big = &j["crates"]["crates"][1];
+    assert_eq!(big["crate"], "big");
+    // JSON lists every unnamed function; the text stopped at 12.
+    assert_eq!(big["unnamed"].as_array().expect("unnamed").len(), 15);
+}
+
+#[test]
 fn coverage_without_contracts_is_an_input_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "Cargo.toml", "[workspace]\n");
     let o = pv(dir.path(), &["coverage"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("loading contracts"), "{}", stderr(&o));
+}
+
+/// The part of the status page between the first `<h3>` (math-v1's equations: base-v1 has
+/// none) and the metric history: equations and obligations, with no ages in it.
+fn math_section(html: &str) -> &str {
+    let start = html.find("<h3>Equations</h3>").expect("equations section");
+    let end = html
+        .find("<h2>Metric history</h2>")
+        .expect("metric history");
+    &html[start..end]
+}
+
+#[test]
+fn status_html_shows_equations_and_obligations_with_coverage() {
+    let ws = with_evidence();
+    let o = pv(ws.path(), &["status", "--format", "html"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = stdout(&o);
+    assert!(html.contains(
+        "<p id=\"coverage\">Proof obligations: 1 by evidence, 2 by harness only, 2 uncovered"
+    ));
+    insta::assert_snapshot!("status_html_math", math_section(&html));
+    // Each obligation's verdict on the page is the one `pv coverage` prints.
+    let j: serde_json::Value = serde_json::from_str(&stdout(&pv(
+        ws.path(),
+        &["coverage", "--by", "obligation", "--format", "json"],
+    )))
+    .expect("json");
+    let mut checked = 0;
+    for c in j["contracts"].as_array().expect("contracts") {
+        for ob in c["obligations"].as_array().expect("obligations") {
+            let id = ob["id"].as_str().expect("id");
+            let label = match ob["coverage"].as_str().expect("coverage") {
+                "evidence" => "evidence",
+                "harness" => "harness only",
+                _ => "uncovered",
+            };
+            let row_start = html
+                .find(&format!("<tr data-obligation=\"{id}\">"))
+                .expect("row");
+            let row = &html[row_start..row_start + html[row_start..].find("</tr>").expect("end")];
+            assert!(
+                row.contains(&format!("data-coverage=\"{label}\"")),
+                "{id}: expected {label}: {row}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 5);
+}
+
+#[test]
+fn status_html_escapes_hostile_formulas() {
+    let ws = workspace();
+    let path = ws.path().join("contracts/math-v1.yaml");
+    let text = fs::read_to_string(&path).expect("read");
+    let hostile = text
+        .replace(
+            "formula: \"z = 0\"",
+            "formula: \"<script>alert('x')</script> z = a & b <= c\"",
+        )
+        .replace(
+            "formal: \"forall i: y_i == fl(a * x_i)\"",
+            "formal: \"</pre><img src=x onerror=alert(1)> && \\\"q\\\"\"",
+        );
+    assert_ne!(hostile, text, "the fixture changed: nothing was replaced");
+    fs::write(&path, hostile).expect("write");
+    let o = pv(ws.path(), &["status", "--format", "html"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = stdout(&o);
+    // The page's own script is the only one; the formula stays text.
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(!html.contains("<img"), "{html}");
+    assert!(html.contains(
+        "<pre class=\"formula\">&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; z = a &amp; b &lt;= c</pre>"
+    ));
+    assert!(html.contains(
+        "<pre class=\"formula\">&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt; &amp;&amp; &quot;q&quot;</pre>"
+    ));
 }
 
 #[test]

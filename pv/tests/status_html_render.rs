@@ -3,14 +3,13 @@
 //! default the system temp dir). Skips, saying so, when no `chromium` binary is installed
 //! (`apt-get install -y chromium`; `.ci/run` installs it).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pv::status::{
-    derive, ContractModel, FalsifierModel, Inputs, Model, Run, RunRecord, StageModel,
-};
-use pv_evidence::record::{Outcome, SourceDigest, Tier};
+use pv::status::{derive, Inputs, Run, RunRecord};
+use pv::status_load::model_from_contracts;
+use pv_contract::ContractSet;
+use pv_evidence::record::{Outcome, SourceDigest};
 
 fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -61,41 +60,78 @@ fn console_errors(log: &str) -> Vec<&str> {
         .collect()
 }
 
-type Thresholds = BTreeMap<(String, String), (String, f64)>;
+/// A contract whose texts try to break out of the page: a title with markup, a formula with a
+/// script tag and ampersands.
+const DEMO: &str = r#"contract: demo-v1
+version: 0.1.0
+title: Demo
+summary: The render test's contract.
+stages:
+  - id: M-DEMO-1.1
+    title: First <b>not bold</b> & escaped
+    falsifiers: [FALSIFY-DEMO-A-001]
+  - id: M-DEMO-1.2
+    title: Second
+    requires: [M-DEMO-1.1]
+    falsifiers: [FALSIFY-DEMO-A-001, FALSIFY-DEMO-GPU-001]
+falsifiers:
+  - id: FALSIFY-DEMO-A-001
+    claim: A holds.
+    tier: algorithm
+    metrics:
+      - name: m
+        op: "<="
+        threshold: 0.35
+    if_fails: Look at A.
+  - id: FALSIFY-DEMO-GPU-001
+    claim: A holds on the GPU.
+    tier: hardware
+    metrics:
+      - name: m
+        op: "<="
+        threshold: 0.35
+    if_fails: Look at the kernel.
+equations:
+  - id: EQ-DEMO-HOSTILE
+    name: Hostile <i>name</i>
+    formula: "<script>alert(1)</script> y_i = a & b_i <= c"
+    domain: "x in f32^n"
+    codomain: "y in f32^n"
+    preconditions: [a is finite]
+    invariants: ["sum_i y_i == 1"]
+proof_obligations:
+  - id: PO-DEMO-001
+    kind: bound
+    property: The error is at most 1e-6.
+    formal: "forall i: |y_i - ref_i| <= 1e-6"
+    tolerance: 1e-6
+    equation: EQ-DEMO-HOSTILE
+    discharged_by:
+      falsifiers: [FALSIFY-DEMO-A-001]
+  - id: PO-DEMO-002
+    kind: equivalence
+    property: The GPU equals the CPU.
+    equation: EQ-DEMO-HOSTILE
+    discharged_by:
+      falsifiers: [FALSIFY-DEMO-GPU-001]
+      harnesses: [demo::proofs::gpu_eq]
+  - id: PO-DEMO-003
+    kind: invariant
+    property: The outputs sum to one on the GPU.
+    equation: EQ-DEMO-HOSTILE
+    discharged_by:
+      falsifiers: [FALSIFY-DEMO-GPU-001]
+amendment_history:
+  - version: 0.1.0
+    date: 2026-11-22
+    summary: First.
+"#;
 
-fn report() -> (pv::status::StatusReport, Thresholds) {
-    let f = |id: &str, tier| FalsifierModel {
-        id: id.into(),
-        tier,
-        retired: None,
-        metrics: vec!["m".into()],
-    };
-    let model = Model {
-        contracts: vec![ContractModel {
-            id: "demo-v1".into(),
-            version: "0.1.0".into(),
-            sha256: "h".into(),
-            stages: vec![
-                StageModel {
-                    id: "M-DEMO-1.1".into(),
-                    title: "First <b>not bold</b> & escaped".into(),
-                    requires: vec![],
-                    falsifiers: vec!["FALSIFY-DEMO-A-001".into()],
-                },
-                StageModel {
-                    id: "M-DEMO-1.2".into(),
-                    title: "Second".into(),
-                    requires: vec!["M-DEMO-1.1".into()],
-                    falsifiers: vec!["FALSIFY-DEMO-A-001".into(), "FALSIFY-DEMO-GPU-001".into()],
-                },
-            ],
-            falsifiers: vec![
-                f("FALSIFY-DEMO-A-001", Tier::Algorithm),
-                f("FALSIFY-DEMO-GPU-001", Tier::Hardware),
-            ],
-            ..Default::default()
-        }],
-    };
+fn report() -> (pv::status::StatusReport, ContractSet) {
+    let loaded = pv_contract::load_str("contracts/demo-v1.yaml", DEMO).expect("demo contract");
+    let set = ContractSet::new(vec![loaded]);
+    let model = model_from_contracts(&set);
+    let sha = model.contracts[0].sha256.clone();
     let src = SourceDigest {
         algorithm: "pv-source-v1".into(),
         roots: vec![],
@@ -108,7 +144,7 @@ fn report() -> (pv::status::StatusReport, Thresholds) {
             ts: i as i128 * 1_000_000_000,
             record: RunRecord {
                 falsifier: "FALSIFY-DEMO-A-001".into(),
-                contract_sha256: "h".into(),
+                contract_sha256: sha.clone(),
                 outcome: if i == 7 { Outcome::Fail } else { Outcome::Pass },
                 reason: None,
                 // Values under the 0.35 threshold, except one failing run.
@@ -134,12 +170,7 @@ fn report() -> (pv::status::StatusReport, Thresholds) {
             now: 60_000_000_000,
         },
     );
-    let mut th = BTreeMap::new();
-    th.insert(
-        ("FALSIFY-DEMO-A-001".to_string(), "m".to_string()),
-        ("<=".to_string(), 0.35),
-    );
-    (r, th)
+    (r, set)
 }
 
 #[test]
@@ -165,8 +196,8 @@ fn status_html_renders_in_headless_chromium_without_console_errors() {
         "the console-error check did not see a thrown error; log:\n{log}"
     );
 
-    let (report, thresholds) = report();
-    let html = pv::status_render::html(&report, &thresholds);
+    let (report, set) = report();
+    let html = pv::status_render::html(&report, &set);
     // Self-contained: nothing fetched (the SVG namespace URI is a name, not a fetch).
     for fetch in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {
         assert!(!html.contains(fetch), "page fetches something: {fetch}");
@@ -186,6 +217,16 @@ fn status_html_renders_in_headless_chromium_without_console_errors() {
         "stage graph missing"
     );
     assert!(dom.contains("class=\"spark\""), "metric history missing");
+    // The hostile formula stays text: the one script is the page's own.
+    assert_eq!(dom.matches("<script").count(), 1, "a script was injected");
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;/script&gt; y_i = a &amp; b_i &lt;= c"),
+        "formula missing or unescaped"
+    );
+    assert!(
+        dom.contains("data-coverage=\"evidence\"") && dom.contains("data-coverage=\"uncovered\""),
+        "obligation coverage missing"
+    );
 
     let shots = std::env::var_os("PV_SCREENSHOT_DIR")
         .map(PathBuf::from)
