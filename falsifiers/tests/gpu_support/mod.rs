@@ -557,28 +557,33 @@ pub fn logits(ctx: &mut Ctx) -> FalsifierResult {
     Ok(())
 }
 
+/// Copy bandwidth, then the bench (512-token prompt, 128 decode steps, 3 repetitions) of `host`
+/// on the device; the report also goes to `PV_GPU_BENCH_JSON` when that is set.
+fn run_bench(host: &HostModel<'_>) -> Result<BenchReport, FalsifierError> {
+    let dev = open()?;
+    let bw = dev.copy_bandwidth_gbs(2 << 30, 10).map_err(err)?;
+    let mut m = load(
+        &dev,
+        host,
+        LoadOptions {
+            max_ctx: 1024,
+            max_batch: 512,
+        },
+    )?;
+    let r = bench::run(&mut m, 512, 128, 3, bw).map_err(err)?;
+    if let Ok(p) = std::env::var("PV_GPU_BENCH_JSON") {
+        let _ = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default());
+    }
+    Ok(r)
+}
+
 /// The bench on the Qwen3-30B-A3B shape, run once per test process (3 falsifiers read it).
 pub fn bench_report() -> Result<&'static BenchReport, String> {
     static CELL: OnceLock<Result<BenchReport, String>> = OnceLock::new();
     CELL.get_or_init(|| {
         let f = || -> Result<BenchReport, FalsifierError> {
-            let dev = open()?;
-            let bw = dev.copy_bandwidth_gbs(2 << 30, 10).map_err(err)?;
             let sm = synth("qwen3-30b-a3b");
-            let host = sm.host();
-            let mut m = load(
-                &dev,
-                &host,
-                LoadOptions {
-                    max_ctx: 1024,
-                    max_batch: 512,
-                },
-            )?;
-            let r = bench::run(&mut m, 512, 128, 3, bw).map_err(err)?;
-            if let Ok(p) = std::env::var("PV_GPU_BENCH_JSON") {
-                let _ = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default());
-            }
-            Ok(r)
+            run_bench(&sm.host())
         };
         f().map_err(|e| e.to_string())
     })
@@ -625,21 +630,7 @@ fn bench_report_file() -> Result<&'static BenchReport, FalsifierError> {
                 FalsifierError::msg(format!("loading the model in {}: {e}", path.display()))
             })?;
             let host = engine::tracing::gpu::host_model(file, &model);
-            let dev = open()?;
-            let bw = dev.copy_bandwidth_gbs(2 << 30, 10).map_err(err)?;
-            let mut m = load(
-                &dev,
-                &host,
-                LoadOptions {
-                    max_ctx: 1024,
-                    max_batch: 512,
-                },
-            )?;
-            let r = bench::run(&mut m, 512, 128, 3, bw).map_err(err)?;
-            if let Ok(p) = std::env::var("PV_GPU_BENCH_JSON") {
-                let _ = std::fs::write(p, serde_json::to_string_pretty(&r).unwrap_or_default());
-            }
-            Ok(r)
+            run_bench(&host)
         };
         f().map_err(|e| e.to_string())
     })
