@@ -11,7 +11,9 @@
 #                                            vendor, tools/llama-bench), .llama-src/llama-src.tar.xz
 #   scripts/device-llama.sh build            device: CUDA build for the device's architecture
 #                                            (cached in .llama-build/ while the machine stays up;
-#                                            a prebuilt .llama-src/llama-bench is used as is)
+#                                            a build carried as .llama-src/llama-bench.xz is
+#                                            unpacked instead: the binary itself, 82 MB, is over
+#                                            the device's 64 MB carry limit)
 #   scripts/device-llama.sh bench FILE JSON  device: llama-bench -ngl 99 -p 512 -n 128 -r 3 at
 #                                            depths 0 and 512 (tg128 after 512 tokens is the
 #                                            decode our bench times), flash attention off and
@@ -47,10 +49,6 @@ case "${1:-}" in
     ls -la .llama-src
     ;;
 build)
-    if [[ -x .llama-src/llama-bench ]]; then
-        echo "device-llama: using the prebuilt .llama-src/llama-bench"
-        exit 0
-    fi
     if [[ -f .llama-src/llama-bench.xz ]]; then
         # a build brought back by an earlier call (device-run.sh, PV_FETCH_LLAMA=1)
         mkdir -p .llama-build/bin && xz -d -c .llama-src/llama-bench.xz >.llama-build/bin/llama-bench
@@ -79,8 +77,7 @@ build)
 bench)
     file=${2:?GGUF file}
     json=${3:?output JSON}
-    bin=.llama-src/llama-bench
-    [[ -x "$bin" ]] || bin=.llama-build/bin/llama-bench
+    bin=.llama-build/bin/llama-bench
     [[ -x "$bin" ]] || { echo "no llama-bench: run 'scripts/device-llama.sh build' first" >&2; exit 2; }
     "$bin" -m "$file" -ngl 99 -p 512 -n 128 -d 0,512 -r 3 -fa 0,1 -o json >"$json"
     ;;

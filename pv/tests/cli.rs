@@ -1,16 +1,10 @@
 //! The `pv` binary end to end: exit codes, output formats, authoring commands.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn pv(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pv"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pv")
-}
+mod common;
+use common::pv;
 
 fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules")

@@ -2,21 +2,10 @@
 //! declared bump compared with the needed one, `--check`, and hostile inputs.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn pv(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pv"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pv")
-}
-
-fn valid() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/valid/demo-v1.yaml");
-    std::fs::read_to_string(p).expect("valid fixture")
-}
+mod common;
+use common::{pv, valid_contract};
 
 /// `text` with its version moved to `version` and a matching amendment entry appended.
 fn bumped(text: &str, version: &str) -> String {
@@ -48,7 +37,7 @@ fn diff(dir: &Path, old: &str, new: &str, extra: &[&str]) -> Output {
 fn breaking_additive_and_text_changes_and_the_declared_bump() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let old = valid();
+    let old = valid_contract();
     assert!(old.contains("version: 0.2.0\n"), "the fixture is 0.x");
 
     // Text only, patch bump: enough.
@@ -137,7 +126,7 @@ fn breaking_additive_and_text_changes_and_the_declared_bump() {
 fn hostile_inputs_are_errors_not_panics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let old = valid();
+    let old = valid_contract();
     for bad in [
         "\u{0}\u{ff}\u{fe} not yaml: [".to_string(),
         "contract: demo-v1\nversion: banana\n".to_string(),

@@ -24,28 +24,15 @@ fn git(dir: &Path, args: &[&str]) {
     );
 }
 
-fn pv(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pv"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run pv")
-}
-
-fn valid() -> String {
-    std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/valid/demo-v1.yaml"),
-    )
-    .expect("fixture")
-}
+mod common;
+use common::{pv, valid_contract};
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     git(d, &["init", "-q"]);
     std::fs::create_dir(d.join("contracts")).expect("mkdir");
-    std::fs::write(d.join("contracts/demo-v1.yaml"), valid()).expect("write");
+    std::fs::write(d.join("contracts/demo-v1.yaml"), valid_contract()).expect("write");
     git(d, &["add", "."]);
     git(d, &["commit", "-q", "-m", "first"]);
     dir
@@ -73,7 +60,7 @@ fn unchanged_and_properly_amended_contracts_pass() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let text = valid()
+    let text = valid_contract()
         .replace("title: Demo contract", "title: Demo contract, renamed")
         .replace("version: 0.2.0\ntitle", "version: 0.3.0\ntitle")
         + ENTRY;
@@ -93,7 +80,7 @@ fn change_without_version_bump_is_pv040() {
     let d = r.path();
     std::fs::write(
         d.join("contracts/demo-v1.yaml"),
-        valid().replace("threshold: 100.5", "threshold: 90"),
+        valid_contract().replace("threshold: 100.5", "threshold: 90"),
     )
     .expect("write");
     let o = pv(&["validate"], d);
@@ -108,7 +95,7 @@ fn change_without_version_bump_is_pv040() {
 fn edited_amendment_is_pv041() {
     let r = repo();
     let d = r.path();
-    let text = valid()
+    let text = valid_contract()
         .replace(
             "summary: First version.",
             "summary: First version, reworded.",
@@ -126,7 +113,7 @@ fn edited_amendment_is_pv041() {
 fn deleted_falsifier_is_pv042() {
     let r = repo();
     let d = r.path();
-    let old = valid();
+    let old = valid_contract();
     let start = old
         .find("  - id: FALSIFY-DEMO-FAST-001")
         .expect("falsifier");
@@ -154,7 +141,7 @@ fn deleted_falsifier_is_pv042() {
 fn deleted_contract_file_is_pv042() {
     let r = repo();
     let d = r.path();
-    let other = valid()
+    let other = valid_contract()
         .replace("demo-v1", "other-v1")
         .replace("-DEMO-", "-OTHER-");
     std::fs::write(d.join("contracts/other-v1.yaml"), other).expect("write");
@@ -179,7 +166,7 @@ fn unknown_revision_is_a_usage_error_and_no_repo_is_a_note() {
     );
 
     let plain = tempfile::tempdir().expect("tempdir");
-    std::fs::write(plain.path().join("demo-v1.yaml"), valid()).expect("write");
+    std::fs::write(plain.path().join("demo-v1.yaml"), valid_contract()).expect("write");
     let o = pv(&["validate", "."], plain.path());
     let err = String::from_utf8_lossy(&o.stderr);
     // A temporary directory may itself sit inside a repository; only check outside one.
