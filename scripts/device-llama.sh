@@ -82,7 +82,7 @@ bench)
     "$bin" -m "$file" -ngl 99 -p 512 -n 128 -d 0,512 -r 3 -fa 0,1 -o json >"$json"
     ;;
 *)
-    sed -n 2,19p "$0" >&2
+    sed -n 2,20p "$0" >&2
     exit 2
     ;;
 esac
