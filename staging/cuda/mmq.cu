@@ -1,0 +1,477 @@
+// STAGED, NOT IN THE ENGINE. Prefill products with integer weight operands on the tensor cores,
+// written in a session that had no GPU (see staging/README.md). Compiled today only by the
+// SIMT emulator (staging/emu, `cargo test -p kernel-emu`) and by NVRTC + ptxas as a build check.
+//
+// Why: the engine's matmat_tc (engine/src/cuda/kernels.cu) dequantizes every weight to f32 and
+// splits both operands into f16 hi + lo parts in every block, then runs three products
+// (Wh xh + Wh xl + Wl xh). On the H200 it took 134 of the 162 ms of a 512-token prefill, about
+// 10% of what the tensor cores can do. Counting instructions, the per-block conversions (f32 <->
+// f16 and int -> float, 3-4 per element of both tiles) are the likely limit: conversions issue at
+// a fraction of the FMA rate. This kernel removes them from the inner loop:
+//   - Weights enter the product as their integer quants q, exact in f16 (Q4_K 0..15, Q5_K 0..31,
+//     Q6_K -32..31, Q8_0 -128..127), made with bit operations only (0x6400 | q is the f16 of
+//     1024 + q; one packed f16 subtraction removes the 1024 and the qtype's offset).
+//   - The activations are split into f16 hi + lo once per product input (split_act), not once
+//     per block: the q/k/v products share one split, as do gate and up.
+//   - Per 16 or 32 weights the block's scale and min are applied in f32 after the product:
+//     sum_k (s q_k - m) x_k = s (q . x) - m sum_k x_k, with sum_k x_k from split_act.
+//   - Two products per step (q xh + q xl) instead of three, both exact up to the f32
+//     accumulation: no weight rounding at all (the engine's kernel rounds s q - m to f16 hi + lo).
+//   - Double-buffered: the next K tile's weights (registers) and activations (cp.async) are in
+//     flight while the tensor cores work on the current one.
+// Tile: 64 weight rows x 32 pairs (tokens), K in steps of 128; 4 warps, each 32 rows x 16 pairs.
+// 32 pairs because a 512-token prefill gives each of 128 experts 32 pairs on average.
+
+#ifndef PV_KERNELS_PRELUDE
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+#define QT_Q8_0 8
+#define QT_Q4_K 12
+#define QT_Q5_K 13
+#define QT_Q6_K 14
+#endif
+
+#define MQ_BM 64
+#define MQ_BN 32
+#define MQ_BK 128
+#define MQ_LD (MQ_BK + 8)  // halves per shared row: +8 keeps the fragment loads conflict-free
+#define MQ_NG (MQ_BK / 16)  // 16-element groups per K tile
+#define MQ_SCS (MQ_NG + 1)  // scale row stride (floats): odd, so 8 rows hit 8 banks
+
+// One pipeline stage in shared memory. Every member's offset is a multiple of 16 bytes.
+struct MqStage {
+    u16 a[MQ_BM * MQ_LD];    // integer quants as f16, row-major
+    u16 bh[MQ_BN * MQ_LD];   // activations, f16 hi part, one row per pair
+    u16 bl[MQ_BN * MQ_LD];   // activations, f16 lo part
+    float sc[MQ_BM * MQ_SCS];  // per (row, 16-group): scale s
+    float mn[MQ_BM * MQ_SCS];  // per (row, 16-group): min m (0 for Q6_K, Q8_0)
+    float xs[MQ_BN * MQ_NG];   // per (pair, 16-group): sum of the activations
+};
+#define MQ_SMEM_BYTES (2 * (int)sizeof(MqStage))
+
+// ---------------------------------------------------------------------------------------------
+// The few instructions the emulator replaces (PV_EMU: staging/emu/simt.h provides emu_*).
+// ---------------------------------------------------------------------------------------------
+#ifdef PV_EMU
+#define MQ_DYN_SMEM(T, name) T* name = (T*)emu_dyn_smem()
+__device__ __forceinline__ float mq_h2f(u16 h) { return emu_h2f(h); }
+__device__ __forceinline__ u32 mq_pack_h2(float a, float b) { return emu_pack_h2(a, b); }
+__device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) { return emu_hsub2(a, b); }
+__device__ __forceinline__ void mq_mma(float* c, const u32* a, const u32* b) { emu_mma16816(c, a, b); }
+__device__ __forceinline__ void mq_cp16(void* dst, const void* src) { emu_cp_async16(dst, src); }
+__device__ __forceinline__ void mq_cp_commit() {}
+__device__ __forceinline__ void mq_cp_wait_all() { emu_cp_async_wait_all(); }
+__device__ __forceinline__ void mq_pdl_begin() {}
+#else
+#define MQ_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
+__device__ __forceinline__ float mq_h2f(u16 h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ u32 mq_pack_h2(float a, float b) {
+    u32 r;
+    asm("{ .reg .f16 lo, hi;\n cvt.rn.f16.f32 lo, %1;\n cvt.rn.f16.f32 hi, %2;\n mov.b32 %0, {lo, hi}; }"
+        : "=r"(r) : "f"(a), "f"(b));
+    return r;
+}
+__device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) {
+    u32 r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+__device__ __forceinline__ void mq_mma(float* c, const u32* a, const u32* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
+    u32 s;
+    asm("{ .reg .u64 a;\n cvta.to.shared.u64 a, %1;\n cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(src) : "memory");
+}
+__device__ __forceinline__ void mq_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+__device__ __forceinline__ void mq_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+__device__ __forceinline__ void mq_pdl_begin() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+#endif
+
+// ---------------------------------------------------------------------------------------------
+// split_act: Xh, Xl (f16, row stride K) with Xh + Xl = X to about 2^-22 relative, and Xs, the
+// sum of each 16 consecutive elements (K / 16 per row, f32). grid.x = rows. K % 16 == 0.
+// ---------------------------------------------------------------------------------------------
+extern "C" __global__ void split_act(const float* X, int x_stride, int K, int rows, u16* Xh,
+                                     u16* Xl, float* Xs) {
+    mq_pdl_begin();
+    int r = blockIdx.x;
+    if (r >= rows) return;
+    const float4* x4 = (const float4*)(X + (i64)r * x_stride);
+    for (int g = threadIdx.x; g < K / 16; g += blockDim.x) {
+        float v[16];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float4 t = x4[4 * g + i];
+            v[4 * i] = t.x; v[4 * i + 1] = t.y; v[4 * i + 2] = t.z; v[4 * i + 3] = t.w;
+        }
+        u32 hi[8], lo[8];
+        float s = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            hi[i] = mq_pack_h2(v[2 * i], v[2 * i + 1]);
+            float a = mq_h2f((u16)(hi[i] & 0xFFFF)), b = mq_h2f((u16)(hi[i] >> 16));
+            lo[i] = mq_pack_h2(v[2 * i] - a, v[2 * i + 1] - b);
+            s += v[2 * i] + v[2 * i + 1];
+        }
+        uint4* dh = (uint4*)(Xh + (i64)r * K + 16 * g);
+        uint4* dl = (uint4*)(Xl + (i64)r * K + 16 * g);
+        dh[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
+        dh[1] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
+        dl[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
+        dl[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
+        Xs[(i64)r * (K / 16) + g] = s;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight tiles. Thread (rr = tid / 2, hh = tid % 2) owns the 64 weights e0 .. e0 + 63 of its row,
+// e0 = k0 + 64 hh. mq_load_raw issues the loads (raw bytes into registers, nothing decoded, so
+// the loads stay in flight across the compute that follows); mq_store_a decodes them into the
+// stage: 64 f16 quants and 4 (scale, min) pairs, one per 16-group.
+// ---------------------------------------------------------------------------------------------
+struct MqRaw {
+    u32 w[32];
+};
+
+__device__ __forceinline__ void mq_ld16(const u8* p, u32* w) {
+    uint4 v = *(const uint4*)p;
+    w[0] = v.x; w[1] = v.y; w[2] = v.z; w[3] = v.w;
+}
+
+template <int QT>
+__device__ __forceinline__ void mq_load_raw(const u8* __restrict__ row, int e0, MqRaw& R) {
+    if (QT == QT_Q4_K) {  // header (d, dmin, scales[12]) + the 32 quant bytes of chunk j
+        const u8* blk = row + (i64)(e0 / 256) * 144;
+        int j = (e0 % 256) / 64;
+        mq_ld16(blk, R.w);
+        mq_ld16(blk + 16 + 32 * j, R.w + 4);
+        mq_ld16(blk + 32 + 32 * j, R.w + 8);
+    } else if (QT == QT_Q5_K) {  // + qh[32]
+        const u8* blk = row + (i64)(e0 / 256) * 176;
+        int j = (e0 % 256) / 64;
+        mq_ld16(blk, R.w);
+        mq_ld16(blk + 16, R.w + 4);
+        mq_ld16(blk + 32, R.w + 8);
+        mq_ld16(blk + 48 + 32 * j, R.w + 12);
+        mq_ld16(blk + 64 + 32 * j, R.w + 16);
+    } else if (QT == QT_Q6_K) {  // repacked 224-byte block: ql[64] and qh[32] of half nh, scales, d
+        const u8* blk = row + (i64)(e0 / 256) * 224;
+        int nh = (e0 % 256) / 128;
+#pragma unroll
+        for (int i = 0; i < 4; i++) mq_ld16(blk + 64 * nh + 16 * i, R.w + 4 * i);
+        mq_ld16(blk + 128 + 32 * nh, R.w + 16);
+        mq_ld16(blk + 144 + 32 * nh, R.w + 20);
+        mq_ld16(blk + 192, R.w + 24);
+        mq_ld16(blk + 208, R.w + 28);
+    } else {  // Q8_0 repacked 36-byte blocks (4-byte aligned): d + pad, qs[32]; two blocks
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const u32* p = (const u32*)(row + (i64)(e0 / 32 + h) * 36);
+#pragma unroll
+            for (int i = 0; i < 9; i++) R.w[9 * h + i] = p[i];
+        }
+    }
+}
+
+// Byte i (0..11) of the three words y, z, w (the Q4_K / Q5_K scales), without indexing an array.
+__device__ __forceinline__ u32 mq_byte3(u32 y, u32 z, u32 w, int i) {
+    u32 v = i < 4 ? y : (i < 8 ? z : w);
+    return (v >> (8 * (i & 3))) & 0xFF;
+}
+
+// The 6-bit scale and min of sub-block s (0..7) of a Q4_K / Q5_K block (scales in y, z, w).
+__device__ __forceinline__ void mq_scale_min(u32 y, u32 z, u32 w, int s, float& sc, float& m) {
+    if (s < 4) {
+        sc = (float)(mq_byte3(y, z, w, s) & 63);
+        m = (float)(mq_byte3(y, z, w, s + 4) & 63);
+    } else {
+        u32 b = mq_byte3(y, z, w, s + 4);
+        sc = (float)((b & 0xF) | ((mq_byte3(y, z, w, s - 4) >> 6) << 4));
+        m = (float)((b >> 4) | ((mq_byte3(y, z, w, s) >> 6) << 4));
+    }
+}
+
+// Two adjacent 4-bit fields as the two halves of a packed pair (bits 0-3 and 16-19): the low
+// nibbles of bytes 0 and 1 / 2 and 3, or the high nibbles.
+__device__ __forceinline__ u32 mq_lo01(u32 w) { return (w & 0xFu) | ((w & 0xF00u) << 8); }
+__device__ __forceinline__ u32 mq_lo23(u32 w) { return ((w >> 16) & 0xFu) | ((w >> 8) & 0xF0000u); }
+__device__ __forceinline__ u32 mq_hi01(u32 w) { return ((w >> 4) & 0xFu) | ((w << 4) & 0xF0000u); }
+__device__ __forceinline__ u32 mq_hi23(u32 w) { return ((w >> 20) & 0xFu) | ((w >> 12) & 0xF0000u); }
+// Bit masks f (bits 0.. of each byte) moved to bit 4 (and 20) of a packed pair: bytes 0, 1 / 2, 3.
+__device__ __forceinline__ u32 mq_bits01(u32 f) { return ((f & 0x3u) << 4) | ((f & 0x300u) << 12); }
+__device__ __forceinline__ u32 mq_bits23(u32 f) { return ((f >> 12) & 0x30u) | ((f >> 4) & 0x300000u); }
+// Packed pair of integers v (0 <= v < 1024 in each half) -> f16 pair of v - bias: 0x6400 | v is
+// the f16 of 1024 + v, and `off2` holds the f16 of 1024 + bias in both halves.
+__device__ __forceinline__ u32 mq_int_h2(u32 v2, u32 off2) { return mq_hsub2(v2 | 0x64006400u, off2); }
+
+template <int QT>
+__device__ __forceinline__ void mq_store_a(const MqRaw& R, int e0, u16* arow, float* sc, float* mn) {
+    u32* au = (u32*)arow;  // 32 pairs: columns 0..63 of this thread's part of the row
+    if (QT == QT_Q4_K || QT == QT_Q5_K) {
+        int j = (e0 % 256) / 64;
+        float d = mq_h2f((u16)(R.w[0] & 0xFFFF)), dmin = mq_h2f((u16)(R.w[0] >> 16));
+        float s0, m0, s1, m1;
+        mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j, s0, m0);
+        mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j + 1, s1, m1);
+        const u32* q = R.w + (QT == QT_Q4_K ? 4 : 12);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {  // bytes l = 4i .. 4i+3: low nibble -> column l, high -> 32 + l
+            u32 w = q[i];
+            u32 l01 = mq_lo01(w), l23 = mq_lo23(w), h01 = mq_hi01(w), h23 = mq_hi23(w);
+            if (QT == QT_Q5_K) {
+                u32 hw = R.w[4 + i];
+                u32 fl = (hw >> (2 * j)) & 0x01010101u, fh = (hw >> (2 * j + 1)) & 0x01010101u;
+                l01 |= mq_bits01(fl); l23 |= mq_bits23(fl);
+                h01 |= mq_bits01(fh); h23 |= mq_bits23(fh);
+            }
+            au[2 * i] = mq_int_h2(l01, 0x64006400u);
+            au[2 * i + 1] = mq_int_h2(l23, 0x64006400u);
+            au[16 + 2 * i] = mq_int_h2(h01, 0x64006400u);
+            au[16 + 2 * i + 1] = mq_int_h2(h23, 0x64006400u);
+        }
+        sc[0] = sc[1] = d * s0;
+        sc[2] = sc[3] = d * s1;
+        mn[0] = mn[1] = dmin * m0;
+        mn[2] = mn[3] = dmin * m1;
+    } else if (QT == QT_Q6_K) {
+        // element l (0..31) of quarter kk of half nh: low 4 bits from ql[l] (kk even) or
+        // ql[l + 32] (kk odd), the low (kk < 2) or high nibble; 2 high bits (qh[l] >> 2 kk) & 3;
+        // scale sc[l / 16 + 2 kk] (of the half's 8). This thread holds kk = 2 half, 2 half + 1.
+        int nh = (e0 % 256) / 128, half = (e0 % 128) / 64;
+        float d = mq_h2f((u16)(R.w[28] & 0xFFFF));
+#pragma unroll
+        for (int k2 = 0; k2 < 2; k2++) {
+            int kk = 2 * half + k2;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                u32 w = R.w[8 * k2 + i];
+                u32 p01 = half ? mq_hi01(w) : mq_lo01(w);
+                u32 p23 = half ? mq_hi23(w) : mq_lo23(w);
+                u32 f = (R.w[16 + i] >> (2 * kk)) & 0x03030303u;
+                au[16 * k2 + 2 * i] = mq_int_h2(p01 | mq_bits01(f), 0x64206420u);      // q - 32
+                au[16 * k2 + 2 * i + 1] = mq_int_h2(p23 | mq_bits23(f), 0x64206420u);
+            }
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                int bi = 8 * nh + s + 2 * kk;  // byte of scales[16] (R.w[24..27])
+                u32 word = bi < 4 ? R.w[24] : (bi < 8 ? R.w[25] : (bi < 12 ? R.w[26] : R.w[27]));
+                int v = (int)(i8)((word >> (8 * (bi & 3))) & 0xFF);
+                sc[2 * k2 + s] = d * (float)v;
+                mn[2 * k2 + s] = 0.f;
+            }
+        }
+    } else {  // Q8_0: int8 + 128 as an unsigned byte, bias 1152
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float d = mq_h2f((u16)(R.w[9 * h] & 0xFFFF));
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                u32 w = R.w[9 * h + 1 + i] ^ 0x80808080u;
+                u32 p01 = (w & 0xFFu) | ((w & 0xFF00u) << 8);
+                u32 p23 = ((w >> 16) & 0xFFu) | ((w >> 8) & 0xFF0000u);
+                au[16 * h + 2 * i] = mq_int_h2(p01, 0x64806480u);
+                au[16 * h + 2 * i + 1] = mq_int_h2(p23, 0x64806480u);
+            }
+            sc[2 * h] = sc[2 * h + 1] = d;
+            mn[2 * h] = mn[2 * h + 1] = 0.f;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmat_q: Y[p, r] (=|+=) W_e[r, :] . X[p / in_div, :] for the pairs p of a group, with X given
+// as split_act's Xh, Xl, Xs (row index p / in_div, row stride K). Dense: one group (expert 0)
+// holding p = 0 .. n_dense; grouped MoE: blockIdx.z = expert e with pairs list[off[e] ..
+// off[e + 1]). grid = (ceil(rows / 64), ceil(max pairs per group / 32), groups), 128 threads,
+// MQ_SMEM_BYTES of dynamic shared memory. K % 128 == 0.
+// ---------------------------------------------------------------------------------------------
+template <int QT>
+__device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
+                              const u16* Xh, const u16* Xl, const float* Xs, int in_div,
+                              int n_dense, const int* list, const int* off, float* Y,
+                              int y_stride, int mode) {
+    // k16 steps per scale group: Q6_K scales 16 weights, the others 32
+    const int GK = QT == QT_Q6_K ? 1 : 2;
+    const bool HAS_MIN = QT == QT_Q4_K || QT == QT_Q5_K;
+    mq_pdl_begin();
+    MQ_DYN_SMEM(u8, mq_smem);
+    MqStage* stages = (MqStage*)mq_smem;
+    __shared__ int spid[MQ_BN];  // pair id of each tile column
+    __shared__ int sxrow[MQ_BN];  // its activation row, pair / in_div
+    int e = blockIdx.z;
+    int p0 = 0, p1 = n_dense;
+    if (off) {
+        p0 = off[e];
+        p1 = off[e + 1];
+    }
+    int base = p0 + blockIdx.y * MQ_BN;
+    if (base >= p1) return;  // uniform over the block
+    int cnt = min(MQ_BN, p1 - base);
+    int r0 = blockIdx.x * MQ_BM;
+    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    if (tid < MQ_BN) {
+        int idx = base + min(tid, cnt - 1);  // duplicates past the end are computed, not stored
+        int p = list ? list[idx] : idx;
+        spid[tid] = p;
+        sxrow[tid] = p / in_div;
+    }
+    __syncthreads();
+
+    const int rr = tid >> 1, hh = tid & 1;
+    const u8* wrow = W + (i64)e * expert_bytes + (i64)min(r0 + rr, nrows - 1) * row_bytes;
+    const int KG = K / 16;
+    // activations of K tile k0 into stage st: 32 rows x 256 bytes of hi and of lo (8 cp.async of
+    // 16 bytes per thread), and 32 rows x 8 group sums (threads 0..63)
+    auto issue_b = [&](MqStage* st, int k0) {
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            int idx = tid + 128 * c;
+            int pr = idx >> 4, ch = idx & 15;
+            i64 src = (i64)sxrow[pr] * K + k0 + 8 * ch;
+            mq_cp16(st->bh + pr * MQ_LD + 8 * ch, Xh + src);
+            mq_cp16(st->bl + pr * MQ_LD + 8 * ch, Xl + src);
+        }
+        if (tid < 2 * MQ_BN) {
+            int pr = tid >> 1, ch = tid & 1;
+            mq_cp16(st->xs + pr * MQ_NG + 4 * ch, Xs + (i64)sxrow[pr] * KG + k0 / 16 + 4 * ch);
+        }
+        mq_cp_commit();
+    };
+    auto store_a = [&](MqStage* st, const MqRaw& R, int k0) {
+        mq_store_a<QT>(R, k0 + 64 * hh, st->a + rr * MQ_LD + 64 * hh, st->sc + rr * MQ_SCS + 4 * hh,
+                       st->mn + rr * MQ_SCS + 4 * hh);
+    };
+
+    float acc[2][2][4];
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int b = 0; b < 2; b++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) acc[a][b][i] = 0.f;
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 16;  // warp tile origin (rows, pairs)
+    const int g = lane >> 2, cq = lane & 3;
+
+    MqRaw R;
+    issue_b(&stages[0], 0);
+    mq_load_raw<QT>(wrow, 64 * hh, R);
+    store_a(&stages[0], R, 0);
+    mq_cp_wait_all();
+    __syncthreads();
+    const int nk = K / MQ_BK;
+    for (int kt = 0; kt < nk; kt++) {
+        MqStage* cur = &stages[kt & 1];
+        MqStage* nxt = &stages[(kt + 1) & 1];
+        const bool more = kt + 1 < nk;
+        if (more) {  // the next tile's loads fly while this one is computed
+            issue_b(nxt, (kt + 1) * MQ_BK);
+            mq_load_raw<QT>(wrow, (kt + 1) * MQ_BK + 64 * hh, R);
+        }
+#pragma unroll
+        for (int gk = 0; gk < MQ_NG; gk += GK) {
+            float sub[2][2][4];
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int b = 0; b < 2; b++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) sub[a][b][i] = 0.f;
+#pragma unroll
+            for (int s = 0; s < GK; s++) {
+                int kk = 16 * (gk + s);
+                u32 af[2][4], bh[2][2], bl[2][2];
+#pragma unroll
+                for (int a = 0; a < 2; a++) {
+                    int o = (wm + 16 * a + g) * MQ_LD + kk + 2 * cq;
+                    af[a][0] = *(const u32*)(cur->a + o);
+                    af[a][1] = *(const u32*)(cur->a + o + 8 * MQ_LD);
+                    af[a][2] = *(const u32*)(cur->a + o + 8);
+                    af[a][3] = *(const u32*)(cur->a + o + 8 * MQ_LD + 8);
+                }
+#pragma unroll
+                for (int b = 0; b < 2; b++) {
+                    int o = (wn + 8 * b + g) * MQ_LD + kk + 2 * cq;
+                    bh[b][0] = *(const u32*)(cur->bh + o);
+                    bh[b][1] = *(const u32*)(cur->bh + o + 8);
+                    bl[b][0] = *(const u32*)(cur->bl + o);
+                    bl[b][1] = *(const u32*)(cur->bl + o + 8);
+                }
+#pragma unroll
+                for (int a = 0; a < 2; a++)
+#pragma unroll
+                    for (int b = 0; b < 2; b++) {
+                        mq_mma(sub[a][b], af[a], bl[b]);
+                        mq_mma(sub[a][b], af[a], bh[b]);
+                    }
+            }
+            // c0, c1: (row g, pairs 2cq, 2cq + 1); c2, c3: (row g + 8, same pairs)
+#pragma unroll
+            for (int a = 0; a < 2; a++)
+#pragma unroll
+                for (int b = 0; b < 2; b++)
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        int rl = wm + 16 * a + g + ((i & 2) ? 8 : 0);
+                        float v = cur->sc[rl * MQ_SCS + gk] * sub[a][b][i];
+                        if (HAS_MIN) {
+                            int pl = wn + 8 * b + 2 * cq + (i & 1);
+                            float xsum = cur->xs[pl * MQ_NG + gk];
+                            if (GK == 2) xsum += cur->xs[pl * MQ_NG + gk + 1];
+                            v -= cur->mn[rl * MQ_SCS + gk] * xsum;
+                        }
+                        acc[a][b][i] += v;
+                    }
+        }
+        if (more) {
+            store_a(nxt, R, (kt + 1) * MQ_BK);
+            mq_cp_wait_all();
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int a = 0; a < 2; a++)
+#pragma unroll
+        for (int b = 0; b < 2; b++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                int r = r0 + wm + 16 * a + g + ((i & 2) ? 8 : 0);
+                int pl = wn + 8 * b + 2 * cq + (i & 1);
+                if (r < nrows && pl < cnt) {
+                    float* dst = Y + (i64)spid[pl] * y_stride + r;
+                    if (mode) *dst += acc[a][b][i];
+                    else *dst = acc[a][b][i];
+                }
+            }
+}
+
+#define MQ_ENTRY(NAME, QT)                                                                        \
+    extern "C" __global__ void __launch_bounds__(128) matmat_q_##NAME(                            \
+        const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K, const u16* Xh,            \
+        const u16* Xl, const float* Xs, int in_div, int n_dense, const int* list, const int* off, \
+        float* Y, int y_stride, int mode) {                                                       \
+        matmat_q_impl<QT>(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xs, in_div, n_dense,      \
+                          list, off, Y, y_stride, mode);                                          \
+    }
+
+MQ_ENTRY(q4_k, QT_Q4_K)
+MQ_ENTRY(q5_k, QT_Q5_K)
+MQ_ENTRY(q6_k, QT_Q6_K)
+MQ_ENTRY(q8_0, QT_Q8_0)

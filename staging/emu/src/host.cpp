@@ -1,0 +1,35 @@
+// C entry points of the emulated staged kernels, called from Rust (src/lib.rs).
+#include "../simt.h"
+
+#define PV_EMU 1
+#include "../../cuda/mmq.cu"
+
+extern "C" int emu_split_act(const float* X, int x_stride, int K, int rows, u16* Xh, u16* Xl,
+                             float* Xs) {
+    emu::launch({(unsigned)rows, 1, 1}, {64, 1, 1}, 0,
+                [&] { split_act(X, x_stride, K, rows, Xh, Xl, Xs); });
+    return 0;
+}
+
+extern "C" int emu_matmat_q(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, int nrows,
+                            int K, const u16* Xh, const u16* Xl, const float* Xs, int in_div,
+                            int n_dense, const int* list, const int* off, int groups,
+                            int max_pairs, float* Y, int y_stride, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + MQ_BM - 1) / MQ_BM), (unsigned)((max_pairs + MQ_BN - 1) / MQ_BN),
+                  (unsigned)groups};
+    emu_dim3 block{128, 1, 1};
+#define MQ_CALL(NAME)                                                                          \
+    emu::launch(grid, block, MQ_SMEM_BYTES, [&] {                                              \
+        matmat_q_##NAME(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xs, in_div, n_dense, list, \
+                        off, Y, y_stride, mode);                                               \
+    })
+    switch (qt) {
+        case QT_Q4_K: MQ_CALL(q4_k); return 0;
+        case QT_Q5_K: MQ_CALL(q5_k); return 0;
+        case QT_Q6_K: MQ_CALL(q6_k); return 0;
+        case QT_Q8_0: MQ_CALL(q8_0); return 0;
+        default: return 1;
+    }
+}
+
+extern "C" int emu_mq_smem_bytes() { return MQ_SMEM_BYTES; }

@@ -1,0 +1,317 @@
+//! The staged CUDA kernels of `staging/cuda/` run on the CPU by a SIMT emulator (`simt.h`), so
+//! that what they compute can be tested on a machine without a GPU (CI, or a session that has no
+//! device). One `std::thread` per CUDA thread, blocks one after another; the replaced instructions
+//! (mma.sync, cp.async, f16 conversions) follow the PTX ISA. This checks the kernels' logic, not
+//! their speed, and not the hardware's rounding in the last bits.
+//!
+//! The wrappers check every length against the launch geometry before calling into C++, and
+//! return [`EmuError`] rather than let the kernel read or write out of bounds.
+
+use engine::cuda::GpuQType;
+
+/// A launch whose buffers do not match its geometry.
+#[derive(Debug, thiserror::Error)]
+pub enum EmuError {
+    #[error("{0}")]
+    Geometry(String),
+    #[error("qtype {0} has no staged matmat_q kernel (Q4_K, Q5_K, Q6_K and Q8_0 do)")]
+    QType(&'static str),
+}
+
+fn need(ok: bool, what: impl FnOnce() -> String) -> Result<(), EmuError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(EmuError::Geometry(what()))
+    }
+}
+
+mod ffi {
+    extern "C" {
+        pub fn emu_split_act(
+            x: *const f32,
+            x_stride: i32,
+            k: i32,
+            rows: i32,
+            xh: *mut u16,
+            xl: *mut u16,
+            xs: *mut f32,
+        ) -> i32;
+        pub fn emu_matmat_q(
+            qt: i32,
+            w: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            xh: *const u16,
+            xl: *const u16,
+            xs: *const f32,
+            in_div: i32,
+            n_dense: i32,
+            list: *const i32,
+            off: *const i32,
+            groups: i32,
+            max_pairs: i32,
+            y: *mut f32,
+            y_stride: i32,
+            mode: i32,
+        ) -> i32;
+        pub fn emu_mq_smem_bytes() -> i32;
+    }
+}
+
+/// 16-byte aligned storage: the kernels load and store 16 bytes at a time (uint4, float4), which
+/// on the device is safe because every allocation is 256-byte aligned, and on the CPU needs the
+/// same alignment (the compiler emits aligned vector instructions for those types).
+#[repr(C, align(16))]
+#[derive(Clone, Copy)]
+struct Chunk([u8; 16]);
+
+struct Aligned(Vec<Chunk>);
+
+impl Aligned {
+    fn zeroed(bytes: usize) -> Self {
+        Aligned(vec![Chunk([0; 16]); bytes.div_ceil(16)])
+    }
+    fn from_bytes(b: &[u8]) -> Self {
+        let mut a = Self::zeroed(b.len());
+        a.bytes_mut()[..b.len()].copy_from_slice(b);
+        a
+    }
+    fn from_f32(v: &[f32]) -> Self {
+        let mut a = Self::zeroed(4 * v.len());
+        for (d, s) in a.bytes_mut().chunks_exact_mut(4).zip(v) {
+            d.copy_from_slice(&s.to_ne_bytes());
+        }
+        a
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: Chunk is 16 plain bytes; the Vec's buffer is len * 16 initialised bytes.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr() as *mut u8, self.0.len() * 16) }
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: as in bytes_mut.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr() as *const u8, self.0.len() * 16) }
+    }
+    fn ptr<T>(&self) -> *const T {
+        self.0.as_ptr() as *const T
+    }
+    fn mut_ptr<T>(&mut self) -> *mut T {
+        self.0.as_mut_ptr() as *mut T
+    }
+    fn to_u16(&self, n: usize) -> Vec<u16> {
+        self.bytes()[..2 * n]
+            .chunks_exact(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+            .collect()
+    }
+    fn to_f32(&self, n: usize) -> Vec<f32> {
+        self.bytes()[..4 * n]
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+}
+
+/// Dynamic shared memory one matmat_q block asks for (two pipeline stages).
+pub fn mq_smem_bytes() -> usize {
+    // SAFETY: a constant, no arguments.
+    unsafe { ffi::emu_mq_smem_bytes() as usize }
+}
+
+/// split_act's output: f16 hi and lo parts (row stride k) and the sums of 16-element groups.
+#[derive(Clone, Debug)]
+pub struct SplitAct {
+    pub rows: usize,
+    pub k: usize,
+    pub hi: Vec<u16>,
+    pub lo: Vec<u16>,
+    pub sums: Vec<f32>,
+}
+
+/// Run split_act over `rows` rows of `x` (row stride `x_stride`, `k` used columns).
+pub fn split_act(x: &[f32], x_stride: usize, k: usize, rows: usize) -> Result<SplitAct, EmuError> {
+    need(k % 16 == 0 && k > 0, || {
+        format!("k = {k} is not a positive multiple of 16")
+    })?;
+    need(x_stride >= k && x_stride % 4 == 0, || {
+        format!("x_stride = {x_stride} must be >= k and a multiple of 4")
+    })?;
+    need(rows > 0 && x.len() >= (rows - 1) * x_stride + k, || {
+        format!(
+            "x holds {} floats, {rows} rows of stride {x_stride} need more",
+            x.len()
+        )
+    })?;
+    let xa = Aligned::from_f32(x);
+    let mut hi = Aligned::zeroed(2 * rows * k);
+    let mut lo = Aligned::zeroed(2 * rows * k);
+    let mut sums = Aligned::zeroed(4 * rows * k / 16);
+    // SAFETY: the lengths were checked above against what the kernel touches: row r reads
+    // x[r * x_stride .. + k] and writes hi/lo[r * k .. + k], sums[r * k / 16 .. + k / 16]; every
+    // buffer is 16-byte aligned (Aligned) like a device allocation.
+    unsafe {
+        ffi::emu_split_act(
+            xa.ptr(),
+            x_stride as i32,
+            k as i32,
+            rows as i32,
+            hi.mut_ptr(),
+            lo.mut_ptr(),
+            sums.mut_ptr(),
+        );
+    }
+    Ok(SplitAct {
+        rows,
+        k,
+        hi: hi.to_u16(rows * k),
+        lo: lo.to_u16(rows * k),
+        sums: sums.to_f32(rows * k / 16),
+    })
+}
+
+/// Which pairs a matmat_q launch multiplies.
+#[derive(Clone, Copy, Debug)]
+pub enum Pairs<'a> {
+    /// One group (expert 0) holding pairs 0 .. n.
+    Dense(usize),
+    /// Grouped MoE: group e holds pairs `list[off[e] .. off[e + 1]]`; `max_pairs` bounds every
+    /// group's size (grid.y).
+    Grouped {
+        list: &'a [i32],
+        off: &'a [i32],
+        max_pairs: usize,
+    },
+}
+
+/// A weight matrix (one or more experts) in the device layout (`repack_for_device`).
+#[derive(Clone, Copy, Debug)]
+pub struct Weights<'a> {
+    pub qt: GpuQType,
+    pub bytes: &'a [u8],
+    pub rows: usize,
+    pub k: usize,
+    pub experts: usize,
+}
+
+/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as the staged matmat_q kernel computes it.
+pub fn matmat_q(
+    w: Weights<'_>,
+    x: &SplitAct,
+    in_div: usize,
+    pairs: Pairs<'_>,
+    y: &mut [f32],
+    y_stride: usize,
+    add: bool,
+) -> Result<(), EmuError> {
+    let qt_id = match w.qt {
+        GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K | GpuQType::Q8_0 => w.qt.ggml_id() as i32,
+        other => return Err(EmuError::QType(other.name())),
+    };
+    let row_bytes = w.qt.device_row_bytes(w.k);
+    let expert_bytes = row_bytes * w.rows;
+    need(w.k % 128 == 0 && w.k % w.qt.row_multiple() == 0, || {
+        format!(
+            "k = {} must be a multiple of 128 and of {}",
+            w.k,
+            w.qt.row_multiple()
+        )
+    })?;
+    need(w.bytes.len() == expert_bytes * w.experts, || {
+        format!(
+            "weights hold {} bytes, {} experts x {} rows x {row_bytes} need {}",
+            w.bytes.len(),
+            w.experts,
+            w.rows,
+            expert_bytes * w.experts
+        )
+    })?;
+    need(x.k == w.k, || {
+        format!("activations have k = {}, weights {}", x.k, w.k)
+    })?;
+    need(in_div > 0 && y_stride >= w.rows, || {
+        format!("in_div = {in_div} must be > 0, y_stride = {y_stride} >= rows")
+    })?;
+    let (n_dense, list, off, groups, max_pairs, n_pairs) = match pairs {
+        Pairs::Dense(n) => (n, std::ptr::null(), std::ptr::null(), 1usize, n, n),
+        Pairs::Grouped {
+            list,
+            off,
+            max_pairs,
+        } => {
+            need(off.len() == w.experts + 1 && off[0] == 0, || {
+                format!("off needs {} entries starting at 0", w.experts + 1)
+            })?;
+            need(off.windows(2).all(|p| p[0] <= p[1]), || {
+                "off must not decrease".to_string()
+            })?;
+            need(off[w.experts] as usize == list.len(), || {
+                "off's last entry must equal list.len()".to_string()
+            })?;
+            need(
+                off.windows(2).all(|p| (p[1] - p[0]) as usize <= max_pairs),
+                || format!("a group holds more than max_pairs = {max_pairs}"),
+            )?;
+            let n = list.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
+            need(list.iter().all(|&p| p >= 0), || "negative pair id".into())?;
+            (0, list.as_ptr(), off.as_ptr(), w.experts, max_pairs, n)
+        }
+    };
+    need(n_pairs == 0 || (n_pairs - 1) / in_div < x.rows, || {
+        format!(
+            "pair {} reads activation row {}, only {} rows",
+            n_pairs - 1,
+            (n_pairs - 1) / in_div,
+            x.rows
+        )
+    })?;
+    need(
+        n_pairs == 0 || y.len() >= (n_pairs - 1) * y_stride + w.rows,
+        || {
+            format!(
+                "y holds {} floats, pair {} needs more",
+                y.len(),
+                n_pairs - 1
+            )
+        },
+    )?;
+    if max_pairs == 0 {
+        return Ok(());
+    }
+    let wa = Aligned::from_bytes(w.bytes);
+    let xh: Vec<u8> = x.hi.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let xl: Vec<u8> = x.lo.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let (xh, xl, xs) = (
+        Aligned::from_bytes(&xh),
+        Aligned::from_bytes(&xl),
+        Aligned::from_f32(&x.sums),
+    );
+    // SAFETY: every pointer's extent was checked above against the launch geometry: the kernel
+    // reads rows < w.rows of each expert < w.experts, activation rows p / in_div < x.rows, and
+    // writes y[p * y_stride + r] for the pairs p it was given and r < w.rows. The inputs it
+    // reads 16 bytes at a time are 16-byte aligned copies (Aligned).
+    let rc = unsafe {
+        ffi::emu_matmat_q(
+            qt_id,
+            wa.ptr(),
+            expert_bytes as i64,
+            row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xh.ptr(),
+            xl.ptr(),
+            xs.ptr(),
+            in_div as i32,
+            n_dense as i32,
+            list,
+            off,
+            groups as i32,
+            max_pairs as i32,
+            y.as_mut_ptr(),
+            y_stride as i32,
+            add as i32,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))
+}
