@@ -6,7 +6,7 @@
 //
 // Model: every CUDA thread of a block is a std::thread; blocks run one after another, so a
 // `__shared__` variable (a function-local static here) has one copy per running block, as on the
-// GPU. __syncthreads is a barrier over the block's threads, warp operations a barrier over the
+// GPU (launches are serialised). __syncthreads is a barrier over the block's threads, warp operations a barrier over the
 // warp's 32. Threads that return early drop out of both barriers, as exited threads do on the
 // GPU. Dynamic shared memory is filled with 0xFF bytes (NaN as f16 and f32) before each block, so
 // a kernel that reads shared memory it never wrote produces NaN instead of a plausible number.
@@ -29,6 +29,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -74,10 +75,15 @@ inline unsigned linear_tid() {
 inline void warp_sync() { ctx->warp_bars[linear_tid() / 32]->arrive_and_wait(); }
 inline WarpScratch& warp() { return ctx->warps[linear_tid() / 32]; }
 
+// Launches run one at a time, whoever calls them (test harnesses call from several threads): the
+// grid geometry and the kernels' __shared__ statics are process-wide.
+inline std::mutex launch_lock;
+
 // Run `kernel` (a callable with no arguments) over grid x block, `smem` bytes of dynamic shared
 // memory per block.
 template <class F>
 void launch(emu_dim3 grid, emu_dim3 block, size_t smem, F kernel) {
+    std::lock_guard<std::mutex> one_at_a_time(launch_lock);
     grid_dim = grid;
     block_dim = block;
     unsigned n = block.x * block.y * block.z;
