@@ -1,6 +1,11 @@
 // Compiles the staged kernels (staging/cuda/*.cu) as C++ for the SIMT emulator (simt.h).
 fn main() {
-    for f in ["src/host.cpp", "simt.h", "../cuda/mmq.cu"] {
+    for f in [
+        "src/host.cpp",
+        "simt.h",
+        "../cuda/mmq.cu",
+        "../cuda/attn_prefill.cu",
+    ] {
         println!("cargo:rerun-if-changed={f}");
     }
     cc::Build::new()

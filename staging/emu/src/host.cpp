@@ -3,6 +3,7 @@
 
 #define PV_EMU 1
 #include "../../cuda/mmq.cu"
+#include "../../cuda/attn_prefill.cu"
 
 extern "C" int emu_split_act(const float* X, int x_stride, int K, int rows, u16* Xh, u16* Xl,
                              float* Xs) {
@@ -33,3 +34,14 @@ extern "C" int emu_matmat_q(int qt, const u8* W, i64 expert_bytes, i64 row_bytes
 }
 
 extern "C" int emu_mq_smem_bytes() { return MQ_SMEM_BYTES; }
+
+extern "C" int emu_attn_prefill(const float* q, const float* kc, const float* vc, float* out,
+                                int pos0, int T, int n_head, int n_head_kv, int hd, float scale) {
+    int G = n_head / n_head_kv;
+    int qt = AP_ROWS / G;
+    emu::launch({(unsigned)n_head_kv, (unsigned)((T + qt - 1) / qt), 1}, {256, 1, 1}, AP_SMEM_BYTES,
+                [&] { attn_prefill(q, kc, vc, out, &pos0, T, n_head, n_head_kv, hd, scale); });
+    return 0;
+}
+
+extern "C" int emu_ap_smem_bytes() { return AP_SMEM_BYTES; }

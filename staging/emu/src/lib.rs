@@ -58,6 +58,19 @@ mod ffi {
             mode: i32,
         ) -> i32;
         pub fn emu_mq_smem_bytes() -> i32;
+        pub fn emu_attn_prefill(
+            q: *const f32,
+            kc: *const f32,
+            vc: *const f32,
+            out: *mut f32,
+            pos0: i32,
+            t: i32,
+            n_head: i32,
+            n_head_kv: i32,
+            hd: i32,
+            scale: f32,
+        ) -> i32;
+        pub fn emu_ap_smem_bytes() -> i32;
     }
 }
 
@@ -314,4 +327,78 @@ pub fn matmat_q(
         )
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))
+}
+
+/// Dynamic shared memory one attn_prefill block asks for.
+pub fn ap_smem_bytes() -> usize {
+    // SAFETY: a constant, no arguments.
+    unsafe { ffi::emu_ap_smem_bytes() as usize }
+}
+
+/// Attention geometry: `n_head` query heads sharing `n_head_kv` KV heads of `hd` dims.
+#[derive(Clone, Copy, Debug)]
+pub struct Heads {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub hd: usize,
+}
+
+/// The staged attn_prefill kernel: causal attention of `t` query tokens at positions pos0 ..
+/// pos0 + t - 1 over the cache rows 0 .. pos0 + t - 1 (kc, vc: rows of n_head_kv * hd floats).
+/// Returns t x (n_head * hd).
+pub fn attn_prefill(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    pos0: usize,
+    t: usize,
+    h: Heads,
+    scale: f32,
+) -> Result<Vec<f32>, EmuError> {
+    need(h.n_head_kv > 0 && h.n_head % h.n_head_kv == 0, || {
+        format!(
+            "{} query heads do not share {} KV heads evenly",
+            h.n_head, h.n_head_kv
+        )
+    })?;
+    let g = h.n_head / h.n_head_kv;
+    need(64 % g == 0, || {
+        format!("64 query rows per block need G | 64, G = {g}")
+    })?;
+    need(h.hd % 32 == 0 && h.hd > 0 && h.hd <= 128, || {
+        format!("hd = {} must be a multiple of 32, at most 128", h.hd)
+    })?;
+    let q_dim = h.n_head * h.hd;
+    let kv_dim = h.n_head_kv * h.hd;
+    need(t > 0 && q.len() == t * q_dim, || {
+        format!("q holds {} floats, {t} tokens need {}", q.len(), t * q_dim)
+    })?;
+    let keys = pos0 + t;
+    need(
+        kc.len() >= keys * kv_dim && vc.len() >= keys * kv_dim,
+        || format!("the caches need {keys} rows of {kv_dim}"),
+    )?;
+    let (qa, ka, va) = (
+        Aligned::from_f32(q),
+        Aligned::from_f32(kc),
+        Aligned::from_f32(vc),
+    );
+    let mut out = Aligned::zeroed(4 * t * q_dim);
+    // SAFETY: the kernel reads q[.. t * q_dim], cache rows < pos0 + t and writes out[.. t *
+    // q_dim], all checked above; every buffer is a 16-byte aligned copy.
+    unsafe {
+        ffi::emu_attn_prefill(
+            qa.ptr(),
+            ka.ptr(),
+            va.ptr(),
+            out.mut_ptr(),
+            pos0 as i32,
+            t as i32,
+            h.n_head as i32,
+            h.n_head_kv as i32,
+            h.hd as i32,
+            scale,
+        );
+    }
+    Ok(out.to_f32(t * q_dim))
 }
