@@ -23,6 +23,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -132,13 +133,22 @@ void launch(emu_dim3 grid, emu_dim3 block, size_t smem, F kernel) {
 #define __launch_bounds__(...)
 
 inline void __syncthreads() { emu::ctx->block_bar->arrive_and_wait(); }
+inline void __syncwarp() { emu::warp_sync(); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
-inline float __shfl_xor_sync(unsigned, float v, int o) {
+// Warp shuffle of a 4-byte value (float or int), through the warp's scratch.
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int o) {
+    static_assert(sizeof(T) == 4, "4-byte shuffles only");
     auto& w = emu::warp();
     unsigned lane = emu::linear_tid() & 31;
-    w.v[lane] = v;
+    std::memcpy(&w.v[lane], &v, 4);
     emu::warp_sync();
-    float r = w.v[lane ^ (unsigned)o];
+    T r;
+    std::memcpy(&r, &w.v[(lane ^ (unsigned)o) & 31], 4);
     emu::warp_sync();
     return r;
 }

@@ -2,6 +2,10 @@
 #include "../simt.h"
 
 #define PV_EMU 1
+// The engine's kernels.cu with its inline PTX replaced (build.rs), then the staged kernels,
+// which reuse its types (PV_KERNELS_PRELUDE), as they will in the engine.
+#include "kernels_emu.cu"
+#define PV_KERNELS_PRELUDE
 #include "../../cuda/mmq.cu"
 #include "../../cuda/attn_prefill.cu"
 
@@ -45,3 +49,25 @@ extern "C" int emu_attn_prefill(const float* q, const float* kc, const float* vc
 }
 
 extern "C" int emu_ap_smem_bytes() { return AP_SMEM_BYTES; }
+
+// The engine's prefill product on the tensor cores (kernels.cu), for the emulator's own check:
+// the engine runs it on the GPU, where the parity falsifiers hold it to the CPU forward.
+extern "C" int emu_matmat_tc(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, int nrows,
+                             int K, const float* X, int x_stride, int in_div, int n_dense,
+                             const int* list, const int* off, int groups, int max_pairs, float* Y,
+                             int y_stride, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + TC_BM - 1) / TC_BM), (unsigned)((max_pairs + TC_BN - 1) / TC_BN),
+                  (unsigned)groups};
+#define TC_CALL(NAME)                                                                            \
+    emu::launch(grid, {128, 1, 1}, TC_SMEM_BYTES, [&] {                                          \
+        matmat_tc_##NAME(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list, \
+                         off, Y, y_stride, mode);                                                \
+    })
+    switch (qt) {
+        case QT_Q4_K: TC_CALL(q4_k); return 0;
+        case QT_Q5_K: TC_CALL(q5_k); return 0;
+        case QT_Q6_K: TC_CALL(q6_k); return 0;
+        case QT_Q8_0: TC_CALL(q8_0); return 0;
+        default: return 1;
+    }
+}

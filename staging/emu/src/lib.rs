@@ -58,6 +58,25 @@ mod ffi {
             mode: i32,
         ) -> i32;
         pub fn emu_mq_smem_bytes() -> i32;
+        pub fn emu_matmat_tc(
+            qt: i32,
+            w: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            x: *const f32,
+            x_stride: i32,
+            in_div: i32,
+            n_dense: i32,
+            list: *const i32,
+            off: *const i32,
+            groups: i32,
+            max_pairs: i32,
+            y: *mut f32,
+            y_stride: i32,
+            mode: i32,
+        ) -> i32;
         pub fn emu_attn_prefill(
             q: *const f32,
             kc: *const f32,
@@ -208,16 +227,26 @@ pub struct Weights<'a> {
     pub experts: usize,
 }
 
-/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as the staged matmat_q kernel computes it.
-pub fn matmat_q(
-    w: Weights<'_>,
-    x: &SplitAct,
+/// A launch's pair geometry, checked against its buffers.
+struct Launch {
+    qt_id: i32,
+    row_bytes: usize,
+    expert_bytes: usize,
+    n_dense: usize,
+    list: *const i32,
+    off: *const i32,
+    groups: usize,
+    max_pairs: usize,
+}
+
+fn check_launch(
+    w: &Weights<'_>,
+    x_rows: usize,
     in_div: usize,
     pairs: Pairs<'_>,
-    y: &mut [f32],
+    y: &[f32],
     y_stride: usize,
-    add: bool,
-) -> Result<(), EmuError> {
+) -> Result<Launch, EmuError> {
     let qt_id = match w.qt {
         GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K | GpuQType::Q8_0 => w.qt.ggml_id() as i32,
         other => return Err(EmuError::QType(other.name())),
@@ -239,9 +268,6 @@ pub fn matmat_q(
             w.rows,
             expert_bytes * w.experts
         )
-    })?;
-    need(x.k == w.k, || {
-        format!("activations have k = {}, weights {}", x.k, w.k)
     })?;
     need(in_div > 0 && y_stride >= w.rows, || {
         format!("in_div = {in_div} must be > 0, y_stride = {y_stride} >= rows")
@@ -266,17 +292,16 @@ pub fn matmat_q(
                 off.windows(2).all(|p| (p[1] - p[0]) as usize <= max_pairs),
                 || format!("a group holds more than max_pairs = {max_pairs}"),
             )?;
-            let n = list.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
             need(list.iter().all(|&p| p >= 0), || "negative pair id".into())?;
+            let n = list.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
             (0, list.as_ptr(), off.as_ptr(), w.experts, max_pairs, n)
         }
     };
-    need(n_pairs == 0 || (n_pairs - 1) / in_div < x.rows, || {
+    need(n_pairs == 0 || (n_pairs - 1) / in_div < x_rows, || {
         format!(
-            "pair {} reads activation row {}, only {} rows",
+            "pair {} reads activation row {}, only {x_rows} rows",
             n_pairs - 1,
-            (n_pairs - 1) / in_div,
-            x.rows
+            (n_pairs - 1) / in_div
         )
     })?;
     need(
@@ -289,7 +314,33 @@ pub fn matmat_q(
             )
         },
     )?;
-    if max_pairs == 0 {
+    Ok(Launch {
+        qt_id,
+        row_bytes,
+        expert_bytes,
+        n_dense,
+        list,
+        off,
+        groups,
+        max_pairs,
+    })
+}
+
+/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as the staged matmat_q kernel computes it.
+pub fn matmat_q(
+    w: Weights<'_>,
+    x: &SplitAct,
+    in_div: usize,
+    pairs: Pairs<'_>,
+    y: &mut [f32],
+    y_stride: usize,
+    add: bool,
+) -> Result<(), EmuError> {
+    need(x.k == w.k, || {
+        format!("activations have k = {}, weights {}", x.k, w.k)
+    })?;
+    let l = check_launch(&w, x.rows, in_div, pairs, y, y_stride)?;
+    if l.max_pairs == 0 {
         return Ok(());
     }
     let wa = Aligned::from_bytes(w.bytes);
@@ -300,27 +351,77 @@ pub fn matmat_q(
         Aligned::from_bytes(&xl),
         Aligned::from_f32(&x.sums),
     );
-    // SAFETY: every pointer's extent was checked above against the launch geometry: the kernel
-    // reads rows < w.rows of each expert < w.experts, activation rows p / in_div < x.rows, and
-    // writes y[p * y_stride + r] for the pairs p it was given and r < w.rows. The inputs it
-    // reads 16 bytes at a time are 16-byte aligned copies (Aligned).
+    // SAFETY: check_launch checked every extent against the launch geometry: the kernel reads
+    // rows < w.rows of each expert < w.experts, activation rows p / in_div < x.rows, and writes
+    // y[p * y_stride + r] for the pairs p it was given and r < w.rows. The inputs it reads 16
+    // bytes at a time are 16-byte aligned copies (Aligned).
     let rc = unsafe {
         ffi::emu_matmat_q(
-            qt_id,
+            l.qt_id,
             wa.ptr(),
-            expert_bytes as i64,
-            row_bytes as i64,
+            l.expert_bytes as i64,
+            l.row_bytes as i64,
             w.rows as i32,
             w.k as i32,
             xh.ptr(),
             xl.ptr(),
             xs.ptr(),
             in_div as i32,
-            n_dense as i32,
-            list,
-            off,
-            groups as i32,
-            max_pairs as i32,
+            l.n_dense as i32,
+            l.list,
+            l.off,
+            l.groups as i32,
+            l.max_pairs as i32,
+            y.as_mut_ptr(),
+            y_stride as i32,
+            add as i32,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))
+}
+
+/// The same product by the engine's own matmat_tc kernel (engine/src/cuda/kernels.cu, inline
+/// PTX replaced by the emulator's): X is f32, `x_rows` rows of stride k.
+#[allow(clippy::too_many_arguments)]
+pub fn matmat_tc(
+    w: Weights<'_>,
+    x: &[f32],
+    x_rows: usize,
+    in_div: usize,
+    pairs: Pairs<'_>,
+    y: &mut [f32],
+    y_stride: usize,
+    add: bool,
+) -> Result<(), EmuError> {
+    need(x.len() == x_rows * w.k, || {
+        format!(
+            "x holds {} floats, {x_rows} rows of {} need more",
+            x.len(),
+            w.k
+        )
+    })?;
+    let l = check_launch(&w, x_rows, in_div, pairs, y, y_stride)?;
+    if l.max_pairs == 0 {
+        return Ok(());
+    }
+    let (wa, xa) = (Aligned::from_bytes(w.bytes), Aligned::from_f32(x));
+    // SAFETY: as in matmat_q; x's extent was checked above.
+    let rc = unsafe {
+        ffi::emu_matmat_tc(
+            l.qt_id,
+            wa.ptr(),
+            l.expert_bytes as i64,
+            l.row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xa.ptr(),
+            w.k as i32,
+            in_div as i32,
+            l.n_dense as i32,
+            l.list,
+            l.off,
+            l.groups as i32,
+            l.max_pairs as i32,
             y.as_mut_ptr(),
             y_stride as i32,
             add as i32,

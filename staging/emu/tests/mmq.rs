@@ -9,7 +9,7 @@
 use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
-use kernel_emu::{matmat_q, split_act, Pairs, SplitAct, Weights};
+use kernel_emu::{matmat_q, matmat_tc, split_act, Pairs, SplitAct, Weights};
 
 /// xorshift64*: deterministic test data without a dependency.
 struct Rng(u64);
@@ -351,4 +351,46 @@ fn bad_geometry_is_an_error_not_a_fault() {
         split_act(&[0.0; 8], 16, 16, 1).is_err(),
         "short input must be refused"
     );
+}
+
+/// The emulator's own check: the engine's matmat_tc (kernels.cu), which the parity falsifiers
+/// hold to the CPU forward on the GPU, must pass the same comparison under emulation. Both
+/// kernels assume the same mma fragment layout; a layout the emulator got wrong would fail here.
+#[test]
+fn the_engines_tensor_core_kernel_passes_under_emulation() {
+    for (i, qt) in [GpuQType::Q4K, GpuQType::Q6K].into_iter().enumerate() {
+        let (rows, k, t) = (80usize, 512usize, 40usize);
+        let mut rng = Rng(500 + i as u64);
+        let file = random_matrix(qt, rows, k, &mut rng);
+        let dev = device(qt, &file);
+        let x = activations(t, k, &mut rng);
+        let reference = Reference::new(qt, &file, 1, rows, k);
+        let mut y = vec![f32::NAN; t * rows];
+        let w = Weights {
+            qt,
+            bytes: &dev,
+            rows,
+            k,
+            experts: 1,
+        };
+        matmat_tc(w, &x, t, 1, Pairs::Dense(t), &mut y, rows, false).expect("matmat_tc geometry");
+        let mut worst = 0f64;
+        for p in 0..t {
+            for r in 0..rows {
+                let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
+                let got = y[p * rows + r] as f64;
+                let e = if got.is_finite() {
+                    (got - want).abs() / mag.max(1e-30)
+                } else {
+                    f64::INFINITY
+                };
+                worst = worst.max(e);
+            }
+        }
+        eprintln!(
+            "engine matmat_tc {}: worst relative error {worst:.3e}",
+            qt.name()
+        );
+        assert!(worst <= TOL, "{}: {worst:.3e} > {TOL:e}", qt.name());
+    }
 }
