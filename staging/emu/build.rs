@@ -70,6 +70,7 @@ fn main() {
         "simt.h",
         "../cuda/mmq.cu",
         "../cuda/attn_prefill.cu",
+        "../cuda/decode.cu",
         KERNELS_CU,
     ] {
         println!("cargo:rerun-if-changed={f}");

@@ -8,6 +8,7 @@
 #define PV_KERNELS_PRELUDE
 #include "../../cuda/mmq.cu"
 #include "../../cuda/attn_prefill.cu"
+#include "../../cuda/decode.cu"
 
 extern "C" int emu_split_act(const float* X, int x_stride, int K, int rows, u16* Xh, u16* Xl,
                              float* Xs) {
@@ -68,6 +69,57 @@ extern "C" int emu_matmat_tc(int qt, const u8* W, i64 expert_bytes, i64 row_byte
         case QT_Q5_K: TC_CALL(q5_k); return 0;
         case QT_Q6_K: TC_CALL(q6_k); return 0;
         case QT_Q8_0: TC_CALL(q8_0); return 0;
+        default: return 1;
+    }
+}
+
+// Decode mat-vecs: variant 0 is the engine's kernel (kernels.cu), 1 the staged two-rows-per-warp
+// one (decode.cu).
+extern "C" int emu_moe_gate_up(int variant, int qt, const u8* Wg, const u8* Wu, i64 expert_bytes,
+                               i64 row_bytes, int ff, int K, const float* x, int x_stride,
+                               int in_div, const int* ids, int pairs, float* act) {
+    unsigned rows_per_block = MV_WARPS * (variant ? RPW : 1);
+    emu_dim3 grid{(unsigned)((ff + rows_per_block - 1) / rows_per_block), (unsigned)pairs, 1};
+#define GU_CALL(NAME)                                                                           \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0, [&] {                                           \
+        if (variant)                                                                            \
+            moe_gate_up2_##NAME(Wg, Wu, expert_bytes, row_bytes, ff, K, x, x_stride, in_div, ids, \
+                                act, Wg, expert_bytes);                                         \
+        else                                                                                    \
+            moe_gate_up_##NAME(Wg, Wu, expert_bytes, row_bytes, ff, K, x, x_stride, in_div, ids,  \
+                               act, Wg, expert_bytes);                                          \
+    })
+    switch (qt) {
+        case QT_F32: GU_CALL(f32); return 0;
+        case QT_F16: GU_CALL(f16); return 0;
+        case QT_Q8_0: GU_CALL(q8_0); return 0;
+        case QT_Q4_K: GU_CALL(q4_k); return 0;
+        case QT_Q5_K: GU_CALL(q5_k); return 0;
+        case QT_Q6_K: GU_CALL(q6_k); return 0;
+        default: return 1;
+    }
+}
+
+extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, const u8* W2,
+                           i64 row_bytes, int n0, int n1, int n2, int K, const float* x, float* y0,
+                           float* y1, float* y2) {
+    unsigned rows_per_block = MV_WARPS * (variant ? RPW : 1);
+    unsigned rows = (unsigned)(n0 + n1 + n2);
+    emu_dim3 grid{(rows + rows_per_block - 1) / rows_per_block, 1, 1};
+#define MV3_CALL(NAME)                                                                        \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0, [&] {                                         \
+        if (variant)                                                                          \
+            matvec3_2_##NAME(W0, W1, W2, row_bytes, n0, n1, n2, K, x, y0, y1, y2);             \
+        else                                                                                  \
+            matvec3_##NAME(W0, W1, W2, row_bytes, n0, n1, n2, K, x, y0, y1, y2);               \
+    })
+    switch (qt) {
+        case QT_F32: MV3_CALL(f32); return 0;
+        case QT_F16: MV3_CALL(f16); return 0;
+        case QT_Q8_0: MV3_CALL(q8_0); return 0;
+        case QT_Q4_K: MV3_CALL(q4_k); return 0;
+        case QT_Q5_K: MV3_CALL(q5_k); return 0;
+        case QT_Q6_K: MV3_CALL(q6_k); return 0;
         default: return 1;
     }
 }

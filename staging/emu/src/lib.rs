@@ -90,6 +90,38 @@ mod ffi {
             scale: f32,
         ) -> i32;
         pub fn emu_ap_smem_bytes() -> i32;
+        pub fn emu_moe_gate_up(
+            variant: i32,
+            qt: i32,
+            wg: *const u8,
+            wu: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            ff: i32,
+            k: i32,
+            x: *const f32,
+            x_stride: i32,
+            in_div: i32,
+            ids: *const i32,
+            pairs: i32,
+            act: *mut f32,
+        ) -> i32;
+        pub fn emu_matvec3(
+            variant: i32,
+            qt: i32,
+            w0: *const u8,
+            w1: *const u8,
+            w2: *const u8,
+            row_bytes: i64,
+            n0: i32,
+            n1: i32,
+            n2: i32,
+            k: i32,
+            x: *const f32,
+            y0: *mut f32,
+            y1: *mut f32,
+            y2: *mut f32,
+        ) -> i32;
     }
 }
 
@@ -502,4 +534,127 @@ pub fn attn_prefill(
         );
     }
     Ok(out.to_f32(t * q_dim))
+}
+
+/// Which decode kernel to run: the engine's (kernels.cu) or the staged two-rows-per-warp one
+/// (staging/cuda/decode.cu).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decode {
+    Engine,
+    TwoRowsPerWarp,
+}
+
+fn check_rows(w: &Weights<'_>) -> Result<usize, EmuError> {
+    need(w.k % w.qt.row_multiple() == 0 && w.k > 0, || {
+        format!("k = {} must be a multiple of {}", w.k, w.qt.row_multiple())
+    })?;
+    let row_bytes = w.qt.device_row_bytes(w.k);
+    need(w.bytes.len() == row_bytes * w.rows * w.experts, || {
+        format!(
+            "weights hold {} bytes, {} x {} rows of {row_bytes} need more",
+            w.bytes.len(),
+            w.experts,
+            w.rows
+        )
+    })?;
+    Ok(row_bytes)
+}
+
+/// act[p * ff + r] = silu(gate_e . x) * (up_e . x), e = ids[p], x = row p / in_div of `x`.
+pub fn moe_gate_up(
+    which: Decode,
+    gate: Weights<'_>,
+    up: Weights<'_>,
+    x: &[f32],
+    in_div: usize,
+    ids: &[i32],
+) -> Result<Vec<f32>, EmuError> {
+    let row_bytes = check_rows(&gate)?;
+    need(
+        up.qt == gate.qt && up.rows == gate.rows && up.k == gate.k && up.experts == gate.experts,
+        || "gate and up must have one shape and qtype".into(),
+    )?;
+    check_rows(&up)?;
+    let (ff, k) = (gate.rows, gate.k);
+    need(in_div > 0 && !ids.is_empty(), || {
+        "in_div > 0 and at least one pair".into()
+    })?;
+    need(
+        ids.iter().all(|&e| e >= 0 && (e as usize) < gate.experts),
+        || "an expert id is out of range".into(),
+    )?;
+    need(x.len() >= ((ids.len() - 1) / in_div + 1) * k, || {
+        "x is shorter than the pairs' tokens need".into()
+    })?;
+    let (ga, ua, xa) = (
+        Aligned::from_bytes(gate.bytes),
+        Aligned::from_bytes(up.bytes),
+        Aligned::from_f32(x),
+    );
+    let mut act = vec![f32::NAN; ids.len() * ff];
+    // SAFETY: expert ids < experts, rows < ff, tokens < x's rows: checked above; act holds
+    // pairs x ff.
+    let rc = unsafe {
+        ffi::emu_moe_gate_up(
+            (which == Decode::TwoRowsPerWarp) as i32,
+            gate.qt.ggml_id() as i32,
+            ga.ptr(),
+            ua.ptr(),
+            (row_bytes * ff) as i64,
+            row_bytes as i64,
+            ff as i32,
+            k as i32,
+            xa.ptr(),
+            k as i32,
+            in_div as i32,
+            ids.as_ptr(),
+            ids.len() as i32,
+            act.as_mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(act)
+}
+
+/// (W0 x, W1 x, W2 x) for one token: the decode q / k / v launch.
+pub fn matvec3(which: Decode, w: [Weights<'_>; 3], x: &[f32]) -> Result<[Vec<f32>; 3], EmuError> {
+    let row_bytes = check_rows(&w[0])?;
+    for m in &w[1..] {
+        need(m.qt == w[0].qt && m.k == w[0].k, || {
+            "one qtype and k for all three".into()
+        })?;
+        check_rows(m)?;
+    }
+    need(x.len() == w[0].k, || {
+        format!("x must hold k = {} floats", w[0].k)
+    })?;
+    let a: Vec<Aligned> = w.iter().map(|m| Aligned::from_bytes(m.bytes)).collect();
+    let xa = Aligned::from_f32(x);
+    let mut y = [
+        vec![f32::NAN; w[0].rows],
+        vec![f32::NAN; w[1].rows],
+        vec![f32::NAN; w[2].rows],
+    ];
+    let [y0, y1, y2] = &mut y;
+    // SAFETY: each matrix holds its rows of row_bytes (checked); y_i holds w_i.rows floats.
+    let rc = unsafe {
+        ffi::emu_matvec3(
+            (which == Decode::TwoRowsPerWarp) as i32,
+            w[0].qt.ggml_id() as i32,
+            a[0].ptr(),
+            a[1].ptr(),
+            a[2].ptr(),
+            row_bytes as i64,
+            w[0].rows as i32,
+            w[1].rows as i32,
+            w[2].rows as i32,
+            w[0].k as i32,
+            xa.ptr(),
+            y0.as_mut_ptr(),
+            y1.as_mut_ptr(),
+            y2.as_mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(y)
 }

@@ -1,0 +1,96 @@
+//! Test data shared by the emulator's tests: random quantized matrices in the GGUF layout, their
+//! device layout, and a float64 reference product through the CPU engine's dequantizer.
+#![allow(dead_code)] // each test file uses part of it
+
+use engine::cuda::qtype::repack_for_device;
+use engine::cuda::GpuQType;
+use engine::quant::{dequantize_row, f32_to_f16, QType};
+
+/// xorshift64*: deterministic test data without a dependency.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+    pub fn sym(&mut self) -> f32 {
+        2.0 * self.unit() - 1.0
+    }
+}
+
+pub fn file_qtype(qt: GpuQType) -> QType {
+    QType::from_ggml_id(qt.ggml_id()).expect("a GPU qtype is a GGUF qtype")
+}
+
+/// Random blocks in the GGUF file layout: random quant and scale bytes (every pattern is valid),
+/// with the f16 super-scales set to sane magnitudes (random bytes would give infinities).
+pub fn random_matrix(qt: GpuQType, rows: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
+    let bb = qt.file_block_bytes();
+    let nb = rows * k / qt.block_elems();
+    let mut v: Vec<u8> = (0..nb * bb).map(|_| rng.next() as u8).collect();
+    for b in v.chunks_exact_mut(bb) {
+        let d = f32_to_f16(0.002 + 0.01 * rng.unit()).to_le_bytes();
+        let dmin = f32_to_f16(0.001 + 0.01 * rng.unit()).to_le_bytes();
+        match qt {
+            GpuQType::Q4K | GpuQType::Q5K => {
+                b[0..2].copy_from_slice(&d);
+                b[2..4].copy_from_slice(&dmin);
+            }
+            GpuQType::Q6K => b[208..210].copy_from_slice(&d),
+            GpuQType::Q8_0 => b[0..2].copy_from_slice(&d),
+            _ => unreachable!("only quantized types here"),
+        }
+    }
+    v
+}
+
+pub fn activations(rows: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
+    // mixed magnitudes, so that the lo part of the split matters
+    (0..rows * k)
+        .map(|i| {
+            let s = if i % 7 == 0 { 0.01 } else { 1.0 };
+            s * 2.0 * rng.sym()
+        })
+        .collect()
+}
+
+/// The float64 reference: dequantized rows (file layout) times the activations.
+pub struct Reference {
+    pub w: Vec<f32>, // experts * rows * k
+    pub rows: usize,
+    pub k: usize,
+}
+
+impl Reference {
+    pub fn new(qt: GpuQType, file: &[u8], experts: usize, rows: usize, k: usize) -> Self {
+        let mut w = vec![0f32; experts * rows * k];
+        let rb = qt.file_row_bytes(k);
+        for (r, out) in w.chunks_exact_mut(k).enumerate() {
+            dequantize_row(file_qtype(qt), &file[r * rb..(r + 1) * rb], out)
+                .expect("dequantize a random block");
+        }
+        Reference { w, rows, k }
+    }
+    /// (value, sum of |w x|) of expert e's row r with activation row x.
+    pub fn dot(&self, e: usize, r: usize, x: &[f32]) -> (f64, f64) {
+        let w = &self.w[(e * self.rows + r) * self.k..][..self.k];
+        let mut s = 0f64;
+        let mut m = 0f64;
+        for (a, b) in w.iter().zip(x) {
+            s += *a as f64 * *b as f64;
+            m += (*a as f64 * *b as f64).abs();
+        }
+        (s, m)
+    }
+}
+
+pub fn device(qt: GpuQType, file: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    repack_for_device(qt, file, &mut out);
+    out
+}

@@ -1,0 +1,150 @@
+//! The staged two-rows-per-warp decode kernels (staging/cuda/decode.cu) against the engine's own
+//! one-row-per-warp kernels (kernels.cu), both under the emulator: each row's tasks are
+//! accumulated in the same order, so the outputs must be equal bit for bit. And both against
+//! the CPU dequantizer in float64, so that "equal" cannot mean "equally wrong".
+
+mod common;
+
+use common::{activations, device, random_matrix, Reference, Rng};
+use engine::cuda::GpuQType;
+use kernel_emu::{matvec3, moe_gate_up, Decode, Weights};
+
+const QTYPES: [GpuQType; 6] = [
+    GpuQType::F32,
+    GpuQType::F16,
+    GpuQType::Q8_0,
+    GpuQType::Q4K,
+    GpuQType::Q5K,
+    GpuQType::Q6K,
+];
+
+fn random_any(qt: GpuQType, rows: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
+    match qt {
+        GpuQType::F32 => (0..rows * k)
+            .flat_map(|_| (0.05 * rng.sym()).to_le_bytes())
+            .collect(),
+        GpuQType::F16 => (0..rows * k)
+            .flat_map(|_| engine::quant::f32_to_f16(0.05 * rng.sym()).to_le_bytes())
+            .collect(),
+        _ => random_matrix(qt, rows, k, rng),
+    }
+}
+
+fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
+    Weights {
+        qt,
+        bytes,
+        rows,
+        k,
+        experts,
+    }
+}
+
+fn silu(g: f64) -> f64 {
+    g / (1.0 + (-g).exp())
+}
+
+#[test]
+fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
+    // 70 rows: 4-row blocks end mid-way and the two-row warps' last one has a single row
+    let (experts, ff, k) = (4usize, 70usize, 512usize);
+    let ids = [2i32, 0, 3, 2, 1, 0];
+    for (i, qt) in QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(900 + i as u64);
+        let gf = random_any(qt, experts * ff, k, &mut rng);
+        let uf = random_any(qt, experts * ff, k, &mut rng);
+        let (gd, ud) = (device(qt, &gf), device(qt, &uf));
+        let x = activations(3, k, &mut rng);
+        let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
+        let engine = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).expect("geometry");
+        let staged = moe_gate_up(Decode::TwoRowsPerWarp, g, u, &x, 2, &ids).expect("geometry");
+        let differ = engine
+            .iter()
+            .zip(&staged)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differ,
+            0,
+            "{}: {differ} of {} outputs differ",
+            qt.name(),
+            engine.len()
+        );
+        if matches!(qt, GpuQType::F32 | GpuQType::F16) {
+            continue; // the float64 reference below dequantizes K-quants and Q8_0
+        }
+        let (rg, ru) = (
+            Reference::new(qt, &gf, experts, ff, k),
+            Reference::new(qt, &uf, experts, ff, k),
+        );
+        let mut worst = 0f64;
+        for (p, &e) in ids.iter().enumerate() {
+            let xt = &x[(p / 2) * k..][..k];
+            for r in 0..ff {
+                let (g, gm) = rg.dot(e as usize, r, xt);
+                let (u, um) = ru.dot(e as usize, r, xt);
+                let want = silu(g) * u;
+                // |d(silu(g) u)| <= |u| |dg| (silu' <= 1.1) + |silu(g)| |du|
+                let bound = 1e-5 * (1.1 * u.abs() * gm + silu(g).abs() * um) + 1e-30;
+                let got = staged[p * ff + r] as f64;
+                worst = worst.max((got - want).abs() / bound);
+            }
+        }
+        eprintln!(
+            "{}: bit-equal; worst error {worst:.3e} of the bound",
+            qt.name()
+        );
+        assert!(
+            worst <= 1.0,
+            "{}: {worst:.3e} of the error bound",
+            qt.name()
+        );
+    }
+}
+
+#[test]
+fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
+    // odd row counts: warps whose two rows fall in two matrices, and a last warp with one row
+    let (rows, k) = ([37usize, 9, 5], 256usize);
+    for (i, qt) in QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(40 + i as u64);
+        let files: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|&r| random_any(qt, r, k, &mut rng))
+            .collect();
+        let devs: Vec<Vec<u8>> = files.iter().map(|f| device(qt, f)).collect();
+        let x = activations(1, k, &mut rng);
+        let w = |j: usize| wts(qt, &devs[j], rows[j], k, 1);
+        let engine = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).expect("geometry");
+        let staged = matvec3(Decode::TwoRowsPerWarp, [w(0), w(1), w(2)], &x).expect("geometry");
+        for j in 0..3 {
+            let differ = engine[j]
+                .iter()
+                .zip(&staged[j])
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "{} matrix {j}: {differ} outputs differ",
+                qt.name()
+            );
+            assert!(
+                staged[j].iter().all(|v| v.is_finite()),
+                "{} matrix {j}: unwritten rows",
+                qt.name()
+            );
+        }
+        if matches!(qt, GpuQType::F32 | GpuQType::F16) {
+            continue;
+        }
+        for j in 0..3 {
+            let rf = Reference::new(qt, &files[j], 1, rows[j], k);
+            for (r, &got) in staged[j].iter().enumerate() {
+                let (want, mag) = rf.dot(0, r, &x);
+                let e = (got as f64 - want).abs() / mag.max(1e-30);
+                assert!(e <= 1e-5, "{} matrix {j} row {r}: {e:.3e}", qt.name());
+            }
+        }
+    }
+}
