@@ -101,6 +101,7 @@ fn main() {
         .flag_if_supported("-Wno-unknown-pragmas")
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-Wno-unused-variable")
+        .flag_if_supported("-Wno-sign-compare")
         .compile("kernel_emu");
     println!("cargo:rustc-link-lib=pthread");
 }
