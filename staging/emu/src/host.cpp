@@ -123,3 +123,28 @@ extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, cons
         default: return 1;
     }
 }
+
+// The engine's CUDA-core product (kernels.cu's matmat_*) with a caller's grid and groups: the
+// adoption patch runs the prefill router through it with one group per TT tokens and
+// expert_bytes = 0 (every group reads the same matrix).
+extern "C" int emu_matmat(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
+                          const float* X, int x_stride, int in_div, int n_dense, const int* list,
+                          const int* off, int groups, float* Y, int y_stride, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + MV_WARPS - 1) / MV_WARPS), 1, (unsigned)groups};
+#define MM_CALL(NAME)                                                                            \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0, [&] {                                            \
+        matmat_##NAME(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list,  \
+                      off, Y, y_stride, mode);                                                   \
+    })
+    switch (qt) {
+        case QT_F32: MM_CALL(f32); return 0;
+        case QT_F16: MM_CALL(f16); return 0;
+        case QT_Q8_0: MM_CALL(q8_0); return 0;
+        case QT_Q4_K: MM_CALL(q4_k); return 0;
+        case QT_Q5_K: MM_CALL(q5_k); return 0;
+        case QT_Q6_K: MM_CALL(q6_k); return 0;
+        default: return 1;
+    }
+}
+
+extern "C" int emu_matmat_tt() { return TT; }

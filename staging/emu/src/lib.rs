@@ -90,6 +90,25 @@ mod ffi {
             scale: f32,
         ) -> i32;
         pub fn emu_ap_smem_bytes() -> i32;
+        pub fn emu_matmat(
+            qt: i32,
+            w: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            x: *const f32,
+            x_stride: i32,
+            in_div: i32,
+            n_dense: i32,
+            list: *const i32,
+            off: *const i32,
+            groups: i32,
+            y: *mut f32,
+            y_stride: i32,
+            mode: i32,
+        ) -> i32;
+        pub fn emu_matmat_tt() -> i32;
         pub fn emu_moe_gate_up(
             variant: i32,
             qt: i32,
@@ -653,6 +672,53 @@ pub fn matvec3(which: Decode, w: [Weights<'_>; 3], x: &[f32]) -> Result<[Vec<f32
             y0.as_mut_ptr(),
             y1.as_mut_ptr(),
             y2.as_mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(y)
+}
+
+/// Tokens per warp pass of kernels.cu's matmat (TT).
+pub fn matmat_tt() -> usize {
+    // SAFETY: a constant, no arguments.
+    unsafe { ffi::emu_matmat_tt() as usize }
+}
+
+/// Y[t, r] = W[r, :] . X[t, :] for t < `t`, by the engine's matmat kernel in token tiles: one
+/// group of [`matmat_tt`] tokens per grid.z, every group reading the same matrix (expert_bytes
+/// 0), the pair list the identity. This is how the adoption patch runs the prefill router.
+pub fn matmat_token_tiles(w: Weights<'_>, x: &[f32], t: usize) -> Result<Vec<f32>, EmuError> {
+    let row_bytes = check_rows(&w)?;
+    need(w.experts == 1, || "one matrix".into())?;
+    need(t > 0 && x.len() == t * w.k, || {
+        format!("x must hold {t} rows of {}", w.k)
+    })?;
+    let tt = matmat_tt();
+    let groups = t.div_ceil(tt);
+    let list: Vec<i32> = (0..t as i32).collect();
+    let off: Vec<i32> = (0..=groups).map(|g| (g * tt).min(t) as i32).collect();
+    let (wa, xa) = (Aligned::from_bytes(w.bytes), Aligned::from_f32(x));
+    let mut y = vec![f32::NAN; t * w.rows];
+    // SAFETY: groups cover pairs 0 .. t (off), each reads x row p < t and writes y[p * rows +
+    // r], r < rows; the one matrix has rows x row_bytes bytes (checked).
+    let rc = unsafe {
+        ffi::emu_matmat(
+            w.qt.ggml_id() as i32,
+            wa.ptr(),
+            0,
+            row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xa.ptr(),
+            w.k as i32,
+            1,
+            0,
+            list.as_ptr(),
+            off.as_ptr(),
+            groups as i32,
+            y.as_mut_ptr(),
+            w.rows as i32,
+            0,
         )
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))?;

@@ -7,7 +7,7 @@ mod common;
 
 use common::{activations, device, random_matrix, Reference, Rng};
 use engine::cuda::GpuQType;
-use kernel_emu::{matvec3, moe_gate_up, Decode, Weights};
+use kernel_emu::{matmat_token_tiles, matvec3, moe_gate_up, Decode, Weights};
 
 const QTYPES: [GpuQType; 6] = [
     GpuQType::F32,
@@ -144,6 +144,47 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
                 let (want, mag) = rf.dot(0, r, &x);
                 let e = (got as f64 - want).abs() / mag.max(1e-30);
                 assert!(e <= 1e-5, "{} matrix {j} row {r}: {e:.3e}", qt.name());
+            }
+        }
+    }
+}
+
+/// The prefill router as the adoption patch runs it: kernels.cu's matmat in token tiles (one
+/// group of 8 tokens per grid.z, all reading the same matrix) instead of matmat_tc's 16 blocks.
+#[test]
+fn token_tiled_router_product_matches_the_cpu_dequantizer() {
+    let (rows, k, t) = (24usize, 256usize, 21usize); // 21 tokens: a partial last tile
+    for (i, qt) in [GpuQType::F32, GpuQType::Q8_0, GpuQType::Q4K]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = Rng(70 + i as u64);
+        let file = random_any(qt, rows, k, &mut rng);
+        let dev = device(qt, &file);
+        let x = activations(t, k, &mut rng);
+        let y = matmat_token_tiles(wts(qt, &dev, rows, k, 1), &x, t).expect("geometry");
+        let w: Vec<f64> = match qt {
+            GpuQType::F32 => file
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .collect(),
+            _ => Reference::new(qt, &file, 1, rows, k)
+                .w
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
+        };
+        for p in 0..t {
+            for r in 0..rows {
+                let (mut want, mut mag) = (0f64, 0f64);
+                for j in 0..k {
+                    let v = w[r * k + j] * x[p * k + j] as f64;
+                    want += v;
+                    mag += v.abs();
+                }
+                let got = y[p * rows + r] as f64;
+                let e = (got - want).abs() / mag.max(1e-30);
+                assert!(e <= 1e-5, "{} token {p} row {r}: {e:.3e}", qt.name());
             }
         }
     }
