@@ -151,3 +151,172 @@ DECODE2_ENTRIES(q8_0, QT_Q8_0, 6)
 DECODE2_ENTRIES(q4_k, QT_Q4_K, 6)
 DECODE2_ENTRIES(q5_k, QT_Q5_K, 6)
 DECODE2_ENTRIES(q6_k, QT_Q6_K, 1)
+
+// ---------------------------------------------------------------------------------------------
+// attn_decode: one launch for what decode runs as three (qk_norm_rope_store, attn_partial,
+// attn_combine), grid = (n_head_kv, n_chunks), 256 threads (hd <= 128, G <= 8, as
+// attn_partial). Why: each launch boundary of the decode step costs the GPU a drain and a ramp,
+// and this chain has two that carry almost no work (qk_norm_rope_store: 36 blocks of 128
+// threads; attn_combine: 32 blocks reading 4 KB each).
+//   - Every block normalises and rotates its KV head's G query heads itself (G x hd values).
+//   - The block whose chunk holds the new position also normalises and rotates that position's
+//     K row and stores it, with the V row, in the cache, before it loads its K/V tile (no other
+//     block reads that row).
+//   - The partials are those of attn_partial; the last block of each KV head to finish (an
+//     atomic ticket, as in router_decode) merges them as attn_combine does.
+// Arithmetic: the same operations in the same order as the three kernels (block sums over 128
+// threads, powf / sincosf, chunk order in the merge), so the output is bit-equal to theirs
+// (kernel-emu checks it).
+// counter: n_head_kv zeros; each KV head's last block puts its ticket back to 0 (graph replays).
+// ---------------------------------------------------------------------------------------------
+
+// block_sum's reduction for one 128-thread group of a 256-thread block (group = tid / 128):
+// warp sums, then the 4 partials summed by one warp with zeros in lanes 4..31, as block_sum does
+// for a 128-thread block. red2: 2 x 32 floats.
+__device__ float group128_sum(float v, float* red2) {
+    int tid = threadIdx.x, grp = tid >> 7, lt = tid & 127, lane = tid & 31, w = lt >> 5;
+    float* red = red2 + 32 * grp;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[w] = v;
+    __syncthreads();
+    float t = (lt < 4) ? red[lt] : 0.f;
+    if (w == 0) t = warp_sum(t);
+    if (lt == 0) red[0] = t;
+    __syncthreads();
+    float r = red[0];
+    __syncthreads();
+    return r;
+}
+
+// RMSNorm (weights nw) and RoPE at `pos` of one head vector, as qk_norm_rope_store computes it
+// for element i (< hd) of a 128-thread group; buf: this group's hd floats of scratch.
+__device__ float norm_rope_elem(float val, int i, int hd, const float* nw, float eps, float base,
+                                int pos, float* buf, float* red2) {
+    float ss = group128_sum(i < hd ? val * val : 0.f, red2);
+    float nv = val * rsqrtf(ss / (float)hd + eps) * (i < hd ? nw[i] : 0.f);
+    if (i < hd) buf[i] = nv;
+    __syncthreads();
+    int half = hd / 2;
+    int pi = i < half ? i : i - half;
+    float inv = powf(base, -2.0f * (float)pi / (float)hd);
+    float ang = (float)pos * inv;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    float out = 0.f;
+    if (i < hd) out = i < half ? (buf[i] * cs - buf[i + half] * sn) : (buf[i - half] * sn + buf[i] * cs);
+    __syncthreads();
+    return out;
+}
+
+extern "C" __global__ void __launch_bounds__(256) attn_decode(
+    const float* q, const float* k, const float* v, const float* qnw, const float* knw, float* kc,
+    float* vc, float* part, float* out, const int* pos_ptr, int n_head, int n_head_kv, int hd,
+    int n_chunks, float scale, float base, float eps, unsigned* counter) {
+    pdl_begin();
+    __shared__ float sk[ATT_CH][ATT_HD + 1];
+    __shared__ float sv[ATT_CH][ATT_HD + 1];
+    __shared__ float sq[8][ATT_HD];
+    __shared__ float sp[8][ATT_CH];
+    __shared__ float nbuf[2][ATT_HD];
+    __shared__ float red2[64];
+    __shared__ unsigned ticket;
+    const int kvh = blockIdx.x, c = blockIdx.y;
+    const int G = n_head / n_head_kv;
+    const int pos = *pos_ptr;
+    const int n = pos + 1;
+    const int j0 = c * ATT_CH;
+    const int kv_dim = n_head_kv * hd;
+    const int tid = threadIdx.x, grp = tid >> 7, i = tid & 127;
+    if (j0 < n) {
+        // the G query heads, two at a time (one per 128-thread group); 256 threads so G even or 1
+        for (int g0 = 0; g0 < G; g0 += 2) {
+            int g = g0 + grp;
+            int hh = kvh * G + (g < G ? g : g0);  // a missing odd head repeats g0 (not stored)
+            float val = i < hd ? q[hh * hd + i] : 0.f;
+            float o = norm_rope_elem(val, i, hd, qnw, eps, base, pos, nbuf[grp], red2);
+            if (g < G && i < hd) sq[g][i] = o;
+        }
+        if (c == pos / ATT_CH) {  // this block's chunk holds the new position: K and V rows
+            float val = i < hd ? k[kvh * hd + i] : 0.f;
+            float o = norm_rope_elem(val, i, hd, knw, eps, base, pos, nbuf[grp], red2);
+            if (grp == 0 && i < hd) {
+                kc[(i64)pos * kv_dim + kvh * hd + i] = o;
+                vc[(i64)pos * kv_dim + kvh * hd + i] = v[kvh * hd + i];
+            }
+            __syncthreads();  // the stores above are visible to this block's loads below
+        }
+        int cnt = min(ATT_CH, n - j0);
+        load_tiles_kv(sk, sv, kc, vc, j0, cnt, kv_dim, kvh * hd, hd, tid);
+        __syncthreads();
+        for (int x = tid; x < G * ATT_CH; x += blockDim.x) {
+            int g = x / ATT_CH, j = x % ATT_CH;
+            float s = -INFINITY;
+            if (j < cnt) {
+                s = 0.f;
+                for (int d = 0; d < hd; d++) s += sq[g][d] * sk[j][d];
+                s *= scale;
+            }
+            sp[g][j] = s;
+        }
+        __syncthreads();
+        int lane = tid & 31, w = tid >> 5;
+        for (int g = w; g < G; g += blockDim.x >> 5) {
+            float m = warp_max(sp[g][lane]);
+            float e0 = lane < cnt ? expf(sp[g][lane] - m) : 0.f;
+            sp[g][lane] = e0;
+            float l = warp_sum(e0);
+            if (lane == 0) {
+                float* pp = part + ((i64)(kvh * G + g) * n_chunks + c) * (hd + 2);
+                pp[hd] = m;
+                pp[hd + 1] = l;
+            }
+        }
+        __syncthreads();
+        int nsets = blockDim.x / hd;
+        int d = tid % hd, set = tid / hd;
+        if (set < nsets) {
+            float acc[8];
+#pragma unroll
+            for (int g = 0; g < 8; g++) acc[g] = 0.f;
+            for (int j = 0; j < cnt; j++) {
+                float vv = sv[j][d];
+#pragma unroll
+                for (int g = 0; g < 8; g++)
+                    if (g % nsets == set && g < G) acc[g] += sp[g][j] * vv;
+            }
+#pragma unroll
+            for (int g = 0; g < 8; g++)
+                if (g % nsets == set && g < G)
+                    part[((i64)(kvh * G + g) * n_chunks + c) * (hd + 2) + d] = acc[g];
+        }
+    } else {
+        for (int g = tid; g < G; g += blockDim.x) {
+            float* pp = part + ((i64)(kvh * G + g) * n_chunks + c) * (hd + 2);
+            pp[hd] = -INFINITY;
+            pp[hd + 1] = 0.f;
+        }
+    }
+    // the last block of this KV head merges its chunks (attn_combine's arithmetic)
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) ticket = atomicAdd(counter + kvh, 1u);
+    __syncthreads();
+    if (ticket != (unsigned)gridDim.y - 1) return;
+    __threadfence();
+    int used = (n + ATT_CH - 1) / ATT_CH;
+    for (int x = tid; x < G * hd; x += blockDim.x) {
+        int g = x / hd, d = x % hd;
+        const volatile float* pp = part + (i64)(kvh * G + g) * n_chunks * (hd + 2);
+        float M = -INFINITY;
+        for (int cc = 0; cc < used; cc++) M = fmaxf(M, pp[cc * (hd + 2) + hd]);
+        float L = 0.f, acc = 0.f;
+        for (int cc = 0; cc < used; cc++) {
+            float f = expf(pp[cc * (hd + 2) + hd] - M);
+            L += f * pp[cc * (hd + 2) + hd + 1];
+            acc += f * pp[cc * (hd + 2) + d];
+        }
+        out[(i64)(kvh * G + g) * hd + d] = acc / L;
+    }
+    if (tid == 0) counter[kvh] = 0u;
+}

@@ -4,7 +4,8 @@
 // the device: it checks what the kernel computes, given the PTX ISA's definition of each
 // instruction it replaces.
 //
-// Model: every CUDA thread of a block is a std::thread; blocks run one after another, so a
+// Model: every CUDA thread of a block is a std::thread; blocks run one after another (in a
+// shuffled order, different for each launch), so a
 // `__shared__` variable (a function-local static here) has one copy per running block, as on the
 // GPU (launches are serialised). __syncthreads is a barrier over the block's threads, warp operations a barrier over the
 // warp's 32. Threads that return early drop out of both barriers, as exited threads do on the
@@ -89,33 +90,44 @@ void launch(emu_dim3 grid, emu_dim3 block, size_t smem, F kernel) {
     block_dim = block;
     unsigned n = block.x * block.y * block.z;
     std::vector<unsigned char> dyn(smem + 16);
+    // Blocks run one at a time, in a shuffled order (a different one per launch): a kernel that
+    // relies on one block running before another (a race on the GPU) sees the other order here.
+    std::vector<emu_dim3> order;
     for (unsigned bz = 0; bz < grid.z; bz++)
         for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
-                std::fill(dyn.begin(), dyn.end(), 0xFF);
-                BlockCtx bc;
-                bc.block_bar = std::make_unique<std::barrier<>>(n);
-                unsigned nw = (n + 31) / 32;
-                for (unsigned w = 0; w < nw; w++)
-                    bc.warp_bars.push_back(std::make_unique<std::barrier<>>(std::min(32u, n - 32 * w)));
-                bc.warps.resize(nw);
-                bc.dyn_smem = dyn.data();
-                std::vector<std::thread> threads;
-                threads.reserve(n);
-                for (unsigned t = 0; t < n; t++) {
-                    threads.emplace_back([&, t] {
-                        ctx = &bc;
-                        block_idx = {bx, by, bz};
-                        thread_idx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                        cp_queue.clear();
-                        kernel();
-                        cp_queue.clear();
-                        bc.warp_bars[t / 32]->arrive_and_drop();
-                        bc.block_bar->arrive_and_drop();
-                    });
-                }
-                for (auto& th : threads) th.join();
-            }
+            for (unsigned bx = 0; bx < grid.x; bx++) order.push_back({bx, by, bz});
+    static uint64_t launches = 0;
+    uint64_t r = 0x9E3779B97F4A7C15ull * ++launches;
+    for (size_t i = order.size(); i > 1; i--) {
+        r ^= r >> 12, r ^= r << 25, r ^= r >> 27;
+        std::swap(order[i - 1], order[(r * 0x2545F4914F6CDD1Dull >> 33) % i]);
+    }
+    for (const emu_dim3 b : order) {
+        unsigned bx = b.x, by = b.y, bz = b.z;
+        std::fill(dyn.begin(), dyn.end(), 0xFF);
+        BlockCtx bc;
+        bc.block_bar = std::make_unique<std::barrier<>>(n);
+        unsigned nw = (n + 31) / 32;
+        for (unsigned w = 0; w < nw; w++)
+            bc.warp_bars.push_back(std::make_unique<std::barrier<>>(std::min(32u, n - 32 * w)));
+        bc.warps.resize(nw);
+        bc.dyn_smem = dyn.data();
+        std::vector<std::thread> threads;
+        threads.reserve(n);
+        for (unsigned t = 0; t < n; t++) {
+            threads.emplace_back([&, t] {
+                ctx = &bc;
+                block_idx = {bx, by, bz};
+                thread_idx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+                cp_queue.clear();
+                kernel();
+                cp_queue.clear();
+                bc.warp_bars[t / 32]->arrive_and_drop();
+                bc.block_bar->arrive_and_drop();
+            });
+        }
+        for (auto& th : threads) th.join();
+    }
 }
 
 }  // namespace emu

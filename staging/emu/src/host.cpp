@@ -148,3 +148,29 @@ extern "C" int emu_matmat(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, 
 }
 
 extern "C" int emu_matmat_tt() { return TT; }
+
+// Decode attention of one token: variant 0 runs the engine's three kernels (qk_norm_rope_store,
+// attn_partial, attn_combine), 1 the staged attn_decode. q is normalised in place by variant 0
+// only; kc / vc get the new position's rows; part is scratch; counter n_head_kv zeros.
+extern "C" int emu_attn_decode(int variant, float* q, const float* k, const float* v,
+                               const float* qnw, const float* knw, float* kc, float* vc,
+                               float* part, float* out, int pos, int n_head, int n_head_kv,
+                               int hd, int n_chunks, float scale, float base, float eps,
+                               unsigned* counter) {
+    if (variant) {
+        emu::launch({(unsigned)n_head_kv, (unsigned)n_chunks, 1}, {256, 1, 1}, 0, [&] {
+            attn_decode(q, k, v, qnw, knw, kc, vc, part, out, &pos, n_head, n_head_kv, hd, n_chunks,
+                        scale, base, eps, counter);
+        });
+        return 0;
+    }
+    emu::launch({(unsigned)(n_head + n_head_kv), 1, 1}, {(unsigned)hd, 1, 1}, 0, [&] {
+        qk_norm_rope_store(q, k, v, qnw, knw, kc, vc, &pos, n_head, n_head_kv, hd, base, eps);
+    });
+    emu::launch({(unsigned)n_head_kv, (unsigned)n_chunks, 1}, {256, 1, 1}, 0, [&] {
+        attn_partial(q, kc, vc, part, &pos, n_head, n_head_kv, hd, n_chunks, scale);
+    });
+    emu::launch({(unsigned)n_head, 1, 1}, {(unsigned)hd, 1, 1}, 0,
+                [&] { attn_combine(part, out, &pos, n_head, hd, n_chunks); });
+    return 0;
+}

@@ -109,6 +109,27 @@ mod ffi {
             mode: i32,
         ) -> i32;
         pub fn emu_matmat_tt() -> i32;
+        pub fn emu_attn_decode(
+            variant: i32,
+            q: *mut f32,
+            k: *const f32,
+            v: *const f32,
+            qnw: *const f32,
+            knw: *const f32,
+            kc: *mut f32,
+            vc: *mut f32,
+            part: *mut f32,
+            out: *mut f32,
+            pos: i32,
+            n_head: i32,
+            n_head_kv: i32,
+            hd: i32,
+            n_chunks: i32,
+            scale: f32,
+            base: f32,
+            eps: f32,
+            counter: *mut u32,
+        ) -> i32;
         pub fn emu_moe_gate_up(
             variant: i32,
             qt: i32,
@@ -555,12 +576,12 @@ pub fn attn_prefill(
     Ok(out.to_f32(t * q_dim))
 }
 
-/// Which decode kernel to run: the engine's (kernels.cu) or the staged two-rows-per-warp one
-/// (staging/cuda/decode.cu).
+/// Which decode kernels to run: the engine's (kernels.cu) or the staged ones
+/// (staging/cuda/decode.cu: two rows per warp, the fused attention).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decode {
     Engine,
-    TwoRowsPerWarp,
+    Staged,
 }
 
 fn check_rows(w: &Weights<'_>) -> Result<usize, EmuError> {
@@ -615,7 +636,7 @@ pub fn moe_gate_up(
     // pairs x ff.
     let rc = unsafe {
         ffi::emu_moe_gate_up(
-            (which == Decode::TwoRowsPerWarp) as i32,
+            (which == Decode::Staged) as i32,
             gate.qt.ggml_id() as i32,
             ga.ptr(),
             ua.ptr(),
@@ -658,7 +679,7 @@ pub fn matvec3(which: Decode, w: [Weights<'_>; 3], x: &[f32]) -> Result<[Vec<f32
     // SAFETY: each matrix holds its rows of row_bytes (checked); y_i holds w_i.rows floats.
     let rc = unsafe {
         ffi::emu_matvec3(
-            (which == Decode::TwoRowsPerWarp) as i32,
+            (which == Decode::Staged) as i32,
             w[0].qt.ggml_id() as i32,
             a[0].ptr(),
             a[1].ptr(),
@@ -723,4 +744,89 @@ pub fn matmat_token_tiles(w: Weights<'_>, x: &[f32], t: usize) -> Result<Vec<f32
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))?;
     Ok(y)
+}
+
+/// One decode token's attention inputs: its q, k, v rows (before q/k norm and RoPE), the norm
+/// weights, and the caches (max_ctx rows of n_head_kv * hd) holding positions < pos.
+#[derive(Clone, Debug)]
+pub struct DecodeAttn {
+    pub h: Heads,
+    pub q: Vec<f32>,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
+    pub q_norm: Vec<f32>,
+    pub k_norm: Vec<f32>,
+    pub kc: Vec<f32>,
+    pub vc: Vec<f32>,
+    pub max_ctx: usize,
+    pub pos: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+}
+
+/// Run decode attention for `a` with the engine's three kernels or the staged attn_decode.
+/// Returns (attention output, K cache, V cache) after the call.
+pub fn attn_decode(
+    which: Decode,
+    a: &DecodeAttn,
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), EmuError> {
+    let h = a.h;
+    need(
+        h.n_head_kv > 0 && h.n_head % h.n_head_kv == 0 && h.n_head / h.n_head_kv <= 8,
+        || "G = n_head / n_head_kv must be a whole number <= 8".into(),
+    )?;
+    need(h.hd <= 128 && h.hd % 4 == 0 && h.hd >= 32, || {
+        "32 <= hd <= 128, hd % 4 == 0".into()
+    })?;
+    let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
+    need(
+        a.q.len() == qd && a.k.len() == kvd && a.v.len() == kvd,
+        || "q, k, v lengths".into(),
+    )?;
+    need(a.q_norm.len() == h.hd && a.k_norm.len() == h.hd, || {
+        "norm weights: hd each".into()
+    })?;
+    need(
+        a.pos < a.max_ctx && a.kc.len() == a.max_ctx * kvd && a.vc.len() == a.kc.len(),
+        || "caches: max_ctx rows, pos < max_ctx".into(),
+    )?;
+    let n_chunks = a.max_ctx.div_ceil(32);
+    let mut q = Aligned::from_f32(&a.q);
+    let (k, v) = (Aligned::from_f32(&a.k), Aligned::from_f32(&a.v));
+    let (qn, kn) = (Aligned::from_f32(&a.q_norm), Aligned::from_f32(&a.k_norm));
+    let (mut kc, mut vc) = (Aligned::from_f32(&a.kc), Aligned::from_f32(&a.vc));
+    let mut part = Aligned::zeroed(4 * qd / h.hd * n_chunks * (h.hd + 2));
+    let mut out = Aligned::zeroed(4 * qd);
+    let mut counter = Aligned::zeroed(4 * h.n_head_kv);
+    // SAFETY: every buffer has the extent the kernels index (checked above, or sized here:
+    // part = n_head x n_chunks x (hd + 2), out = n_head x hd, counter = n_head_kv).
+    let rc = unsafe {
+        ffi::emu_attn_decode(
+            (which == Decode::Staged) as i32,
+            q.mut_ptr(),
+            k.ptr(),
+            v.ptr(),
+            qn.ptr(),
+            kn.ptr(),
+            kc.mut_ptr(),
+            vc.mut_ptr(),
+            part.mut_ptr(),
+            out.mut_ptr(),
+            a.pos as i32,
+            h.n_head as i32,
+            h.n_head_kv as i32,
+            h.hd as i32,
+            n_chunks as i32,
+            1.0 / (h.hd as f32).sqrt(),
+            a.rope_base,
+            a.eps,
+            counter.mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    let counter_left = counter.to_f32(h.n_head_kv);
+    need(counter_left.iter().all(|c| c.to_bits() == 0), || {
+        "a ticket counter was not put back to 0".into()
+    })?;
+    Ok((out.to_f32(qd), kc.to_f32(a.kc.len()), vc.to_f32(a.vc.len())))
 }

@@ -7,7 +7,9 @@ mod common;
 
 use common::{activations, device, random_matrix, Reference, Rng};
 use engine::cuda::GpuQType;
-use kernel_emu::{matmat_token_tiles, matvec3, moe_gate_up, Decode, Weights};
+use kernel_emu::{
+    attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, DecodeAttn, Heads, Weights,
+};
 
 const QTYPES: [GpuQType; 6] = [
     GpuQType::F32,
@@ -57,7 +59,7 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
         let x = activations(3, k, &mut rng);
         let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
         let engine = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).expect("geometry");
-        let staged = moe_gate_up(Decode::TwoRowsPerWarp, g, u, &x, 2, &ids).expect("geometry");
+        let staged = moe_gate_up(Decode::Staged, g, u, &x, 2, &ids).expect("geometry");
         let differ = engine
             .iter()
             .zip(&staged)
@@ -116,7 +118,7 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
         let x = activations(1, k, &mut rng);
         let w = |j: usize| wts(qt, &devs[j], rows[j], k, 1);
         let engine = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).expect("geometry");
-        let staged = matvec3(Decode::TwoRowsPerWarp, [w(0), w(1), w(2)], &x).expect("geometry");
+        let staged = matvec3(Decode::Staged, [w(0), w(1), w(2)], &x).expect("geometry");
         for j in 0..3 {
             let differ = engine[j]
                 .iter()
@@ -187,5 +189,94 @@ fn token_tiled_router_product_matches_the_cpu_dequantizer() {
                 assert!(e <= 1e-5, "{} token {p} row {r}: {e:.3e}", qt.name());
             }
         }
+    }
+}
+
+fn decode_case(h: Heads, pos: usize, max_ctx: usize, seed: u64) -> DecodeAttn {
+    let mut rng = Rng(seed);
+    let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
+    let mut v = |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| s * rng.sym()).collect() };
+    let mut kc = v(max_ctx * kvd, 0.5);
+    let vc = v(max_ctx * kvd, 1.0);
+    // rows at and after pos hold garbage the kernels must overwrite (pos) or never read
+    for x in &mut kc[pos * kvd..] {
+        *x = f32::NAN;
+    }
+    DecodeAttn {
+        h,
+        q: v(qd, 2.0),
+        k: v(kvd, 2.0),
+        v: v(kvd, 1.0),
+        q_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
+        k_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
+        kc,
+        vc,
+        max_ctx,
+        pos,
+        rope_base: 1_000_000.0,
+        eps: 1e-6,
+    }
+}
+
+#[test]
+fn fused_decode_attention_equals_the_engines_three_kernels() {
+    // Qwen3-30B-A3B's heads (G = 8, hd = 128) and smaller ones; positions inside a chunk, at a
+    // chunk's first row, and at 0
+    let cases = [
+        (
+            Heads {
+                n_head: 16,
+                n_head_kv: 2,
+                hd: 128,
+            },
+            45usize,
+            128usize,
+        ),
+        (
+            Heads {
+                n_head: 8,
+                n_head_kv: 2,
+                hd: 64,
+            },
+            64,
+            96,
+        ),
+        (
+            Heads {
+                n_head: 3,
+                n_head_kv: 1,
+                hd: 32,
+            },
+            0,
+            64,
+        ),
+    ];
+    for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
+        let a = decode_case(h, pos, max_ctx, 300 + i as u64);
+        let (oe, kce, vce) = attn_decode(Decode::Engine, &a).expect("geometry");
+        let (os, kcs, vcs) = attn_decode(Decode::Staged, &a).expect("geometry");
+        assert!(
+            oe.iter().all(|x| x.is_finite()),
+            "case {i}: the engine's output is not finite"
+        );
+        let bits = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count()
+        };
+        let kvd = h.n_head_kv * h.hd;
+        let rows = (pos + 1) * kvd; // the caches up to and with the new row
+        assert_eq!(bits(&oe, &os), 0, "case {i}: attention outputs differ");
+        assert_eq!(
+            bits(&kce[..rows], &kcs[..rows]),
+            0,
+            "case {i}: K caches differ"
+        );
+        assert_eq!(
+            bits(&vce[..rows], &vcs[..rows]),
+            0,
+            "case {i}: V caches differ"
+        );
     }
 }
