@@ -828,5 +828,9 @@ pub fn attn_decode(
     need(counter_left.iter().all(|c| c.to_bits() == 0), || {
         "a ticket counter was not put back to 0".into()
     })?;
-    Ok((out.to_f32(qd), kc.to_f32(a.kc.len()), vc.to_f32(a.vc.len())))
+    Ok(DecodeAttnOut {
+        out: out.to_f32(qd),
+        kc: kc.to_f32(a.kc.len()),
+        vc: vc.to_f32(a.vc.len()),
+    })
 }

@@ -253,8 +253,10 @@ fn fused_decode_attention_equals_the_engines_three_kernels() {
     ];
     for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
         let a = decode_case(h, pos, max_ctx, 300 + i as u64);
-        let (oe, kce, vce) = attn_decode(Decode::Engine, &a).expect("geometry");
-        let (os, kcs, vcs) = attn_decode(Decode::Staged, &a).expect("geometry");
+        let e = attn_decode(Decode::Engine, &a).expect("geometry");
+        let s = attn_decode(Decode::Staged, &a).expect("geometry");
+        let (oe, kce, vce) = (e.out, e.kc, e.vc);
+        let (os, kcs, vcs) = (s.out, s.kc, s.vc);
         assert!(
             oe.iter().all(|x| x.is_finite()),
             "case {i}: the engine's output is not finite"
