@@ -764,12 +764,16 @@ pub struct DecodeAttn {
     pub eps: f32,
 }
 
+/// What decode attention leaves behind: its output and both caches.
+#[derive(Clone, Debug)]
+pub struct DecodeAttnOut {
+    pub out: Vec<f32>,
+    pub kc: Vec<f32>,
+    pub vc: Vec<f32>,
+}
+
 /// Run decode attention for `a` with the engine's three kernels or the staged attn_decode.
-/// Returns (attention output, K cache, V cache) after the call.
-pub fn attn_decode(
-    which: Decode,
-    a: &DecodeAttn,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), EmuError> {
+pub fn attn_decode(which: Decode, a: &DecodeAttn) -> Result<DecodeAttnOut, EmuError> {
     let h = a.h;
     need(
         h.n_head_kv > 0 && h.n_head % h.n_head_kv == 0 && h.n_head / h.n_head_kv <= 8,
