@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Moves the staged kernels into the engine (staging/README.md, "Adopting"): applies
 # staging/patches/0001-engine-adopt-staged-kernels.patch, then checks what can be checked without
-# a GPU: formatting, clippy with the cuda feature, the emulator's tests (which then also check the
+# a GPU: the amended GPU contract (pv validate, pv diff --check), formatting, clippy with the
+# cuda feature, the emulator's tests (which then also check the
 # engine's shared-memory constants), and the NVRTC compile of the whole kernel source where an
 # NVRTC library is found (LD_LIBRARY_PATH). It commits nothing: the commit, and the device run
 # that must follow it, are yours.
@@ -17,6 +18,9 @@ git apply --check "$PATCH" || {
     exit 1
 }
 git apply --index "$PATCH"
+# the contract's precision statement is amended with the kernels (0.2.1, a text change)
+cargo run -q -p pv -- validate
+cargo run -q -p pv -- diff HEAD:contracts/qwen3-moe-forward-gpu-v1.yaml contracts/qwen3-moe-forward-gpu-v1.yaml --check
 cargo fmt --all -- --check
 cargo clippy --features cuda -p engine -p kernel-emu --all-targets -- -D warnings
 cargo test -p kernel-emu
