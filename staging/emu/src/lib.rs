@@ -9,6 +9,8 @@
 
 use engine::cuda::GpuQType;
 
+pub mod testdata;
+
 /// A launch whose buffers do not match its geometry.
 #[derive(Debug, thiserror::Error)]
 pub enum EmuError {

@@ -3,10 +3,8 @@
 //! accumulated in the same order, so the outputs must be equal bit for bit. And both against
 //! the CPU dequantizer in float64, so that "equal" cannot mean "equally wrong".
 
-mod common;
-
-use common::{activations, device, random_matrix, Reference, Rng};
 use engine::cuda::GpuQType;
+use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
 use kernel_emu::{
     attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, DecodeAttn, Heads, Weights,
 };
@@ -19,18 +17,6 @@ const QTYPES: [GpuQType; 6] = [
     GpuQType::Q5K,
     GpuQType::Q6K,
 ];
-
-fn random_any(qt: GpuQType, rows: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
-    match qt {
-        GpuQType::F32 => (0..rows * k)
-            .flat_map(|_| (0.05 * rng.sym()).to_le_bytes())
-            .collect(),
-        GpuQType::F16 => (0..rows * k)
-            .flat_map(|_| engine::quant::f32_to_f16(0.05 * rng.sym()).to_le_bytes())
-            .collect(),
-        _ => random_matrix(qt, rows, k, rng),
-    }
-}
 
 fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
     Weights {
@@ -53,8 +39,8 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
     let ids = [2i32, 0, 3, 2, 1, 0];
     for (i, qt) in QTYPES.into_iter().enumerate() {
         let mut rng = Rng(900 + i as u64);
-        let gf = random_any(qt, experts * ff, k, &mut rng);
-        let uf = random_any(qt, experts * ff, k, &mut rng);
+        let gf = random_matrix(qt, experts * ff, k, &mut rng);
+        let uf = random_matrix(qt, experts * ff, k, &mut rng);
         let (gd, ud) = (device(qt, &gf), device(qt, &uf));
         let x = activations(3, k, &mut rng);
         let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
@@ -72,12 +58,9 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
             qt.name(),
             engine.len()
         );
-        if matches!(qt, GpuQType::F32 | GpuQType::F16) {
-            continue; // the float64 reference below dequantizes K-quants and Q8_0
-        }
         let (rg, ru) = (
-            Reference::new(qt, &gf, experts, ff, k),
-            Reference::new(qt, &uf, experts, ff, k),
+            Reference::new(qt, &gf, experts, ff, k).expect("reference"),
+            Reference::new(qt, &uf, experts, ff, k).expect("reference"),
         );
         let mut worst = 0f64;
         for (p, &e) in ids.iter().enumerate() {
@@ -112,7 +95,7 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
         let mut rng = Rng(40 + i as u64);
         let files: Vec<Vec<u8>> = rows
             .iter()
-            .map(|&r| random_any(qt, r, k, &mut rng))
+            .map(|&r| random_matrix(qt, r, k, &mut rng))
             .collect();
         let devs: Vec<Vec<u8>> = files.iter().map(|f| device(qt, f)).collect();
         let x = activations(1, k, &mut rng);
@@ -137,11 +120,8 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
                 qt.name()
             );
         }
-        if matches!(qt, GpuQType::F32 | GpuQType::F16) {
-            continue;
-        }
         for j in 0..3 {
-            let rf = Reference::new(qt, &files[j], 1, rows[j], k);
+            let rf = Reference::new(qt, &files[j], 1, rows[j], k).expect("reference");
             for (r, &got) in staged[j].iter().enumerate() {
                 let (want, mag) = rf.dot(0, r, &x);
                 let e = (got as f64 - want).abs() / mag.max(1e-30);
@@ -161,21 +141,16 @@ fn token_tiled_router_product_matches_the_cpu_dequantizer() {
         .enumerate()
     {
         let mut rng = Rng(70 + i as u64);
-        let file = random_any(qt, rows, k, &mut rng);
+        let file = random_matrix(qt, rows, k, &mut rng);
         let dev = device(qt, &file);
         let x = activations(t, k, &mut rng);
         let y = matmat_token_tiles(wts(qt, &dev, rows, k, 1), &x, t).expect("geometry");
-        let w: Vec<f64> = match qt {
-            GpuQType::F32 => file
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-                .collect(),
-            _ => Reference::new(qt, &file, 1, rows, k)
-                .w
-                .iter()
-                .map(|&v| v as f64)
-                .collect(),
-        };
+        let w: Vec<f64> = Reference::new(qt, &file, 1, rows, k)
+            .expect("reference")
+            .w
+            .iter()
+            .map(|&v| v as f64)
+            .collect();
         for p in 0..t {
             for r in 0..rows {
                 let (mut want, mut mag) = (0f64, 0f64);

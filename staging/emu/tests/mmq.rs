@@ -6,10 +6,8 @@
 //! activations of the wrong token) and requires the same check to fail on it, so a pass is not a
 //! check that cannot fail.
 
-mod common;
-
-use common::{activations, device, random_matrix, Reference, Rng};
 use engine::cuda::GpuQType;
+use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
 use kernel_emu::{matmat_q, matmat_tc, split_act, Pairs, SplitAct, Weights};
 
 /// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
@@ -29,7 +27,7 @@ fn dense_error(
     let file = random_matrix(qt, rows, k, &mut rng);
     let dev = device(qt, &file);
     let x = activations(t, k, &mut rng);
-    let reference = Reference::new(qt, &file, 1, rows, k);
+    let reference = Reference::new(qt, &file, 1, rows, k).expect("reference");
     let mut split = split_act(&x, k, k, t).expect("split_act geometry");
     if plant == Plant::NoGroupSums {
         split.sums.iter_mut().for_each(|s| *s = 0.0);
@@ -135,7 +133,7 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
     let file = random_matrix(qt, experts * rows, k, &mut rng);
     let dev = device(qt, &file);
     let x = activations(tokens, k, &mut rng);
-    let reference = Reference::new(qt, &file, experts, rows, k);
+    let reference = Reference::new(qt, &file, experts, rows, k).expect("reference");
     // expert choices: distinct per token; expert 0 is chosen by every token, so its group (21
     // pairs) and the others' differ in size
     let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
@@ -276,7 +274,7 @@ fn the_engines_tensor_core_kernel_passes_under_emulation() {
         let file = random_matrix(qt, rows, k, &mut rng);
         let dev = device(qt, &file);
         let x = activations(t, k, &mut rng);
-        let reference = Reference::new(qt, &file, 1, rows, k);
+        let reference = Reference::new(qt, &file, 1, rows, k).expect("reference");
         let mut y = vec![f32::NAN; t * rows];
         let w = Weights {
             qt,

@@ -1,22 +1,25 @@
-//! Test data shared by the emulator's tests: random quantized matrices in the GGUF layout, their
-//! device layout, and a float64 reference product through the CPU engine's dequantizer.
-#![allow(dead_code)] // each test file uses part of it
+//! Test data for the emulator's tests and falsifiers: random matrices in the GGUF layout (every
+//! qtype the GPU backend supports), their device layout, and a float64 reference product through
+//! the CPU engine's dequantizer (engine::quant, checked bit for bit against gguf-py by
+//! FALSIFY-QK-DEQ-001). Generated data only: nothing here reads outside input.
 
 use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
 
+use crate::EmuError;
+
 /// xorshift64*: deterministic test data without a dependency.
 pub struct Rng(pub u64);
 impl Rng {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     pub fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
     pub fn sym(&mut self) -> f32 {
         2.0 * self.unit() - 1.0
@@ -30,9 +33,22 @@ pub fn file_qtype(qt: GpuQType) -> QType {
 /// Random blocks in the GGUF file layout: random quant and scale bytes (every pattern is valid),
 /// with the f16 super-scales set to sane magnitudes (random bytes would give infinities).
 pub fn random_matrix(qt: GpuQType, rows: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
+    match qt {
+        GpuQType::F32 => {
+            return (0..rows * k)
+                .flat_map(|_| (0.05 * rng.sym()).to_le_bytes())
+                .collect()
+        }
+        GpuQType::F16 => {
+            return (0..rows * k)
+                .flat_map(|_| f32_to_f16(0.05 * rng.sym()).to_le_bytes())
+                .collect()
+        }
+        _ => {}
+    }
     let bb = qt.file_block_bytes();
     let nb = rows * k / qt.block_elems();
-    let mut v: Vec<u8> = (0..nb * bb).map(|_| rng.next() as u8).collect();
+    let mut v: Vec<u8> = (0..nb * bb).map(|_| rng.next_u64() as u8).collect();
     for b in v.chunks_exact_mut(bb) {
         let d = f32_to_f16(0.002 + 0.01 * rng.unit()).to_le_bytes();
         let dmin = f32_to_f16(0.001 + 0.01 * rng.unit()).to_le_bytes();
@@ -43,7 +59,7 @@ pub fn random_matrix(qt: GpuQType, rows: usize, k: usize, rng: &mut Rng) -> Vec<
             }
             GpuQType::Q6K => b[208..210].copy_from_slice(&d),
             GpuQType::Q8_0 => b[0..2].copy_from_slice(&d),
-            _ => unreachable!("only quantized types here"),
+            GpuQType::F32 | GpuQType::F16 => {}
         }
     }
     v
@@ -59,7 +75,8 @@ pub fn activations(rows: usize, k: usize, rng: &mut Rng) -> Vec<f32> {
         .collect()
 }
 
-/// The float64 reference: dequantized rows (file layout) times the activations.
+/// The float64 reference: dequantized rows (file layout) times the activations. F32 and F16 rows
+/// are converted exactly.
 pub struct Reference {
     pub w: Vec<f32>, // experts * rows * k
     pub rows: usize,
@@ -67,14 +84,26 @@ pub struct Reference {
 }
 
 impl Reference {
-    pub fn new(qt: GpuQType, file: &[u8], experts: usize, rows: usize, k: usize) -> Self {
-        let mut w = vec![0f32; experts * rows * k];
+    pub fn new(
+        qt: GpuQType,
+        file: &[u8],
+        experts: usize,
+        rows: usize,
+        k: usize,
+    ) -> Result<Self, EmuError> {
         let rb = qt.file_row_bytes(k);
+        if file.len() != experts * rows * rb {
+            return Err(EmuError::Geometry(format!(
+                "{} bytes for {experts} x {rows} rows of {rb}",
+                file.len()
+            )));
+        }
+        let mut w = vec![0f32; experts * rows * k];
         for (r, out) in w.chunks_exact_mut(k).enumerate() {
             dequantize_row(file_qtype(qt), &file[r * rb..(r + 1) * rb], out)
-                .expect("dequantize a random block");
+                .map_err(|e| EmuError::Geometry(format!("dequantizing row {r}: {e}")))?;
         }
-        Reference { w, rows, k }
+        Ok(Reference { w, rows, k })
     }
     /// (value, sum of |w x|) of expert e's row r with activation row x.
     pub fn dot(&self, e: usize, r: usize, x: &[f32]) -> (f64, f64) {
