@@ -1,0 +1,220 @@
+//! Falsifiers of `contracts/gpu-kernels-emulated-v1.yaml`: the engine's CUDA kernels
+//! (engine/src/cuda/kernels.cu) run on the CPU by kernel-emu's SIMT emulator, against float64
+//! products over engine::quant's dequantized weights. No GPU needed: these run in CI.
+
+use contract_macros::falsifier;
+use engine::cuda::GpuQType;
+use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
+use kernel_emu::{matmat_tc, matmat_token_tiles, matvec3, moe_gate_up, Decode, Pairs, Weights};
+use pv_evidence::{Ctx, FalsifierResult, ResultExt};
+
+const ALL_QTYPES: [GpuQType; 6] = [
+    GpuQType::F32,
+    GpuQType::F16,
+    GpuQType::Q8_0,
+    GpuQType::Q4K,
+    GpuQType::Q5K,
+    GpuQType::Q6K,
+];
+
+fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
+    Weights {
+        qt,
+        bytes,
+        rows,
+        k,
+        experts,
+    }
+}
+
+/// |got - want| / bound, infinite for a non-finite output (an unwritten or NaN result).
+fn over(got: f32, want: f64, bound: f64) -> f64 {
+    if got.is_finite() {
+        (got as f64 - want).abs() / bound.max(1e-30)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The worst ratio and where it was, across every checked output.
+#[derive(Default)]
+struct Worst {
+    ratio: f64,
+    at: String,
+    compared: usize,
+}
+
+impl Worst {
+    fn add(&mut self, ratio: f64, at: impl FnOnce() -> String) {
+        self.compared += 1;
+        if ratio > self.ratio || ratio.is_nan() {
+            self.ratio = if ratio.is_nan() { f64::INFINITY } else { ratio };
+            self.at = at();
+        }
+    }
+}
+
+/// A bug planted in the data the kernel reads (never in a real run): one weight byte flipped
+/// after the reference was taken, so the kernel's product is wrong in one row.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plant {
+    None,
+    FlipOneWeightByte,
+}
+
+fn plant(dev: &mut [u8], p: Plant) {
+    if p == Plant::FlipOneWeightByte {
+        let i = dev.len() / 2 + 17;
+        dev[i] ^= 0x5A;
+    }
+}
+
+fn tc_worst(p: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
+    let (rows, k, t) = (80usize, 512usize, 40usize);
+    let mut worst = Worst::default();
+    for (i, qt) in [GpuQType::Q4K, GpuQType::Q6K].into_iter().enumerate() {
+        let mut rng = Rng(500 + i as u64);
+        let file = random_matrix(qt, rows, k, &mut rng);
+        let mut dev = device(qt, &file);
+        plant(&mut dev, p);
+        let x = activations(t, k, &mut rng);
+        let reference = Reference::new(qt, &file, 1, rows, k).context("reference")?;
+        let mut y = vec![f32::NAN; t * rows];
+        let w = weights(qt, &dev, rows, k, 1);
+        matmat_tc(w, &x, t, 1, Pairs::Dense(t), &mut y, rows, false).context("matmat_tc")?;
+        for p in 0..t {
+            for r in 0..rows {
+                let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
+                let e = over(y[p * rows + r], want, mag);
+                worst.add(e, || format!("{} token {p} row {r}", qt.name()));
+            }
+        }
+    }
+    Ok(worst)
+}
+
+#[falsifier("FALSIFY-EMU-TC-001")]
+fn tensor_core_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let worst = tc_worst(Plant::None)?;
+    ctx.metric("worst_relative_error", worst.ratio);
+    ctx.metric("outputs_compared", worst.compared as f64);
+    ctx.note(format!("worst at {}", worst.at));
+    Ok(())
+}
+
+fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
+    let mut worst = Worst::default();
+    // q / k / v in one launch (matvec3): odd row counts split the last block
+    let (rows3, k3) = ([37usize, 9, 5], 256usize);
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(40 + i as u64);
+        let files: Vec<Vec<u8>> = rows3
+            .iter()
+            .map(|&r| random_matrix(qt, r, k3, &mut rng))
+            .collect();
+        let mut devs: Vec<Vec<u8>> = files.iter().map(|f| device(qt, f)).collect();
+        plant(&mut devs[0], pl);
+        let x = activations(1, k3, &mut rng);
+        let w = |j: usize| weights(qt, &devs[j], rows3[j], k3, 1);
+        let y = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).context("matvec3")?;
+        for j in 0..3 {
+            let rf = Reference::new(qt, &files[j], 1, rows3[j], k3).context("reference")?;
+            for (r, &got) in y[j].iter().enumerate() {
+                let (want, mag) = rf.dot(0, r, &x);
+                worst.add(over(got, want, 1e-5 * mag), || {
+                    format!("matvec3 {} matrix {j} row {r}", qt.name())
+                });
+            }
+        }
+    }
+    // gate / up of the selected experts with SwiGLU (moe_gate_up)
+    let (experts, ff, k) = (4usize, 70usize, 512usize);
+    let ids = [2i32, 0, 3, 2, 1, 0];
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(900 + i as u64);
+        let gf = random_matrix(qt, experts * ff, k, &mut rng);
+        let uf = random_matrix(qt, experts * ff, k, &mut rng);
+        let (mut gd, ud) = (device(qt, &gf), device(qt, &uf));
+        plant(&mut gd, pl);
+        let x = activations(3, k, &mut rng);
+        let (g, u) = (
+            weights(qt, &gd, ff, k, experts),
+            weights(qt, &ud, ff, k, experts),
+        );
+        let act = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).context("moe_gate_up")?;
+        let rg = Reference::new(qt, &gf, experts, ff, k).context("reference")?;
+        let ru = Reference::new(qt, &uf, experts, ff, k).context("reference")?;
+        for (p, &e) in ids.iter().enumerate() {
+            let xt = &x[(p / 2) * k..][..k];
+            for r in 0..ff {
+                let (gv, gm) = rg.dot(e as usize, r, xt);
+                let (uv, um) = ru.dot(e as usize, r, xt);
+                let silu = gv / (1.0 + (-gv).exp());
+                let bound = 1e-5 * (1.1 * uv.abs() * gm + silu.abs() * um);
+                worst.add(over(act[p * ff + r], silu * uv, bound), || {
+                    format!("moe_gate_up {} pair {p} row {r}", qt.name())
+                });
+            }
+        }
+    }
+    // the CUDA-core product in token tiles, as the prefill router runs it
+    let (rows, kr, t) = (24usize, 256usize, 21usize);
+    for (i, qt) in [GpuQType::F32, GpuQType::Q8_0, GpuQType::Q4K]
+        .into_iter()
+        .enumerate()
+    {
+        let mut rng = Rng(70 + i as u64);
+        let file = random_matrix(qt, rows, kr, &mut rng);
+        let mut dev = device(qt, &file);
+        plant(&mut dev, pl);
+        let x = activations(t, kr, &mut rng);
+        let y = matmat_token_tiles(weights(qt, &dev, rows, kr, 1), &x, t).context("matmat")?;
+        let rf = Reference::new(qt, &file, 1, rows, kr).context("reference")?;
+        for p in 0..t {
+            for r in 0..rows {
+                let (want, mag) = rf.dot(0, r, &x[p * kr..(p + 1) * kr]);
+                worst.add(over(y[p * rows + r], want, 1e-5 * mag), || {
+                    format!("matmat {} token {p} row {r}", qt.name())
+                });
+            }
+        }
+    }
+    Ok(worst)
+}
+
+#[falsifier("FALSIFY-EMU-DECODE-001")]
+fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let worst = decode_worst(Plant::None)?;
+    ctx.metric("worst_error_over_bound", worst.ratio);
+    ctx.metric("outputs_compared", worst.compared as f64);
+    ctx.note(format!("worst at {}", worst.at));
+    Ok(())
+}
+
+#[test]
+fn the_worst_ratio_sees_non_finite_outputs() {
+    let mut w = Worst::default();
+    w.add(0.5, || "a".into());
+    w.add(over(f32::NAN, 1.0, 1.0), || "b".into());
+    assert!(w.ratio.is_infinite() && w.at == "b");
+    w.add(2.0, || "c".into());
+    assert_eq!(w.at, "b", "a finite ratio never hides a non-finite one");
+}
+
+/// Both falsifiers fail on a planted bug: one flipped weight byte makes the same checks exceed
+/// their bounds by orders of magnitude.
+#[test]
+fn the_checks_fail_on_a_flipped_weight_byte() {
+    let tc = tc_worst(Plant::FlipOneWeightByte).expect("runs");
+    assert!(
+        tc.ratio > 1e-5,
+        "FALSIFY-EMU-TC-001's check missed it ({:.3e})",
+        tc.ratio
+    );
+    let dec = decode_worst(Plant::FlipOneWeightByte).expect("runs");
+    assert!(
+        dec.ratio > 1.0,
+        "FALSIFY-EMU-DECODE-001's check missed it ({:.3e})",
+        dec.ratio
+    );
+}
