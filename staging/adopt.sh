@@ -21,9 +21,12 @@ git apply --index "$PATCH"
 # the contract's precision statement is amended with the kernels (0.2.1, a text change)
 cargo run -q -p pv -- validate
 cargo run -q -p pv -- diff HEAD:contracts/qwen3-moe-forward-gpu-v1.yaml contracts/qwen3-moe-forward-gpu-v1.yaml --check
+cargo run -q -p pv -- diff HEAD:contracts/gpu-kernels-emulated-v1.yaml contracts/gpu-kernels-emulated-v1.yaml --check
 cargo fmt --all -- --check
 cargo clippy --features cuda -p engine -p kernel-emu --all-targets -- -D warnings
 cargo test -p kernel-emu
+# the new kernels' own falsifiers (gpu-kernels-emulated-v1 0.1.1), on the CPU
+cargo test -p falsifiers --test emulated
 cargo test --features cuda -p engine --lib kernels_compile -- --nocapture
 echo "adopt: applied and checked. Next: commit, then scripts/device-run.sh --prepare and a device"
 echo "       run with PV_RUN_AB_STAGED=1 (docs/gpu.md, 'Running on the device')."
