@@ -167,6 +167,10 @@ DECODE2_ENTRIES(q6_k, QT_Q6_K, 1)
 // Arithmetic: the same operations in the same order as the three kernels (block sums over 128
 // threads, powf / sincosf, chunk order in the merge), so the output is bit-equal to theirs
 // (kernel-emu checks it).
+// The partial and the merge repeat attn_partial's and attn_combine's code line for line: kernels.cu
+// cannot change while this file is staged (it would stale the GPU evidence). On adoption, once
+// the device run has shown this kernel's worth, move those bodies into shared device functions
+// and delete the two decode-only kernels this replaces.
 // counter: n_head_kv zeros; each KV head's last block puts its ticket back to 0 (graph replays).
 // ---------------------------------------------------------------------------------------------
 

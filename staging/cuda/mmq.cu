@@ -21,6 +21,9 @@
 //     flight while the tensor cores work on the current one.
 // Tile: 64 weight rows x 32 pairs (tokens), K in steps of 128; 4 warps, each 32 rows x 16 pairs.
 // 32 pairs because a 512-token prefill gives each of 128 experts 32 pairs on average.
+// The pair bookkeeping (groups, spid, the epilogue's stores) and the fragment loads follow
+// kernels.cu's matmat_tc on purpose, so that the two can be read side by side; once matmat_tc
+// serves only F16 / F32 weights after adoption, the shared parts can become device functions.
 
 #ifndef PV_KERNELS_PRELUDE
 typedef unsigned char u8;

@@ -1,6 +1,7 @@
 //! The staged matmat_q kernel (staging/cuda/mmq.cu), run by the SIMT emulator, against the CPU
 //! engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
-//! gguf package's by FALSIFY-QUANT-*) and a float64 product.
+//! gguf package's by FALSIFY-QK-DEQ-001) and a float64 product. The engine's own matmat_tc is
+//! checked the same way by FALSIFY-EMU-TC-001 (falsifiers/tests/emulated.rs).
 //!
 //! Each case also plants a bug outside the kernel (a wrong qtype dispatch, group sums left out,
 //! activations of the wrong token) and requires the same check to fail on it, so a pass is not a
@@ -8,7 +9,7 @@
 
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
-use kernel_emu::{matmat_q, matmat_tc, split_act, Pairs, SplitAct, Weights};
+use kernel_emu::{matmat_q, split_act, Pairs, SplitAct, Weights};
 
 /// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
 /// f32 accumulation over k terms plus the 2^-22 of the activation split: 1e-5 of the magnitude.
@@ -261,46 +262,4 @@ fn bad_geometry_is_an_error_not_a_fault() {
         split_act(&[0.0; 8], 16, 16, 1).is_err(),
         "short input must be refused"
     );
-}
-
-/// The emulator's own check: the engine's matmat_tc (kernels.cu), which the parity falsifiers
-/// hold to the CPU forward on the GPU, must pass the same comparison under emulation. Both
-/// kernels assume the same mma fragment layout; a layout the emulator got wrong would fail here.
-#[test]
-fn the_engines_tensor_core_kernel_passes_under_emulation() {
-    for (i, qt) in [GpuQType::Q4K, GpuQType::Q6K].into_iter().enumerate() {
-        let (rows, k, t) = (80usize, 512usize, 40usize);
-        let mut rng = Rng(500 + i as u64);
-        let file = random_matrix(qt, rows, k, &mut rng);
-        let dev = device(qt, &file);
-        let x = activations(t, k, &mut rng);
-        let reference = Reference::new(qt, &file, 1, rows, k).expect("reference");
-        let mut y = vec![f32::NAN; t * rows];
-        let w = Weights {
-            qt,
-            bytes: &dev,
-            rows,
-            k,
-            experts: 1,
-        };
-        matmat_tc(w, &x, t, 1, Pairs::Dense(t), &mut y, rows, false).expect("matmat_tc geometry");
-        let mut worst = 0f64;
-        for p in 0..t {
-            for r in 0..rows {
-                let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
-                let got = y[p * rows + r] as f64;
-                let e = if got.is_finite() {
-                    (got - want).abs() / mag.max(1e-30)
-                } else {
-                    f64::INFINITY
-                };
-                worst = worst.max(e);
-            }
-        }
-        eprintln!(
-            "engine matmat_tc {}: worst relative error {worst:.3e}",
-            qt.name()
-        );
-        assert!(worst <= TOL, "{}: {worst:.3e} > {TOL:e}", qt.name());
-    }
 }
