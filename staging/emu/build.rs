@@ -91,7 +91,19 @@ fn main() {
     );
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("kernels_emu.cu"), src).expect("writing kernels_emu.cu");
-    cc::Build::new()
+    println!("cargo:rerun-if-env-changed=PV_EMU_ASAN");
+    // PV_EMU_ASAN=1: the kernels under AddressSanitizer, so a read or write past a buffer's end
+    // is reported (run the tests with LD_PRELOAD=$(gcc -print-file-name=libasan.so): the Rust
+    // test binary itself is not instrumented, so the runtime must be loaded first).
+    let asan = std::env::var("PV_EMU_ASAN").is_ok_and(|v| v == "1");
+    let mut build = cc::Build::new();
+    if asan {
+        build
+            .flag("-fsanitize=address")
+            .flag("-fno-omit-frame-pointer");
+        println!("cargo:rustc-link-lib=dylib=asan");
+    }
+    build
         .cpp(true)
         .file("src/host.cpp")
         .include(&out)
