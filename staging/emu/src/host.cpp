@@ -10,6 +10,23 @@
 #include "../../cuda/attn_prefill.cu"
 #include "../../cuda/decode.cu"
 
+// Run CALL(suffix) for the kernel of qtype `qt` (the entry points are named <kernel>_<suffix>);
+// return 0, or 1 for a qtype without such a kernel.
+#define EMU_DISPATCH_QUANT(qt, CALL)                  \
+    switch (qt) {                                     \
+        case QT_Q4_K: CALL(q4_k); return 0;           \
+        case QT_Q5_K: CALL(q5_k); return 0;           \
+        case QT_Q6_K: CALL(q6_k); return 0;           \
+        case QT_Q8_0: CALL(q8_0); return 0;           \
+        default: return 1;                            \
+    }
+#define EMU_DISPATCH_ALL(qt, CALL)                    \
+    switch (qt) {                                     \
+        case QT_F32: CALL(f32); return 0;             \
+        case QT_F16: CALL(f16); return 0;             \
+        default: EMU_DISPATCH_QUANT(qt, CALL)         \
+    }
+
 extern "C" int emu_split_act(const float* X, int x_stride, int K, int rows, u16* Xh, u16* Xl,
                              float* Xs) {
     emu::launch({(unsigned)rows, 1, 1}, {64, 1, 1}, 0,
@@ -29,13 +46,7 @@ extern "C" int emu_matmat_q(int qt, const u8* W, i64 expert_bytes, i64 row_bytes
         matmat_q_##NAME(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xs, in_div, n_dense, list, \
                         off, Y, y_stride, mode);                                               \
     })
-    switch (qt) {
-        case QT_Q4_K: MQ_CALL(q4_k); return 0;
-        case QT_Q5_K: MQ_CALL(q5_k); return 0;
-        case QT_Q6_K: MQ_CALL(q6_k); return 0;
-        case QT_Q8_0: MQ_CALL(q8_0); return 0;
-        default: return 1;
-    }
+    EMU_DISPATCH_QUANT(qt, MQ_CALL);
 }
 
 extern "C" int emu_mq_smem_bytes() { return MQ_SMEM_BYTES; }
@@ -64,13 +75,7 @@ extern "C" int emu_matmat_tc(int qt, const u8* W, i64 expert_bytes, i64 row_byte
         matmat_tc_##NAME(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list, \
                          off, Y, y_stride, mode);                                                \
     })
-    switch (qt) {
-        case QT_Q4_K: TC_CALL(q4_k); return 0;
-        case QT_Q5_K: TC_CALL(q5_k); return 0;
-        case QT_Q6_K: TC_CALL(q6_k); return 0;
-        case QT_Q8_0: TC_CALL(q8_0); return 0;
-        default: return 1;
-    }
+    EMU_DISPATCH_QUANT(qt, TC_CALL);
 }
 
 // Decode mat-vecs: variant 0 is the engine's kernel (kernels.cu), 1 the staged two-rows-per-warp
@@ -89,15 +94,7 @@ extern "C" int emu_moe_gate_up(int variant, int qt, const u8* Wg, const u8* Wu, 
             moe_gate_up_##NAME(Wg, Wu, expert_bytes, row_bytes, ff, K, x, x_stride, in_div, ids,  \
                                act, Wg, expert_bytes);                                          \
     })
-    switch (qt) {
-        case QT_F32: GU_CALL(f32); return 0;
-        case QT_F16: GU_CALL(f16); return 0;
-        case QT_Q8_0: GU_CALL(q8_0); return 0;
-        case QT_Q4_K: GU_CALL(q4_k); return 0;
-        case QT_Q5_K: GU_CALL(q5_k); return 0;
-        case QT_Q6_K: GU_CALL(q6_k); return 0;
-        default: return 1;
-    }
+    EMU_DISPATCH_ALL(qt, GU_CALL);
 }
 
 extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, const u8* W2,
@@ -113,15 +110,7 @@ extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, cons
         else                                                                                  \
             matvec3_##NAME(W0, W1, W2, row_bytes, n0, n1, n2, K, x, y0, y1, y2);               \
     })
-    switch (qt) {
-        case QT_F32: MV3_CALL(f32); return 0;
-        case QT_F16: MV3_CALL(f16); return 0;
-        case QT_Q8_0: MV3_CALL(q8_0); return 0;
-        case QT_Q4_K: MV3_CALL(q4_k); return 0;
-        case QT_Q5_K: MV3_CALL(q5_k); return 0;
-        case QT_Q6_K: MV3_CALL(q6_k); return 0;
-        default: return 1;
-    }
+    EMU_DISPATCH_ALL(qt, MV3_CALL);
 }
 
 // The engine's CUDA-core product (kernels.cu's matmat_*) with a caller's grid and groups: the
@@ -136,15 +125,7 @@ extern "C" int emu_matmat(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, 
         matmat_##NAME(W, expert_bytes, row_bytes, nrows, K, X, x_stride, in_div, n_dense, list,  \
                       off, Y, y_stride, mode);                                                   \
     })
-    switch (qt) {
-        case QT_F32: MM_CALL(f32); return 0;
-        case QT_F16: MM_CALL(f16); return 0;
-        case QT_Q8_0: MM_CALL(q8_0); return 0;
-        case QT_Q4_K: MM_CALL(q4_k); return 0;
-        case QT_Q5_K: MM_CALL(q5_k); return 0;
-        case QT_Q6_K: MM_CALL(q6_k); return 0;
-        default: return 1;
-    }
+    EMU_DISPATCH_ALL(qt, MM_CALL);
 }
 
 extern "C" int emu_matmat_tt() { return TT; }
