@@ -17,8 +17,10 @@
 // out: T x (n_head * hd). grid = (n_head_kv, ceil(T / (64 / G))), 256 threads,
 // AP_SMEM_BYTES of dynamic shared memory.
 
+// Compiled appended to kernels.cu (PV_KERNELS_PRELUDE): uses its i64, INFINITY, warp_max,
+// warp_sum and pdl_begin.
 #ifndef PV_KERNELS_PRELUDE
-typedef long long i64;
+#error "attn_prefill.cu is compiled after kernels.cu"
 #endif
 
 #define AP_ROWS 64       // query rows per block
@@ -28,34 +30,14 @@ typedef long long i64;
 
 #ifdef PV_EMU
 #define AP_DYN_SMEM(T, name) T* name = (T*)emu_dyn_smem()
-#define AP_NEG_INF (-INFINITY)
-__device__ __forceinline__ void ap_pdl_begin() {}
 #else
 #define AP_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
-#define AP_NEG_INF (-__int_as_float(0x7f800000))
-__device__ __forceinline__ void ap_pdl_begin() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-}
-#endif
-
-__device__ __forceinline__ float ap_warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-__device__ __forceinline__ float ap_warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
 
 extern "C" __global__ void __launch_bounds__(256) attn_prefill(
     const float* q, const float* kc, const float* vc, float* out, const int* pos_ptr, int T,
     int n_head, int n_head_kv, int hd, float scale) {
-    ap_pdl_begin();
+    pdl_begin();
     AP_DYN_SMEM(float, ap_smem);
     float* sQ = ap_smem;                    // [AP_ROWS][AP_LD]
     float* sK = sQ + AP_ROWS * AP_LD;        // [AP_KT][AP_LD]
@@ -82,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_prefill(
         ((float4*)(sQ + r * AP_LD))[d4] = src[d4];
     }
     for (int r = tid; r < AP_ROWS; r += 256) {
-        sM[r] = AP_NEG_INF;
+        sM[r] = (-INFINITY);
         sL[r] = 0.f;
     }
     // scores: thread -> rows 2 rp, 2 rp + 1 and keys kq + 8 j (j < 4)
@@ -136,7 +118,7 @@ extern "C" __global__ void __launch_bounds__(256) attn_prefill(
                 for (int b = 0; b < 4; b++) {
                     int j = kq + 8 * b;
                     bool seen = j < cnt && j0 + j <= pos;
-                    sS[r * (AP_KT + 1) + j] = seen ? s[a][b] * scale : AP_NEG_INF;
+                    sS[r * (AP_KT + 1) + j] = seen ? s[a][b] * scale : (-INFINITY);
                 }
             }
         }
@@ -144,11 +126,11 @@ extern "C" __global__ void __launch_bounds__(256) attn_prefill(
         // online softmax, one warp per 8 rows, one key per lane
         for (int r = warp; r < AP_ROWS; r += 8) {
             float sc = sS[r * (AP_KT + 1) + lane];
-            float mt = ap_warp_max(sc);
+            float mt = warp_max(sc);
             float m_old = sM[r];
             float m_new = fmaxf(m_old, mt);  // finite: key 0 is always seen
             float p = expf(sc - m_new);      // exp(-inf) = 0 for masked keys
-            float ps = ap_warp_sum(p);
+            float ps = warp_sum(p);
             sS[r * (AP_KT + 1) + lane] = p;
             if (lane == 0) {
                 float alpha = expf(m_old - m_new);  // 0 on the first tile (m_old = -inf)

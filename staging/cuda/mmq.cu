@@ -25,16 +25,10 @@
 // kernels.cu's matmat_tc on purpose, so that the two can be read side by side; once matmat_tc
 // serves only F16 / F32 weights after adoption, the shared parts can become device functions.
 
+// Compiled appended to kernels.cu (PV_KERNELS_PRELUDE): its types, qtype ids and helpers (h2f,
+// pack_h2, mma16816, pdl_begin) are used as they are.
 #ifndef PV_KERNELS_PRELUDE
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef unsigned int u32;
-typedef long long i64;
-#define QT_Q8_0 8
-#define QT_Q4_K 12
-#define QT_Q5_K 13
-#define QT_Q6_K 14
+#error "mmq.cu is compiled after kernels.cu"
 #endif
 
 #define MQ_BM 64
@@ -56,42 +50,20 @@ struct MqStage {
 #define MQ_SMEM_BYTES (2 * (int)sizeof(MqStage))
 
 // ---------------------------------------------------------------------------------------------
-// The few instructions the emulator replaces (PV_EMU: staging/emu/simt.h provides emu_*).
+// The instructions kernels.cu has no helper for; the emulator replaces them (PV_EMU: simt.h).
 // ---------------------------------------------------------------------------------------------
 #ifdef PV_EMU
 #define MQ_DYN_SMEM(T, name) T* name = (T*)emu_dyn_smem()
-__device__ __forceinline__ float mq_h2f(u16 h) { return emu_h2f(h); }
-__device__ __forceinline__ u32 mq_pack_h2(float a, float b) { return emu_pack_h2(a, b); }
 __device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) { return emu_hsub2(a, b); }
-__device__ __forceinline__ void mq_mma(float* c, const u32* a, const u32* b) { emu_mma16816(c, a, b); }
 __device__ __forceinline__ void mq_cp16(void* dst, const void* src) { emu_cp_async16(dst, src); }
 __device__ __forceinline__ void mq_cp_commit() {}
 __device__ __forceinline__ void mq_cp_wait_all() { emu_cp_async_wait_all(); }
-__device__ __forceinline__ void mq_pdl_begin() {}
 #else
 #define MQ_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
-__device__ __forceinline__ float mq_h2f(u16 h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-__device__ __forceinline__ u32 mq_pack_h2(float a, float b) {
-    u32 r;
-    asm("{ .reg .f16 lo, hi;\n cvt.rn.f16.f32 lo, %1;\n cvt.rn.f16.f32 hi, %2;\n mov.b32 %0, {lo, hi}; }"
-        : "=r"(r) : "f"(a), "f"(b));
-    return r;
-}
 __device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) {
     u32 r;
     asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
     return r;
-}
-__device__ __forceinline__ void mq_mma(float* c, const u32* a, const u32* b) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 __device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
     u32 s;
@@ -100,12 +72,6 @@ __device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void mq_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void mq_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-__device__ __forceinline__ void mq_pdl_begin() {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +80,7 @@ __device__ __forceinline__ void mq_pdl_begin() {
 // ---------------------------------------------------------------------------------------------
 extern "C" __global__ void split_act(const float* X, int x_stride, int K, int rows, u16* Xh,
                                      u16* Xl, float* Xs) {
-    mq_pdl_begin();
+    pdl_begin();
     int r = blockIdx.x;
     if (r >= rows) return;
     const float4* x4 = (const float4*)(X + (i64)r * x_stride);
@@ -129,9 +95,9 @@ extern "C" __global__ void split_act(const float* X, int x_stride, int K, int ro
         float s = 0.f;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            hi[i] = mq_pack_h2(v[2 * i], v[2 * i + 1]);
-            float a = mq_h2f((u16)(hi[i] & 0xFFFF)), b = mq_h2f((u16)(hi[i] >> 16));
-            lo[i] = mq_pack_h2(v[2 * i] - a, v[2 * i + 1] - b);
+            hi[i] = pack_h2(v[2 * i], v[2 * i + 1]);
+            float a = h2f((u16)(hi[i] & 0xFFFF)), b = h2f((u16)(hi[i] >> 16));
+            lo[i] = pack_h2(v[2 * i] - a, v[2 * i + 1] - b);
             s += v[2 * i] + v[2 * i + 1];
         }
         uint4* dh = (uint4*)(Xh + (i64)r * K + 16 * g);
@@ -230,7 +196,7 @@ __device__ __forceinline__ void mq_store_a(const MqRaw& R, int e0, u16* arow, fl
     u32* au = (u32*)arow;  // 32 pairs: columns 0..63 of this thread's part of the row
     if (QT == QT_Q4_K || QT == QT_Q5_K) {
         int j = (e0 % 256) / 64;
-        float d = mq_h2f((u16)(R.w[0] & 0xFFFF)), dmin = mq_h2f((u16)(R.w[0] >> 16));
+        float d = h2f((u16)(R.w[0] & 0xFFFF)), dmin = h2f((u16)(R.w[0] >> 16));
         float s0, m0, s1, m1;
         mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j, s0, m0);
         mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j + 1, s1, m1);
@@ -259,7 +225,7 @@ __device__ __forceinline__ void mq_store_a(const MqRaw& R, int e0, u16* arow, fl
         // ql[l + 32] (kk odd), the low (kk < 2) or high nibble; 2 high bits (qh[l] >> 2 kk) & 3;
         // scale sc[l / 16 + 2 kk] (of the half's 8). This thread holds kk = 2 half, 2 half + 1.
         int nh = (e0 % 256) / 128, half = (e0 % 128) / 64;
-        float d = mq_h2f((u16)(R.w[28] & 0xFFFF));
+        float d = h2f((u16)(R.w[28] & 0xFFFF));
 #pragma unroll
         for (int k2 = 0; k2 < 2; k2++) {
             int kk = 2 * half + k2;
@@ -284,7 +250,7 @@ __device__ __forceinline__ void mq_store_a(const MqRaw& R, int e0, u16* arow, fl
     } else {  // Q8_0: int8 + 128 as an unsigned byte, bias 1152
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            float d = mq_h2f((u16)(R.w[9 * h] & 0xFFFF));
+            float d = h2f((u16)(R.w[9 * h] & 0xFFFF));
 #pragma unroll
             for (int i = 0; i < 8; i++) {
                 u32 w = R.w[9 * h + 1 + i] ^ 0x80808080u;
@@ -314,7 +280,7 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
     // k16 steps per scale group: Q6_K scales 16 weights, the others 32
     const int GK = QT == QT_Q6_K ? 1 : 2;
     const bool HAS_MIN = QT == QT_Q4_K || QT == QT_Q5_K;
-    mq_pdl_begin();
+    pdl_begin();
     MQ_DYN_SMEM(u8, mq_smem);
     MqStage* stages = (MqStage*)mq_smem;
     __shared__ int spid[MQ_BN];  // pair id of each tile column
@@ -421,8 +387,8 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
                 for (int a = 0; a < 2; a++)
 #pragma unroll
                     for (int b = 0; b < 2; b++) {
-                        mq_mma(sub[a][b], af[a], bl[b]);
-                        mq_mma(sub[a][b], af[a], bh[b]);
+                        mma16816(sub[a][b], af[a], bl[b]);
+                        mma16816(sub[a][b], af[a], bh[b]);
                     }
             }
             // c0, c1: (row g, pairs 2cq, 2cq + 1); c2, c3: (row g + 8, same pairs)
