@@ -4,8 +4,14 @@
 
 use contract_macros::falsifier;
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
-use kernel_emu::{matmat_tc, matmat_token_tiles, matvec3, moe_gate_up, Decode, Pairs, Weights};
+use kernel_emu::testdata::{
+    activations, causal_attention_f64, decode_attn_case, device, group_pairs, random_matrix,
+    Reference, Rng,
+};
+use kernel_emu::{
+    attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, moe_gate_up,
+    split_act, Decode, Heads, Pairs, Weights,
+};
 use pv_evidence::{Ctx, FalsifierResult, ResultExt};
 
 const ALL_QTYPES: [GpuQType; 6] = [
@@ -188,6 +194,241 @@ fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
     ctx.metric("worst_error_over_bound", worst.ratio);
     ctx.metric("outputs_compared", worst.compared as f64);
     ctx.note(format!("worst at {}", worst.at));
+    Ok(())
+}
+
+const MQ_QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQType::Q8_0];
+
+#[falsifier("FALSIFY-EMU-MMQ-001")]
+fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let mut worst = Worst::default();
+    for (i, qt) in MQ_QTYPES.into_iter().enumerate() {
+        // dense: a partial second row tile and pair tile, four K tiles
+        let (rows, k, t) = (80usize, 512usize, 40usize);
+        let mut rng = Rng(11 + i as u64);
+        let file = random_matrix(qt, rows, k, &mut rng);
+        let dev = device(qt, &file);
+        let x = activations(t, k, &mut rng);
+        let rf = Reference::new(qt, &file, 1, rows, k).context("reference")?;
+        let split = split_act(&x, k, k, t).context("split_act")?;
+        let mut y = vec![f32::NAN; t * rows];
+        let w = weights(qt, &dev, rows, k, 1);
+        matmat_q(w, &split, 1, Pairs::Dense(t), &mut y, rows, false).context("matmat_q")?;
+        for p in 0..t {
+            for r in 0..rows {
+                let (want, mag) = rf.dot(0, r, &x[p * k..(p + 1) * k]);
+                worst.add(over(y[p * rows + r], want, mag), || {
+                    format!("dense {} token {p} row {r}", qt.name())
+                });
+            }
+        }
+        // grouped MoE pairs, stored and added: expert 0 is every token's first choice
+        let (experts, rows, k, tokens) = (3usize, 64usize, 256usize, 21usize);
+        let mut rng = Rng(77 + qt.ggml_id() as u64);
+        let file = random_matrix(qt, experts * rows, k, &mut rng);
+        let dev = device(qt, &file);
+        let x = activations(tokens, k, &mut rng);
+        let rf = Reference::new(qt, &file, experts, rows, k).context("reference")?;
+        let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
+        let (list, off) = group_pairs(&ids, experts);
+        let split = split_act(&x, k, k, tokens).context("split_act")?;
+        for add in [false, true] {
+            let init: Vec<f32> = (0..ids.len() * rows)
+                .map(|i| (i % 13) as f32 * 0.25)
+                .collect();
+            let mut y = if add {
+                init.clone()
+            } else {
+                vec![f32::NAN; init.len()]
+            };
+            let pairs = Pairs::Grouped {
+                list: &list,
+                off: &off,
+                max_pairs: tokens,
+            };
+            let w = weights(qt, &dev, rows, k, experts);
+            matmat_q(w, &split, 2, pairs, &mut y, rows, add).context("matmat_q")?;
+            for (p, &e) in ids.iter().enumerate() {
+                for r in 0..rows {
+                    let (mut want, mag) = rf.dot(e, r, &x[(p / 2) * k..][..k]);
+                    if add {
+                        want += init[p * rows + r] as f64;
+                    }
+                    worst.add(over(y[p * rows + r], want, mag), || {
+                        format!("grouped {} add={add} pair {p} row {r}", qt.name())
+                    });
+                }
+            }
+        }
+    }
+    ctx.metric("worst_relative_error", worst.ratio);
+    ctx.metric("outputs_compared", worst.compared as f64);
+    ctx.note(format!("worst at {}", worst.at));
+    Ok(())
+}
+
+#[falsifier("FALSIFY-EMU-ATTN-PREFILL-001")]
+fn prefill_attention_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let cases = [
+        (
+            0usize,
+            19usize,
+            Heads {
+                n_head: 16,
+                n_head_kv: 2,
+                hd: 128,
+            },
+        ),
+        (
+            37,
+            21,
+            Heads {
+                n_head: 8,
+                n_head_kv: 2,
+                hd: 64,
+            },
+        ),
+        (
+            5,
+            70,
+            Heads {
+                n_head: 4,
+                n_head_kv: 1,
+                hd: 32,
+            },
+        ),
+    ];
+    let mut worst = 0f64;
+    let mut notes = Vec::new();
+    for (i, (pos0, t, h)) in cases.into_iter().enumerate() {
+        let mut rng = Rng(100 + i as u64);
+        let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
+        let keys = pos0 + t;
+        let q: Vec<f32> = (0..t * qd).map(|_| 0.6 * rng.sym()).collect();
+        let kc: Vec<f32> = (0..keys * kvd).map(|_| 0.6 * rng.sym()).collect();
+        let vc: Vec<f32> = (0..keys * kvd).map(|_| rng.sym()).collect();
+        let scale = 1.0 / (h.hd as f32).sqrt();
+        let got = attn_prefill(&q, &kc, &vc, pos0, t, h, scale).context("attn_prefill")?;
+        let want = causal_attention_f64(&q, &kc, &vc, pos0, t, h, scale as f64);
+        let e = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| {
+                if a.is_finite() {
+                    (*a as f64 - b).abs()
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .fold(0.0, f64::max);
+        notes.push(format!(
+            "pos0 {pos0}, {t} tokens, G {}, hd {}: {e:.2e}",
+            h.n_head / h.n_head_kv,
+            h.hd
+        ));
+        worst = worst.max(e);
+    }
+    ctx.metric("worst_abs_error", worst);
+    ctx.note(notes.join("; "));
+    Ok(())
+}
+
+#[falsifier("FALSIFY-EMU-DECODE-EQUAL-001")]
+fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
+    let (mut differing, mut compared) = (0usize, 0usize);
+    let mut notes = Vec::new();
+    let mut count = |what: String, a: &[f32], b: &[f32]| {
+        let d = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
+            + a.len().abs_diff(b.len());
+        if d > 0 {
+            notes.push(format!("{what}: {d} differ"));
+        }
+        differing += d;
+        compared += a.len().max(b.len());
+    };
+    let (experts, ff, k) = (4usize, 70usize, 512usize);
+    let ids = [2i32, 0, 3, 2, 1, 0];
+    let (rows3, k3) = ([37usize, 9, 5], 256usize);
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(900 + i as u64);
+        let gd = device(qt, &random_matrix(qt, experts * ff, k, &mut rng));
+        let ud = device(qt, &random_matrix(qt, experts * ff, k, &mut rng));
+        let x = activations(3, k, &mut rng);
+        let (g, u) = (
+            weights(qt, &gd, ff, k, experts),
+            weights(qt, &ud, ff, k, experts),
+        );
+        let e = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).context("moe_gate_up")?;
+        let s = moe_gate_up(Decode::Staged, g, u, &x, 2, &ids).context("moe_gate_up2")?;
+        count(format!("moe_gate_up2 {}", qt.name()), &e, &s);
+        let mut rng = Rng(40 + i as u64);
+        let devs: Vec<Vec<u8>> = rows3
+            .iter()
+            .map(|&r| device(qt, &random_matrix(qt, r, k3, &mut rng)))
+            .collect();
+        let x = activations(1, k3, &mut rng);
+        let w = |j: usize| weights(qt, &devs[j], rows3[j], k3, 1);
+        let e = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).context("matvec3")?;
+        let s = matvec3(Decode::Staged, [w(0), w(1), w(2)], &x).context("matvec3_2")?;
+        for j in 0..3 {
+            count(format!("matvec3_2 {} matrix {j}", qt.name()), &e[j], &s[j]);
+        }
+    }
+    let cases = [
+        (
+            Heads {
+                n_head: 16,
+                n_head_kv: 2,
+                hd: 128,
+            },
+            45usize,
+            128usize,
+        ),
+        (
+            Heads {
+                n_head: 8,
+                n_head_kv: 2,
+                hd: 64,
+            },
+            64,
+            96,
+        ),
+        (
+            Heads {
+                n_head: 3,
+                n_head_kv: 1,
+                hd: 32,
+            },
+            0,
+            64,
+        ),
+    ];
+    for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
+        let a = decode_attn_case(h, pos, max_ctx, 300 + i as u64);
+        let e = attn_decode(Decode::Engine, &a).context("three kernels")?;
+        let s = attn_decode(Decode::Staged, &a).context("attn_decode")?;
+        let rows = (pos + 1) * h.n_head_kv * h.hd;
+        count(format!("attn_decode case {i} output"), &e.out, &s.out);
+        count(
+            format!("attn_decode case {i} K cache"),
+            &e.kc[..rows],
+            &s.kc[..rows],
+        );
+        count(
+            format!("attn_decode case {i} V cache"),
+            &e.vc[..rows],
+            &s.vc[..rows],
+        );
+    }
+    ctx.metric("values_differing", differing as f64);
+    ctx.metric("values_compared", compared as f64);
+    if !notes.is_empty() {
+        ctx.note(notes.join("; "));
+    }
     Ok(())
 }
 

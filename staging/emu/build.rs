@@ -1,6 +1,7 @@
-// Compiles CUDA C kernels as C++ for the SIMT emulator (simt.h): the staged kernels of
-// staging/cuda, and the engine's own kernels.cu after a textual replacement of its few inline-PTX
-// helpers by the emulator's (below). The replacements are exact strings with an expected count:
+// Compiles CUDA C kernels as C++ for the SIMT emulator (simt.h): the kernels that started in
+// staging/cuda (now engine/src/cuda/mmq.cu, attn_prefill.cu, decode.cu), and the engine's own
+// kernels.cu after a textual replacement of its few inline-PTX helpers by the emulator's
+// (below). The replacements are exact strings with an expected count:
 // if kernels.cu changes one of them, this build fails and names it, rather than emulate
 // something else.
 use std::path::PathBuf;
@@ -68,9 +69,9 @@ fn main() {
     for f in [
         "src/host.cpp",
         "simt.h",
-        "../cuda/mmq.cu",
-        "../cuda/attn_prefill.cu",
-        "../cuda/decode.cu",
+        "../../engine/src/cuda/mmq.cu",
+        "../../engine/src/cuda/attn_prefill.cu",
+        "../../engine/src/cuda/decode.cu",
         KERNELS_CU,
     ] {
         println!("cargo:rerun-if-changed={f}");

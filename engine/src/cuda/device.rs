@@ -15,7 +15,17 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use super::CudaError;
 
 /// The kernel source, compiled at start-up (see docs/gpu.md for why NVRTC rather than nvcc).
-pub const KERNELS_CU: &str = include_str!("kernels.cu");
+/// kernels.cu, then mmq.cu (the integer-operand prefill products), attn_prefill.cu (prefill
+/// attention) and decode.cu (two-rows-per-warp decode mat-vecs), which reuse kernels.cu's types,
+/// qtype ids and helpers (PV_KERNELS_PRELUDE). All four also run on the CPU under the SIMT
+/// emulator (staging/emu, crate kernel-emu).
+pub const KERNELS_CU: &str = concat!(
+    include_str!("kernels.cu"),
+    "\n#define PV_KERNELS_PRELUDE\n",
+    include_str!("mmq.cu"),
+    include_str!("attn_prefill.cu"),
+    include_str!("decode.cu")
+);
 
 /// What the device reported about itself.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -74,6 +84,9 @@ fn kernel_names() -> Vec<String> {
         "argmax",
         "advance_pos",
         "fill_u32",
+        "split_act",
+        "attn_prefill",
+        "attn_decode",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -87,9 +100,14 @@ fn kernel_names() -> Vec<String> {
             "moe_down_decode",
             "matmat",
             "matmat_tc",
+            "moe_gate_up2",
+            "matvec3_2",
         ] {
             v.push(format!("{k}_{q}"));
         }
+    }
+    for q in ["q8_0", "q4_k", "q5_k", "q6_k"] {
+        v.push(format!("matmat_q_{q}"));
     }
     v
 }
@@ -174,6 +192,24 @@ impl GpuDevice {
             let f = module
                 .load_function(&name)
                 .map_err(drv("looking up a kernel"))?;
+            if name == "attn_prefill" {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    super::model::AP_SMEM_BYTES as i32,
+                )
+                .map_err(drv(
+                    "raising the shared-memory limit of the prefill attention kernel",
+                ))?;
+            }
+            if name.starts_with("matmat_q_") {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    super::model::MQ_SMEM_BYTES as i32,
+                )
+                .map_err(drv(
+                    "raising the shared-memory limit of the integer-operand kernels",
+                ))?;
+            }
             if name.starts_with("matmat_tc_") {
                 // more than the default 48 KB of dynamic shared memory
                 f.set_attribute(

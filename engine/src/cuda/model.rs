@@ -15,6 +15,16 @@ const MV_WARPS: usize = 4;
 const ROUTER_THREADS: u32 = 256;
 /// Dynamic shared memory of the tensor-core kernels: TC_SMEM_BYTES in kernels.cu.
 pub(crate) const TC_SMEM_BYTES: u32 = 4 * 64 * 136 * 2;
+/// Tokens one warp of kernels.cu's matmat handles per pass (TT there): the prefill router runs in
+/// token tiles of this size.
+const MATMAT_TT: usize = 8;
+/// Dynamic shared memory of the integer-operand kernels (matmat_q_*): two `MqStage`s of mmq.cu,
+/// 2 x (64 x 136 + 2 x 32 x 136 halves + 2 x 64 x 9 + 32 x 8 floats). kernel-emu's tests check
+/// this against the kernel's own sizeof.
+pub const MQ_SMEM_BYTES: u32 = 2 * (64 * 136 * 2 + 2 * 32 * 136 * 2 + 2 * 64 * 9 * 4 + 32 * 8 * 4);
+/// Dynamic shared memory of attn_prefill (attn_prefill.cu): 64 query rows and 32 K and V rows of
+/// 132 floats, 64 x 33 scores and 3 x 64 row statistics. kernel-emu's tests check it.
+pub const AP_SMEM_BYTES: u32 = ((64 + 2 * 32) * 132 + 64 * 33 + 3 * 64) * 4;
 /// Longest context the attention kernel's shared-memory score row allows (f32, < 48 KB).
 pub const MAX_CTX_LIMIT: usize = 8192;
 /// Most positions whose logits one prefill call returns when asked for all of them.
@@ -139,6 +149,17 @@ struct State {
     pos: Buf<i32>,
     counter: Buf<i32>,
     hist: Buf<i32>,
+    /// split_act's output for the prefill products (matmat_q): f16 hi and lo parts of the
+    /// current activation matrix and its 16-element group sums.
+    xh: Buf<u16>,
+    xl: Buf<u16>,
+    xs: Buf<f32>,
+    /// The prefill router's token tiles: the identity pair list (0 .. max_batch, written at load)
+    /// and tile offsets min(g * MATMAT_TT, t), written per prefill chunk.
+    tok_list: Buf<i32>,
+    tok_off: Buf<i32>,
+    /// attn_decode's tickets, one per KV head (zero between launches).
+    att_counter: Buf<i32>,
 }
 
 /// A Qwen3-MoE model resident on one GPU, with its KV cache.
@@ -157,6 +178,19 @@ pub struct GpuModel {
     vram: VramReport,
     /// Tensor-core products for prefill (off with PV_GPU_NO_TC=1, for A/B timing).
     use_tc: bool,
+    /// Integer-operand products for prefill (mmq.cu; off with PV_GPU_NO_MQ=1, for A/B timing).
+    use_mq: bool,
+    /// Tiled prefill attention (attn_prefill.cu; off with PV_GPU_NO_AP=1, for A/B timing).
+    use_ap: bool,
+    /// Decode attention in one launch (decode.cu's attn_decode; off with PV_GPU_NO_FUSED_ATTN=1:
+    /// qk_norm_rope_store, attn_partial, attn_combine).
+    use_fused_attn: bool,
+    /// Prefill router in token tiles on kernels.cu's matmat (off with PV_GPU_NO_RT=1: matmat_tc
+    /// with 64-token tiles, 16 blocks for the 128-row router).
+    use_rt: bool,
+    /// Decode mat-vec rows per warp for q/k/v and gate/up: 2 (decode.cu), or 1 with
+    /// PV_GPU_DECODE_RPW=1 (kernels.cu's kernels, for A/B timing).
+    decode_rpw: usize,
     /// Programmatic dependent launch (compute capability >= 9.0, opt-in with PV_GPU_PDL=1): a
     /// kernel may be scheduled while the one before it finishes, and waits for it in
     /// `pdl_begin()` (kernels.cu).
@@ -180,7 +214,12 @@ fn cfg1(n: usize, threads: usize) -> LaunchConfig {
 /// unless `PV_GPU_PDL=1`: on the H200 the decode step ran at 250.8 tok/s with it and 288.9
 /// without (same call, same file; docs/gpu-perf-notes.md, version 8), so it stays an experiment.
 fn pdl_enabled(cc: (i32, i32)) -> bool {
-    cc.0 >= 9 && std::env::var("PV_GPU_PDL").is_ok_and(|v| v == "1")
+    cc.0 >= 9 && env_set("PV_GPU_PDL")
+}
+
+/// Whether an A/B switch of the environment is on (`VAR=1`; anything else, or unset, is off).
+fn env_set(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
 }
 
 fn ceil_div(a: usize, b: usize) -> usize {
@@ -320,9 +359,12 @@ impl GpuModel {
             graph: None,
             planted: PlantedBug::None,
             vram,
-            use_tc: std::env::var("PV_GPU_NO_TC")
-                .map(|v| v != "1")
-                .unwrap_or(true),
+            use_tc: !env_set("PV_GPU_NO_TC"),
+            use_mq: !env_set("PV_GPU_NO_MQ"),
+            use_ap: !env_set("PV_GPU_NO_AP"),
+            use_fused_attn: !env_set("PV_GPU_NO_FUSED_ATTN"),
+            use_rt: !env_set("PV_GPU_NO_RT"),
+            decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
             pdl: pdl_enabled(dev_cc),
             pdl_step: std::cell::Cell::new(false),
             prof: std::cell::RefCell::new(None),
@@ -410,6 +452,15 @@ impl GpuModel {
                 .map_err(drv("copying tokens"))?;
             self.write_pos()?;
             let t = chunk.len();
+            // the router's token tiles for this chunk (encode_router_tiles)
+            let off: Vec<i32> = (0..=t.div_ceil(MATMAT_TT))
+                .map(|g| (g * MATMAT_TT).min(t) as i32)
+                .collect();
+            let mut dst = self.st.tok_off._buf.slice_mut(0..off.len());
+            self.dev
+                .stream
+                .memcpy_htod(&off[..], &mut dst)
+                .map_err(drv("writing the router's token tiles"))?;
             self.encode_embed(t)?;
             for l in 0..self.cfg.n_layer {
                 self.encode_layer(l, t)?;
@@ -579,6 +630,134 @@ impl GpuModel {
         self.use_tc && m.k % 128 == 0
     }
 
+    /// Whether `m` runs on the integer-operand kernel in prefill (its qtype has integer quants
+    /// and K splits into 128-wide tiles).
+    fn mq_ok(&self, m: &DevMat) -> bool {
+        self.use_mq
+            && matches!(
+                m.qt,
+                GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K | GpuQType::Q8_0
+            )
+            && m.k % 128 == 0
+    }
+
+    /// rl = router h for t tokens on kernels.cu's matmat, one group per MATMAT_TT tokens (grid.z),
+    /// every group reading the same matrix (expert_bytes 0): 128 rows x ceil(t / 8) tiles keep
+    /// the GPU busy where matmat_tc's 64 x 64 tiles made 16 blocks.
+    fn encode_router_tiles(
+        &self,
+        m: &DevMat,
+        layer: Option<usize>,
+        t: usize,
+    ) -> Result<(), CudaError> {
+        let s = &self.st;
+        let name = self.kernel_for(m, layer, "matmat");
+        let cfg = LaunchConfig {
+            grid_dim: (
+                ceil_div(m.rows, MV_WARPS) as u32,
+                1,
+                ceil_div(t, MATMAT_TT) as u32,
+            ),
+            block_dim: (32 * MV_WARPS as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self,
+            name.as_str(),
+            cfg,
+            m.ptr,
+            0i64,
+            m.row_bytes as i64,
+            m.rows as i32,
+            m.k as i32,
+            s.h.ptr,
+            m.k as i32,
+            1i32,
+            0i32,
+            s.tok_list.ptr,
+            s.tok_off.ptr,
+            s.rl.ptr,
+            m.rows as i32,
+            0i32
+        );
+        Ok(())
+    }
+
+    /// split_act over `rows` rows of `x` (k columns, row stride k) into st.xh / xl / xs, for the
+    /// matmat_q launches that follow (which read it as their activations).
+    fn encode_split(&self, x: u64, k: usize, rows: usize) -> Result<(), CudaError> {
+        let s = &self.st;
+        launch!(
+            self,
+            "split_act",
+            cfg1(rows, 128),
+            x,
+            k as i32,
+            k as i32,
+            rows as i32,
+            s.xh.ptr,
+            s.xl.ptr,
+            s.xs.ptr
+        );
+        Ok(())
+    }
+
+    /// Y (=|+=) W X on the integer-operand kernel; X is the last encode_split's input.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_mq(
+        &self,
+        m: &DevMat,
+        layer: Option<usize>,
+        rows: usize,
+        in_div: usize,
+        dense_pairs: usize,
+        grouped: Option<(usize, usize)>, // (groups, max pairs per group)
+        y: u64,
+        y_stride: usize,
+        add: bool,
+    ) -> Result<(), CudaError> {
+        let s = &self.st;
+        let name = self.kernel_for(m, layer, "matmat_q");
+        let (groups, max_pairs, list, off) = match grouped {
+            Some((g, mp)) => (g, mp, s.list.ptr, s.off.ptr),
+            None => (1, dense_pairs, 0u64, 0u64),
+        };
+        let cfg = LaunchConfig {
+            grid_dim: (
+                ceil_div(rows, 64) as u32,
+                ceil_div(max_pairs, 32) as u32,
+                groups as u32,
+            ),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: MQ_SMEM_BYTES,
+        };
+        launch!(
+            self,
+            name.as_str(),
+            cfg,
+            m.ptr,
+            if grouped.is_some() {
+                m.mat_bytes as i64
+            } else {
+                0i64
+            },
+            m.row_bytes as i64,
+            rows as i32,
+            m.k as i32,
+            s.xh.ptr,
+            s.xl.ptr,
+            s.xs.ptr,
+            in_div as i32,
+            dense_pairs as i32,
+            list,
+            off,
+            y,
+            y_stride as i32,
+            add as i32
+        );
+        Ok(())
+    }
+
     fn after_launch(&self, name: &str) -> Result<(), CudaError> {
         if let Some(v) = self.prof.borrow_mut().as_mut() {
             let ev = self
@@ -636,7 +815,9 @@ impl GpuModel {
         format!("{op}_{}", qt.kernel_suffix())
     }
 
-    /// y (=|+=) W x for t tokens (x, y with row strides k and rows).
+    /// y (=|+=) W x for t tokens (x, y with row strides k and rows). `split_ready`: st.xh / xl /
+    /// xs hold x's split (encode_split), so a prefill product may use matmat_q.
+    #[allow(clippy::too_many_arguments)]
     fn encode_dense(
         &self,
         m: &DevMat,
@@ -645,8 +826,12 @@ impl GpuModel {
         x: u64,
         y: u64,
         add: bool,
+        split_ready: bool,
     ) -> Result<(), CudaError> {
         let mode = add as i32;
+        if t > 1 && split_ready && self.mq_ok(m) {
+            return self.encode_mq(m, layer, m.rows, 1, t, None, y, m.rows, add);
+        }
         if t == 1 {
             let name = self.kernel_for(m, layer, "matvec");
             launch!(
@@ -732,12 +917,17 @@ impl GpuModel {
             // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
             // where k and v alone (512 rows each) would not
             let with_v = ly.v.qt == ly.q.qt;
-            let name = self.kernel_for(&ly.q, Some(l), "matvec3");
+            let (op, rpw) = if self.decode_rpw == 2 {
+                ("matvec3_2", 2)
+            } else {
+                ("matvec3", 1)
+            };
+            let name = self.kernel_for(&ly.q, Some(l), op);
             let rows = ly.q.rows + ly.k.rows + if with_v { ly.v.rows } else { 0 };
             launch!(
                 self,
                 name.as_str(),
-                cfg1(ceil_div(rows, MV_WARPS), 32 * MV_WARPS),
+                cfg1(ceil_div(rows, rpw * MV_WARPS), 32 * MV_WARPS),
                 ly.q.ptr,
                 ly.k.ptr,
                 ly.v.ptr,
@@ -752,74 +942,139 @@ impl GpuModel {
                 s.v.ptr
             );
             if !with_v {
-                self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+                self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false, false)?;
             }
         } else {
-            self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false)?;
-            self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false)?;
-            self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false)?;
+            // one split of h serves the q, k and v products
+            let split = t > 1 && [&ly.q, &ly.k, &ly.v].iter().any(|m| self.mq_ok(m));
+            if split {
+                self.encode_split(s.h.ptr, c.n_embd, t)?;
+            }
+            self.encode_dense(&ly.q, Some(l), t, s.h.ptr, s.q.ptr, false, split)?;
+            self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false, split)?;
+            self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false, split)?;
         }
-        let qk_cfg = LaunchConfig {
-            grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
-            block_dim: (c.head_dim as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        launch!(
-            self,
-            "qk_norm_rope_store",
-            qk_cfg,
-            s.q.ptr,
-            s.k.ptr,
-            s.v.ptr,
-            ly.q_norm.ptr,
-            ly.k_norm.ptr,
-            s.kc[l].ptr,
-            s.vc[l].ptr,
-            s.pos.ptr,
-            c.n_head as i32,
-            c.n_head_kv as i32,
-            c.head_dim as i32,
-            c.rope_base,
-            c.rms_eps
-        );
         let nch = n_chunks(self.opts.max_ctx);
-        let part_cfg = LaunchConfig {
-            grid_dim: (c.n_head_kv as u32, nch as u32, t as u32),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        launch!(
-            self,
-            "attn_partial",
-            part_cfg,
-            s.q.ptr,
-            s.kc[l].ptr,
-            s.vc[l].ptr,
-            s.part.ptr,
-            s.pos.ptr,
-            c.n_head as i32,
-            c.n_head_kv as i32,
-            c.head_dim as i32,
-            nch as i32,
-            1.0f32 / (c.head_dim as f32).sqrt()
-        );
-        let comb_cfg = LaunchConfig {
-            grid_dim: (c.n_head as u32, t as u32, 1),
-            block_dim: (c.head_dim as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        launch!(
-            self,
-            "attn_combine",
-            comb_cfg,
-            s.part.ptr,
-            s.att.ptr,
-            s.pos.ptr,
-            c.n_head as i32,
-            c.head_dim as i32,
-            nch as i32
-        );
-        self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true)?;
+        if t == 1 && self.use_fused_attn {
+            // q/k norm, RoPE, K/V store, chunk partials and their merge in one launch
+            let cfg = LaunchConfig {
+                grid_dim: (c.n_head_kv as u32, nch as u32, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                "attn_decode",
+                cfg,
+                s.q.ptr,
+                s.k.ptr,
+                s.v.ptr,
+                ly.q_norm.ptr,
+                ly.k_norm.ptr,
+                s.kc[l].ptr,
+                s.vc[l].ptr,
+                s.part.ptr,
+                s.att.ptr,
+                s.pos.ptr,
+                c.n_head as i32,
+                c.n_head_kv as i32,
+                c.head_dim as i32,
+                nch as i32,
+                1.0f32 / (c.head_dim as f32).sqrt(),
+                c.rope_base,
+                c.rms_eps,
+                s.att_counter.ptr
+            );
+        } else {
+            let qk_cfg = LaunchConfig {
+                grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
+                block_dim: (c.head_dim as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                "qk_norm_rope_store",
+                qk_cfg,
+                s.q.ptr,
+                s.k.ptr,
+                s.v.ptr,
+                ly.q_norm.ptr,
+                ly.k_norm.ptr,
+                s.kc[l].ptr,
+                s.vc[l].ptr,
+                s.pos.ptr,
+                c.n_head as i32,
+                c.n_head_kv as i32,
+                c.head_dim as i32,
+                c.rope_base,
+                c.rms_eps
+            );
+            let g = c.n_head / c.n_head_kv;
+            if t > 1 && self.use_ap && c.head_dim % 32 == 0 && c.head_dim <= 128 && 64 % g == 0 {
+                let ap_cfg = LaunchConfig {
+                    grid_dim: (c.n_head_kv as u32, ceil_div(t, 64 / g) as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: AP_SMEM_BYTES,
+                };
+                launch!(
+                    self,
+                    "attn_prefill",
+                    ap_cfg,
+                    s.q.ptr,
+                    s.kc[l].ptr,
+                    s.vc[l].ptr,
+                    s.att.ptr,
+                    s.pos.ptr,
+                    t as i32,
+                    c.n_head as i32,
+                    c.n_head_kv as i32,
+                    c.head_dim as i32,
+                    1.0f32 / (c.head_dim as f32).sqrt()
+                );
+            } else {
+                let part_cfg = LaunchConfig {
+                    grid_dim: (c.n_head_kv as u32, nch as u32, t as u32),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                launch!(
+                    self,
+                    "attn_partial",
+                    part_cfg,
+                    s.q.ptr,
+                    s.kc[l].ptr,
+                    s.vc[l].ptr,
+                    s.part.ptr,
+                    s.pos.ptr,
+                    c.n_head as i32,
+                    c.n_head_kv as i32,
+                    c.head_dim as i32,
+                    nch as i32,
+                    1.0f32 / (c.head_dim as f32).sqrt()
+                );
+                let comb_cfg = LaunchConfig {
+                    grid_dim: (c.n_head as u32, t as u32, 1),
+                    block_dim: (c.head_dim as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                launch!(
+                    self,
+                    "attn_combine",
+                    comb_cfg,
+                    s.part.ptr,
+                    s.att.ptr,
+                    s.pos.ptr,
+                    c.n_head as i32,
+                    c.head_dim as i32,
+                    nch as i32
+                );
+            }
+        }
+        let split_o = t > 1 && self.mq_ok(&ly.o);
+        if split_o {
+            self.encode_split(s.att.ptr, ly.o.k, t)?;
+        }
+        self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true, split_o)?;
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
             // one block per expert row
@@ -858,7 +1113,11 @@ impl GpuModel {
                 e,
                 c.rms_eps
             );
-            self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false)?;
+            if self.use_rt {
+                self.encode_router_tiles(&ly.router, Some(l), t)?;
+            } else {
+                self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false, false)?;
+            }
             launch!(
                 self,
                 "router_topk",
@@ -872,9 +1131,14 @@ impl GpuModel {
         }
         let ff = c.expert_ff;
         if t == 1 {
-            let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up");
+            let (op, rpw) = if self.decode_rpw == 2 {
+                ("moe_gate_up2", 2)
+            } else {
+                ("moe_gate_up", 1)
+            };
+            let name = self.kernel_for(&ly.gate, Some(l), op);
             let gu_cfg = LaunchConfig {
-                grid_dim: (ceil_div(ff, MV_WARPS) as u32, k as u32, 1),
+                grid_dim: (ceil_div(ff, rpw * MV_WARPS) as u32, k as u32, 1),
                 block_dim: (32 * MV_WARPS as u32, 1, 1),
                 shared_mem_bytes: 0,
             };
@@ -935,8 +1199,23 @@ impl GpuModel {
                            xs: usize,
                            in_div: usize,
                            y: u64,
-                           ys: usize|
+                           ys: usize,
+                           split_ready: bool|
              -> Result<(), CudaError> {
+                if split_ready && self.mq_ok(m) {
+                    // A token picks an expert at most once: no expert has more than t pairs.
+                    return self.encode_mq(
+                        m,
+                        Some(l),
+                        rows,
+                        in_div,
+                        0,
+                        Some((c.n_expert, t)),
+                        y,
+                        ys,
+                        false,
+                    );
+                }
                 let tc = self.tc_ok(m);
                 let name = self.kernel_for(m, Some(l), if tc { "matmat_tc" } else { "matmat" });
                 // A token picks an expert at most once: no expert has more than t pairs.
@@ -978,8 +1257,13 @@ impl GpuModel {
                 );
                 Ok(())
             };
-            grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff)?;
-            grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff)?;
+            // one split of h serves gate and up (rows are tokens: pair p reads row p / k)
+            let split_gu = self.mq_ok(&ly.gate) || self.mq_ok(&ly.up);
+            if split_gu {
+                self.encode_split(s.h.ptr, c.n_embd, t)?;
+            }
+            grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff, split_gu)?;
+            grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff, split_gu)?;
             let n = (pairs * ff) as i64;
             launch!(
                 self,
@@ -990,7 +1274,13 @@ impl GpuModel {
                 s.act.ptr,
                 n
             );
-            grouped(&ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd)?;
+            let split_d = self.mq_ok(&ly.down);
+            if split_d {
+                self.encode_split(s.act.ptr, ff, pairs)?;
+            }
+            grouped(
+                &ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd, split_d,
+            )?;
             launch!(
                 self,
                 "moe_combine",
@@ -1021,7 +1311,7 @@ impl GpuModel {
             c.rms_eps
         );
         let head = self.output.as_ref().unwrap_or(&self.embd);
-        self.encode_dense(head, None, rows, s.h.ptr, s.logits.ptr, false)
+        self.encode_dense(head, None, rows, s.h.ptr, s.logits.ptr, false, false)
     }
 }
 
@@ -1076,7 +1366,20 @@ fn scratch_bytes(c: &GpuConfig, o: &LoadOptions) -> usize {
         + MAX_LOGIT_ROWS.min(b).max(1) * c.vocab;
     let f = f + b * c.n_head * n_chunks(o.max_ctx) * (c.head_dim + 2);
     let i = b * k * 2 + c.n_expert + 1 + b + 1 + o.max_ctx + 2;
-    4 * (f + i)
+    let n = split_elems(c, o);
+    let tiles = b + b.div_ceil(MATMAT_TT) + 1; // the router's token list and tile offsets
+    let tickets = c.n_head_kv; // attn_decode
+    4 * (f + i + tiles + tickets) + 2 * 2 * n + 4 * (n / 16)
+}
+
+/// Elements of the largest activation matrix the prefill products split (split_act): the
+/// tokens' rows of h or att, or the pairs' rows of the expert activations.
+fn split_elems(c: &GpuConfig, o: &LoadOptions) -> usize {
+    let b = o.max_batch;
+    let qd = c.n_head * c.head_dim;
+    (b * c.n_embd)
+        .max(b * qd)
+        .max(b * c.n_expert_used * c.expert_ff)
 }
 
 fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State, CudaError> {
@@ -1094,6 +1397,17 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         let ptr = dptr(&s, &dev.stream);
         Ok(Buf { _buf: s, ptr })
     };
+    let h = |n: usize, what: &str| -> Result<Buf<u16>, CudaError> {
+        let s = dev.alloc::<u16>(n, what)?;
+        let ptr = dptr(&s, &dev.stream);
+        Ok(Buf { _buf: s, ptr })
+    };
+    let n_split = split_elems(c, o);
+    let mut tok_list = i(b, "token list")?;
+    let ids: Vec<i32> = (0..b as i32).collect();
+    dev.stream
+        .memcpy_htod(&ids[..], &mut tok_list._buf)
+        .map_err(drv("writing the token list"))?;
     let mut kc = Vec::new();
     let mut vc = Vec::new();
     for _ in 0..c.n_layer {
@@ -1127,6 +1441,12 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         pos: i(1, "position")?,
         counter: i(1, "the router's block counter")?,
         hist: i(o.max_ctx + 2, "token history")?,
+        xh: h(n_split, "split activations")?,
+        xl: h(n_split, "split activations")?,
+        xs: f(n_split / 16, "activation group sums")?,
+        tok_list,
+        tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
+        att_counter: i(c.n_head_kv, "attention tickets")?,
     })
 }
 

@@ -7,7 +7,7 @@ use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
 
-use crate::EmuError;
+use crate::{DecodeAttn, EmuError, Heads};
 
 /// xorshift64*: deterministic test data without a dependency.
 pub struct Rng(pub u64);
@@ -122,4 +122,93 @@ pub fn device(qt: GpuQType, file: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     repack_for_device(qt, file, &mut out);
     out
+}
+
+/// Tokens' expert choices -> (list, off) as the engine's group_pairs kernel builds them: pair
+/// p = token * k + slot, grouped by expert, ascending within a group.
+pub fn group_pairs(ids: &[usize], experts: usize) -> (Vec<i32>, Vec<i32>) {
+    let mut off = vec![0i32; experts + 1];
+    for &e in ids {
+        off[e + 1] += 1;
+    }
+    for e in 0..experts {
+        off[e + 1] += off[e];
+    }
+    let mut fill = off.clone();
+    let mut list = vec![0i32; ids.len()];
+    for (p, &e) in ids.iter().enumerate() {
+        list[fill[e] as usize] = p as i32;
+        fill[e] += 1;
+    }
+    (list, off)
+}
+
+/// Causal attention in float64 from its definition: out[t, h] = sum_j softmax_j(q[t, h] .
+/// k[j, h / G] * scale) v[j, h / G] over j <= pos0 + t.
+pub fn causal_attention_f64(
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    pos0: usize,
+    t: usize,
+    h: Heads,
+    scale: f64,
+) -> Vec<f64> {
+    let (qd, kvd, g) = (h.n_head * h.hd, h.n_head_kv * h.hd, h.n_head / h.n_head_kv);
+    let mut out = vec![0f64; t * qd];
+    for ti in 0..t {
+        for hh in 0..h.n_head {
+            let kvh = hh / g;
+            let qv = &q[ti * qd + hh * h.hd..][..h.hd];
+            let n = pos0 + ti + 1;
+            let s: Vec<f64> = (0..n)
+                .map(|j| {
+                    let k = &kc[j * kvd + kvh * h.hd..][..h.hd];
+                    qv.iter()
+                        .zip(k)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let p: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let l: f64 = p.iter().sum();
+            for d in 0..h.hd {
+                out[ti * qd + hh * h.hd + d] = (0..n)
+                    .map(|j| p[j] * vc[j * kvd + kvh * h.hd + d] as f64)
+                    .sum::<f64>()
+                    / l;
+            }
+        }
+    }
+    out
+}
+
+/// Random inputs of one decode token's attention at `pos`; cache rows from `pos` on hold NaN
+/// (the kernels must overwrite row pos and never read later ones).
+pub fn decode_attn_case(h: Heads, pos: usize, max_ctx: usize, seed: u64) -> DecodeAttn {
+    let mut rng = Rng(seed);
+    let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
+    let mut v = |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| s * rng.sym()).collect() };
+    let mut kc = v(max_ctx * kvd, 0.5);
+    let vc = v(max_ctx * kvd, 1.0);
+    // rows at and after pos hold garbage the kernels must overwrite (pos) or never read
+    for x in &mut kc[pos * kvd..] {
+        *x = f32::NAN;
+    }
+    DecodeAttn {
+        h,
+        q: v(qd, 2.0),
+        k: v(kvd, 2.0),
+        v: v(kvd, 1.0),
+        q_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
+        k_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
+        kc,
+        vc,
+        max_ctx,
+        pos,
+        rope_base: 1_000_000.0,
+        eps: 1e-6,
+    }
 }

@@ -2,58 +2,8 @@
 //! against causal attention in float64 written out here from its definition:
 //! out[t, h] = sum_j softmax_j(q[t, h] . k[j, h / G] * scale) v[j, h / G], j <= pos0 + t.
 
+use kernel_emu::testdata::{causal_attention_f64 as reference, Rng};
 use kernel_emu::{attn_prefill, Heads};
-
-struct Rng(u64);
-impl Rng {
-    fn sym(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40;
-        2.0 * (v as f32 / (1u64 << 24) as f32) - 1.0
-    }
-}
-
-fn reference(
-    q: &[f32],
-    kc: &[f32],
-    vc: &[f32],
-    pos0: usize,
-    t: usize,
-    h: Heads,
-    scale: f64,
-) -> Vec<f64> {
-    let (qd, kvd, g) = (h.n_head * h.hd, h.n_head_kv * h.hd, h.n_head / h.n_head_kv);
-    let mut out = vec![0f64; t * qd];
-    for ti in 0..t {
-        for hh in 0..h.n_head {
-            let kvh = hh / g;
-            let qv = &q[ti * qd + hh * h.hd..][..h.hd];
-            let n = pos0 + ti + 1;
-            let s: Vec<f64> = (0..n)
-                .map(|j| {
-                    let k = &kc[j * kvd + kvh * h.hd..][..h.hd];
-                    qv.iter()
-                        .zip(k)
-                        .map(|(a, b)| *a as f64 * *b as f64)
-                        .sum::<f64>()
-                        * scale
-                })
-                .collect();
-            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let p: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-            let l: f64 = p.iter().sum();
-            for d in 0..h.hd {
-                out[ti * qd + hh * h.hd + d] = (0..n)
-                    .map(|j| p[j] * vc[j * kvd + kvh * h.hd + d] as f64)
-                    .sum::<f64>()
-                    / l;
-            }
-        }
-    }
-    out
-}
 
 fn worst_error(pos0: usize, t: usize, h: Heads, seed: u64, plant_scale: f32) -> f64 {
     let mut rng = Rng(seed);
@@ -153,4 +103,12 @@ fn bad_geometry_is_an_error() {
         hd: 48,
     };
     assert!(attn_prefill(&[0.0; 192], &[0.0; 192], &[0.0; 192], 0, 1, h, 1.0).is_err());
+}
+
+#[test]
+fn engine_reserves_the_kernels_shared_memory() {
+    assert_eq!(
+        engine::cuda::model::AP_SMEM_BYTES as usize,
+        kernel_emu::ap_smem_bytes()
+    );
 }

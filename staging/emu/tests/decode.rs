@@ -4,10 +4,10 @@
 //! the CPU dequantizer in float64, so that "equal" cannot mean "equally wrong".
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
-use kernel_emu::{
-    attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, DecodeAttn, Heads, Weights,
+use kernel_emu::testdata::{
+    activations, decode_attn_case as decode_case, device, random_matrix, Reference, Rng,
 };
+use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, Heads, Weights};
 
 const QTYPES: [GpuQType; 6] = [
     GpuQType::F32,
@@ -164,32 +164,6 @@ fn token_tiled_router_product_matches_the_cpu_dequantizer() {
                 assert!(e <= 1e-5, "{} token {p} row {r}: {e:.3e}", qt.name());
             }
         }
-    }
-}
-
-fn decode_case(h: Heads, pos: usize, max_ctx: usize, seed: u64) -> DecodeAttn {
-    let mut rng = Rng(seed);
-    let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
-    let mut v = |n: usize, s: f32| -> Vec<f32> { (0..n).map(|_| s * rng.sym()).collect() };
-    let mut kc = v(max_ctx * kvd, 0.5);
-    let vc = v(max_ctx * kvd, 1.0);
-    // rows at and after pos hold garbage the kernels must overwrite (pos) or never read
-    for x in &mut kc[pos * kvd..] {
-        *x = f32::NAN;
-    }
-    DecodeAttn {
-        h,
-        q: v(qd, 2.0),
-        k: v(kvd, 2.0),
-        v: v(kvd, 1.0),
-        q_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
-        k_norm: v(h.hd, 1.0).iter().map(|x| 1.0 + 0.3 * x).collect(),
-        kc,
-        vc,
-        max_ctx,
-        pos,
-        rope_base: 1_000_000.0,
-        eps: 1e-6,
     }
 }
 

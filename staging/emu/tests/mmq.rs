@@ -8,7 +8,7 @@
 //! check that cannot fail.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
+use kernel_emu::testdata::{activations, device, group_pairs, random_matrix, Reference, Rng};
 use kernel_emu::{matmat_q, split_act, Pairs, SplitAct, Weights};
 
 /// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
@@ -107,25 +107,6 @@ fn dense_check_fails_on_planted_bugs() {
             qt.name()
         );
     }
-}
-
-/// Tokens' expert choices -> (list, off) as the engine's group_pairs kernel builds them: pair
-/// p = token * k + slot, grouped by expert, ascending within a group.
-fn group_pairs(ids: &[usize], experts: usize) -> (Vec<i32>, Vec<i32>) {
-    let mut off = vec![0i32; experts + 1];
-    for &e in ids {
-        off[e + 1] += 1;
-    }
-    for e in 0..experts {
-        off[e + 1] += off[e];
-    }
-    let mut fill = off.clone();
-    let mut list = vec![0i32; ids.len()];
-    for (p, &e) in ids.iter().enumerate() {
-        list[fill[e] as usize] = p as i32;
-        fill[e] += 1;
-    }
-    (list, off)
 }
 
 fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
@@ -261,5 +242,14 @@ fn bad_geometry_is_an_error_not_a_fault() {
     assert!(
         split_act(&[0.0; 8], 16, 16, 1).is_err(),
         "short input must be refused"
+    );
+}
+
+#[test]
+fn engine_reserves_the_kernels_shared_memory() {
+    // the host's launch constant must match what the kernel's two stages occupy
+    assert_eq!(
+        engine::cuda::model::MQ_SMEM_BYTES as usize,
+        kernel_emu::mq_smem_bytes()
     );
 }
