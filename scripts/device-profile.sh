@@ -7,6 +7,8 @@
 #   PV_PROFILE="name:regex:skip:count ..."   which launches to profile (default below: the first
 #                                            two layers of a prefill, then two layers of decode)
 #   PV_PROFILE_SET=detailed|full             ncu section set (default: the sections listed here)
+#   PV_PROFILE_KEEP=1                        keep /tmp/q30.gguf for a later run in the same call
+#   PV_PROFILE_TIMEOUT=S                     seconds per ncu run (default 240)
 # Clocks are left alone (--clock-control none), as the device's METHOD.md asks.
 set -uo pipefail
 : "${OUT:?OUT must be set (the device tool sets it)}"
@@ -24,10 +26,10 @@ SECTIONS=(--section SpeedOfLight --section MemoryWorkloadAnalysis --section Occu
 for spec in ${PV_PROFILE:-$DEFAULT}; do
     IFS=: read -r name regex skip count <<<"$spec"
     t0=$SECONDS
-    "$NCU" --clock-control none --kernel-name-base function -k "regex:$regex" \
+    timeout "${PV_PROFILE_TIMEOUT:-240}" "$NCU" --clock-control none --kernel-name-base function -k "regex:$regex" \
         --launch-skip "$skip" --launch-count "$count" "${SECTIONS[@]}" --print-units base \
         "$INFER" bench "$GGUF" --device cuda --prompt-tokens 512 --gen-tokens 16 \
         >"$OUT/profile/$name.txt" 2>"$OUT/profile/$name.err"
     echo "== ncu $name rc=$? in $((SECONDS - t0)) s"
 done
-rm -f "$GGUF"
+[[ "${PV_PROFILE_KEEP:-0}" == 1 ]] || rm -f "$GGUF"
