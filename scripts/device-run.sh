@@ -130,9 +130,9 @@ run bench-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_PDL=1 PV_GPU_BENCH_JSON="$
 # A/B of the kernels adopted from staging/ (staging/README.md): each old path alone, then all of
 # them, same file and call (PV_RUN_AB_STAGED=1; records kept apart in ab/).
 if [[ "${PV_RUN_AB_STAGED:-0}" == 1 ]]; then
-    for ab in "old-all PV_GPU_NO_MQ=1 PV_GPU_NO_AP=1 PV_GPU_NO_RT=1 PV_GPU_DECODE_RPW=1 PV_GPU_NO_FUSED_ATTN=1" \
+    for ab in "old-all PV_GPU_NO_MQ=1 PV_GPU_NO_AP=1 PV_GPU_NO_RT=1 PV_GPU_DECODE_RPW=1" \
         "no-mq PV_GPU_NO_MQ=1" "no-ap PV_GPU_NO_AP=1" "no-rt PV_GPU_NO_RT=1" "rpw1 PV_GPU_DECODE_RPW=1" \
-        "no-fused-attn PV_GPU_NO_FUSED_ATTN=1"; do
+        "fused-attn PV_GPU_FUSED_ATTN=1"; do
         read -r name envs <<<"$ab"
         # shellcheck disable=SC2086 # envs is a list of VAR=value words
         run "bench-$name" PV_EVIDENCE_DIR="$OUT/ab" $LB $F $envs PV_GPU_BENCH_JSON="$OUT/bench/bench-file-$name.json" \

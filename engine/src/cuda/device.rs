@@ -209,6 +209,15 @@ impl GpuDevice {
                 .map_err(drv(
                     "raising the shared-memory limit of the integer-operand kernels",
                 ))?;
+                // all of the SM's unified memory as shared memory: 3 blocks of 58,880 bytes need
+                // more than the carveout the driver picked for 2 (164 KB on the H200)
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                    100,
+                )
+                .map_err(drv(
+                    "setting the shared-memory carveout of the integer-operand kernels",
+                ))?;
             }
             if name.starts_with("matmat_tc_") {
                 // more than the default 48 KB of dynamic shared memory

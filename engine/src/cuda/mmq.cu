@@ -38,16 +38,24 @@
 #define MQ_NG (MQ_BK / 16)  // 16-element groups per K tile
 #define MQ_SCS (MQ_NG + 1)  // scale row stride (floats): odd, so 8 rows hit 8 banks
 
-// One pipeline stage in shared memory. Every member's offset is a multiple of 16 bytes.
-struct MqStage {
+// Shared memory: one weight tile and two activation stages. Every member's offset is a multiple
+// of 16 bytes.
+// Why one weight tile: the next tile's weights wait in registers (mq_load_raw) while the current
+// one is computed, and are stored only after a barrier, so a second weight buffer bought nothing
+// but size. With it a block took 80,896 bytes and the H200 held 2 blocks (8 warps) per SM; its
+// profile showed a shared-memory-latency-bound loop (0.57 eligible warps per scheduler). At
+// 58,880 bytes 3 blocks fit, which the registers (141 per thread for Q4_K) also allow.
+struct MqA {
     u16 a[MQ_BM * MQ_LD];    // integer quants as f16, row-major
-    u16 bh[MQ_BN * MQ_LD];   // activations, f16 hi part, one row per pair
-    u16 bl[MQ_BN * MQ_LD];   // activations, f16 lo part
     float sc[MQ_BM * MQ_SCS];  // per (row, 16-group): scale s
     float mn[MQ_BM * MQ_SCS];  // per (row, 16-group): min m (0 for Q6_K, Q8_0)
+};
+struct MqB {
+    u16 bh[MQ_BN * MQ_LD];   // activations, f16 hi part, one row per pair
+    u16 bl[MQ_BN * MQ_LD];   // activations, f16 lo part
     float xs[MQ_BN * MQ_NG];   // per (pair, 16-group): sum of the activations
 };
-#define MQ_SMEM_BYTES (2 * (int)sizeof(MqStage))
+#define MQ_SMEM_BYTES ((int)sizeof(MqA) + 2 * (int)sizeof(MqB))
 
 // ---------------------------------------------------------------------------------------------
 // The instructions kernels.cu has no helper for; the emulator replaces them (PV_EMU: simt.h).
@@ -282,7 +290,8 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
     const bool HAS_MIN = QT == QT_Q4_K || QT == QT_Q5_K;
     pdl_begin();
     MQ_DYN_SMEM(u8, mq_smem);
-    MqStage* stages = (MqStage*)mq_smem;
+    MqA* sa = (MqA*)mq_smem;
+    MqB* stages = (MqB*)(mq_smem + sizeof(MqA));
     __shared__ int spid[MQ_BN];  // pair id of each tile column
     __shared__ int sxrow[MQ_BN];  // its activation row, pair / in_div
     int e = blockIdx.z;
@@ -309,7 +318,7 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
     const int KG = K / 16;
     // activations of K tile k0 into stage st: 32 rows x 256 bytes of hi and of lo (8 cp.async of
     // 16 bytes per thread), and 32 rows x 8 group sums (threads 0..63)
-    auto issue_b = [&](MqStage* st, int k0) {
+    auto issue_b = [&](MqB* st, int k0) {
 #pragma unroll
         for (int c = 0; c < 4; c++) {
             int idx = tid + 128 * c;
@@ -324,7 +333,7 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
         }
         mq_cp_commit();
     };
-    auto store_a = [&](MqStage* st, const MqRaw& R, int k0) {
+    auto store_a = [&](MqA* st, const MqRaw& R, int k0) {
         mq_store_a<QT>(R, k0 + 64 * hh, st->a + rr * MQ_LD + 64 * hh, st->sc + rr * MQ_SCS + 4 * hh,
                        st->mn + rr * MQ_SCS + 4 * hh);
     };
@@ -342,13 +351,13 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
     MqRaw R;
     issue_b(&stages[0], 0);
     mq_load_raw<QT>(wrow, 64 * hh, R);
-    store_a(&stages[0], R, 0);
+    store_a(sa, R, 0);
     mq_cp_wait_all();
     __syncthreads();
     const int nk = K / MQ_BK;
     for (int kt = 0; kt < nk; kt++) {
-        MqStage* cur = &stages[kt & 1];
-        MqStage* nxt = &stages[(kt + 1) & 1];
+        const MqB* cur = &stages[kt & 1];
+        MqB* nxt = &stages[(kt + 1) & 1];
         const bool more = kt + 1 < nk;
         if (more) {  // the next tile's loads fly while this one is computed
             issue_b(nxt, (kt + 1) * MQ_BK);
@@ -370,10 +379,10 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
 #pragma unroll
                 for (int a = 0; a < 2; a++) {
                     int o = (wm + 16 * a + g) * MQ_LD + kk + 2 * cq;
-                    af[a][0] = *(const u32*)(cur->a + o);
-                    af[a][1] = *(const u32*)(cur->a + o + 8 * MQ_LD);
-                    af[a][2] = *(const u32*)(cur->a + o + 8);
-                    af[a][3] = *(const u32*)(cur->a + o + 8 * MQ_LD + 8);
+                    af[a][0] = *(const u32*)(sa->a + o);
+                    af[a][1] = *(const u32*)(sa->a + o + 8 * MQ_LD);
+                    af[a][2] = *(const u32*)(sa->a + o + 8);
+                    af[a][3] = *(const u32*)(sa->a + o + 8 * MQ_LD + 8);
                 }
 #pragma unroll
                 for (int b = 0; b < 2; b++) {
@@ -399,18 +408,19 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
 #pragma unroll
                     for (int i = 0; i < 4; i++) {
                         int rl = wm + 16 * a + g + ((i & 2) ? 8 : 0);
-                        float v = cur->sc[rl * MQ_SCS + gk] * sub[a][b][i];
+                        float v = sa->sc[rl * MQ_SCS + gk] * sub[a][b][i];
                         if (HAS_MIN) {
                             int pl = wn + 8 * b + 2 * cq + (i & 1);
                             float xsum = cur->xs[pl * MQ_NG + gk];
                             if (GK == 2) xsum += cur->xs[pl * MQ_NG + gk + 1];
-                            v -= cur->mn[rl * MQ_SCS + gk] * xsum;
+                            v -= sa->mn[rl * MQ_SCS + gk] * xsum;
                         }
                         acc[a][b][i] += v;
                     }
         }
         if (more) {
-            store_a(nxt, R, (kt + 1) * MQ_BK);
+            __syncthreads();  // every warp is done with this weight tile
+            store_a(sa, R, (kt + 1) * MQ_BK);
             mq_cp_wait_all();
         }
         __syncthreads();

@@ -18,10 +18,12 @@ pub(crate) const TC_SMEM_BYTES: u32 = 4 * 64 * 136 * 2;
 /// Tokens one warp of kernels.cu's matmat handles per pass (TT there): the prefill router runs in
 /// token tiles of this size.
 const MATMAT_TT: usize = 8;
-/// Dynamic shared memory of the integer-operand kernels (matmat_q_*): two `MqStage`s of mmq.cu,
-/// 2 x (64 x 136 + 2 x 32 x 136 halves + 2 x 64 x 9 + 32 x 8 floats). kernel-emu's tests check
-/// this against the kernel's own sizeof.
-pub const MQ_SMEM_BYTES: u32 = 2 * (64 * 136 * 2 + 2 * 32 * 136 * 2 + 2 * 64 * 9 * 4 + 32 * 8 * 4);
+/// Dynamic shared memory of the integer-operand kernels (matmat_q_*): mmq.cu's one `MqA` (64 x 136
+/// halves, 2 x 64 x 9 floats) and two `MqB`s (2 x 32 x 136 halves, 32 x 8 floats each): 58,880
+/// bytes, so that 3 blocks fit on an SM. kernel-emu's tests check this against the kernel's own
+/// sizeof.
+pub const MQ_SMEM_BYTES: u32 =
+    (64 * 136 * 2 + 2 * 64 * 9 * 4) + 2 * (2 * 32 * 136 * 2 + 32 * 8 * 4);
 /// Dynamic shared memory of attn_prefill (attn_prefill.cu): 64 query rows and 32 K and V rows of
 /// 132 floats, 64 x 33 scores and 3 x 64 row statistics. kernel-emu's tests check it.
 pub const AP_SMEM_BYTES: u32 = ((64 + 2 * 32) * 132 + 64 * 33 + 3 * 64) * 4;
@@ -182,8 +184,11 @@ pub struct GpuModel {
     use_mq: bool,
     /// Tiled prefill attention (attn_prefill.cu; off with PV_GPU_NO_AP=1, for A/B timing).
     use_ap: bool,
-    /// Decode attention in one launch (decode.cu's attn_decode; off with PV_GPU_NO_FUSED_ATTN=1:
-    /// qk_norm_rope_store, attn_partial, attn_combine).
+    /// Decode attention in one launch (decode.cu's attn_decode), on only with PV_GPU_FUSED_ATTN=1.
+    /// Off by default because it measured slower on the H200 (2026-12-02: 23 us per layer against
+    /// 4 + 9 + 5.6 us for qk_norm_rope_store, attn_partial, attn_combine; decode 272 against 306
+    /// tok/s): every block normalises and rotates its 8 query heads before its first load, and 4
+    /// blocks merge the partials that attn_combine merges with 32.
     use_fused_attn: bool,
     /// Prefill router in token tiles on kernels.cu's matmat (off with PV_GPU_NO_RT=1: matmat_tc
     /// with 64-token tiles, 16 blocks for the 128-row router).
@@ -362,7 +367,7 @@ impl GpuModel {
             use_tc: !env_set("PV_GPU_NO_TC"),
             use_mq: !env_set("PV_GPU_NO_MQ"),
             use_ap: !env_set("PV_GPU_NO_AP"),
-            use_fused_attn: !env_set("PV_GPU_NO_FUSED_ATTN"),
+            use_fused_attn: env_set("PV_GPU_FUSED_ATTN"),
             use_rt: !env_set("PV_GPU_NO_RT"),
             decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
             pdl: pdl_enabled(dev_cc),
