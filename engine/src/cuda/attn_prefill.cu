@@ -1,4 +1,4 @@
-// STAGED, NOT IN THE ENGINE (staging/README.md). Causal attention for prefill, one block per
+// Causal attention for prefill (PV_GPU_NO_AP=1 falls back to attn_partial per token), one block per
 // (KV head, tile of query tokens), all of the KV head's query heads together.
 //
 // Why: the engine's prefill runs its decode attention per query token (attn_partial, grid

@@ -18,7 +18,7 @@ use super::CudaError;
 /// kernels.cu, then mmq.cu (the integer-operand prefill products), attn_prefill.cu (prefill
 /// attention) and decode.cu (two-rows-per-warp decode mat-vecs), which reuse kernels.cu's types,
 /// qtype ids and helpers (PV_KERNELS_PRELUDE). All four also run on the CPU under the SIMT
-/// emulator (staging/emu, crate kernel-emu).
+/// emulator (crate kernel-emu).
 pub const KERNELS_CU: &str = concat!(
     include_str!("kernels.cu"),
     "\n#define PV_KERNELS_PRELUDE\n",

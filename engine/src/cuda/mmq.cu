@@ -1,6 +1,7 @@
-// STAGED, NOT IN THE ENGINE. Prefill products with integer weight operands on the tensor cores,
-// written in a session that had no GPU (see staging/README.md). Compiled today only by the
-// SIMT emulator (staging/emu, `cargo test -p kernel-emu`) and by NVRTC + ptxas as a build check.
+// Prefill products with integer weight operands on the tensor cores (matmat_q_*; PV_GPU_NO_MQ=1
+// falls back to kernels.cu's matmat_tc). Written without a GPU, tested first under the SIMT
+// emulator (kernel-emu, FALSIFY-EMU-MMQ-001), then on the H200 (2026-12-02: the prefill went from
+// 3,161 to 6,122 tok/s with attn_prefill.cu; docs/gpu-perf-notes.md).
 //
 // Why: the engine's matmat_tc (engine/src/cuda/kernels.cu) dequantizes every weight to f32 and
 // splits both operands into f16 hi + lo parts in every block, then runs three products

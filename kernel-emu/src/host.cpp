@@ -6,9 +6,9 @@
 // which reuse its types (PV_KERNELS_PRELUDE), as they will in the engine.
 #include "kernels_emu.cu"
 #define PV_KERNELS_PRELUDE
-#include "../../../engine/src/cuda/mmq.cu"
-#include "../../../engine/src/cuda/attn_prefill.cu"
-#include "../../../engine/src/cuda/decode.cu"
+#include "../../engine/src/cuda/mmq.cu"
+#include "../../engine/src/cuda/attn_prefill.cu"
+#include "../../engine/src/cuda/decode.cu"
 
 // Run CALL(suffix) for the kernel of qtype `qt` (the entry points are named <kernel>_<suffix>);
 // return 0, or 1 for a qtype without such a kernel.

@@ -6,7 +6,7 @@
 // something else.
 use std::path::PathBuf;
 
-const KERNELS_CU: &str = "../../engine/src/cuda/kernels.cu";
+const KERNELS_CU: &str = "../engine/src/cuda/kernels.cu";
 
 /// (exact text in kernels.cu, replacement, occurrences)
 const REPLACE: &[(&str, &str, usize)] = &[
@@ -69,9 +69,9 @@ fn main() {
     for f in [
         "src/host.cpp",
         "simt.h",
-        "../../engine/src/cuda/mmq.cu",
-        "../../engine/src/cuda/attn_prefill.cu",
-        "../../engine/src/cuda/decode.cu",
+        "../engine/src/cuda/mmq.cu",
+        "../engine/src/cuda/attn_prefill.cu",
+        "../engine/src/cuda/decode.cu",
         KERNELS_CU,
     ] {
         println!("cargo:rerun-if-changed={f}");

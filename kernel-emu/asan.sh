@@ -5,7 +5,7 @@
 # so the runtime must come first; cargo and rustc must not run with it). About 2 minutes on 2
 # cores. Not part of CI: g++'s libasan is the only requirement, but the run is slow.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/emu-asan}"
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
 [[ -e "$ASAN_LIB" ]] || { echo "asan: no libasan.so for this gcc" >&2; exit 2; }
