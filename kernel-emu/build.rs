@@ -1,6 +1,5 @@
-// Compiles CUDA C kernels as C++ for the SIMT emulator (simt.h): the kernels that started in
-// staging/cuda (now engine/src/cuda/mmq.cu, attn_prefill.cu, decode.cu), and the engine's own
-// kernels.cu after a textual replacement of its few inline-PTX helpers by the emulator's
+// Compiles CUDA C kernels as C++ for the SIMT emulator (simt.h): engine/src/cuda/mmq.cu,
+// attn_prefill.cu and decode.cu as they are, and kernels.cu after a textual replacement of its few inline-PTX helpers by the emulator's
 // (below). The replacements are exact strings with an expected count:
 // if kernels.cu changes one of them, this build fails and names it, rather than emulate
 // something else.
@@ -82,13 +81,13 @@ fn main() {
         assert_eq!(
             found, *n,
             "kernels.cu: expected {n} occurrence(s) of {from:?} for the emulator, found {found}; \
-             update staging/emu/build.rs"
+             update kernel-emu/build.rs"
         );
         src = src.replace(from, to);
     }
     assert!(
         !src.contains("asm(") && !src.contains("asm volatile"),
-        "kernels.cu has inline PTX the emulator does not replace; add it to staging/emu/build.rs"
+        "kernels.cu has inline PTX the emulator does not replace; add it to kernel-emu/build.rs"
     );
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(out.join("kernels_emu.cu"), src).expect("writing kernels_emu.cu");

@@ -127,8 +127,8 @@ if [[ "$PHASE" != parity ]]; then
 run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp gpu_vram_budget
 # A/B: the same file bench with programmatic dependent launch (records kept apart).
 run bench-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
-# A/B of the kernels adopted from staging/ (staging/README.md): each old path alone, then all of
-# them, same file and call (PV_RUN_AB_STAGED=1; records kept apart in ab/).
+# A/B of the kernels adopted on 2026-12-02 (kernel-emu/README.md): all old paths, then each one
+# alone, same file and call (PV_RUN_AB_STAGED=1; records kept apart in ab/).
 if [[ "${PV_RUN_AB_STAGED:-0}" == 1 ]]; then
     for ab in "old-all PV_GPU_NO_MQ=1 PV_GPU_NO_AP=1 PV_GPU_NO_RT=1 PV_GPU_DECODE_RPW=1" \
         "no-mq PV_GPU_NO_MQ=1" "no-ap PV_GPU_NO_AP=1" "no-rt PV_GPU_NO_RT=1" "rpw1 PV_GPU_DECODE_RPW=1" \

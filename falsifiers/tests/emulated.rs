@@ -61,15 +61,16 @@ impl Worst {
 }
 
 /// A bug planted in the data the kernel reads (never in a real run): one weight byte flipped
-/// after the reference was taken, so the kernel's product is wrong in one row.
+/// (or, for attention, one key or V value changed) after the reference was taken, so the
+/// kernel's result is wrong in one place.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Plant {
     None,
-    FlipOneWeightByte,
+    CorruptOneInput,
 }
 
 fn plant(dev: &mut [u8], p: Plant) {
-    if p == Plant::FlipOneWeightByte {
+    if p == Plant::CorruptOneInput {
         let i = dev.len() / 2 + 17;
         dev[i] ^= 0x5A;
     }
@@ -122,7 +123,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         plant(&mut devs[0], pl);
         let x = activations(1, k3, &mut rng);
         let w = |j: usize| weights(qt, &devs[j], rows3[j], k3, 1);
-        let y = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).context("matvec3")?;
+        let y = matvec3(Decode::KernelsCu, [w(0), w(1), w(2)], &x).context("matvec3")?;
         for j in 0..3 {
             let rf = Reference::new(qt, &files[j], 1, rows3[j], k3).context("reference")?;
             for (r, &got) in y[j].iter().enumerate() {
@@ -147,7 +148,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
             weights(qt, &gd, ff, k, experts),
             weights(qt, &ud, ff, k, experts),
         );
-        let act = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).context("moe_gate_up")?;
+        let act = moe_gate_up(Decode::KernelsCu, g, u, &x, 2, &ids).context("moe_gate_up")?;
         let rg = Reference::new(qt, &gf, experts, ff, k).context("reference")?;
         let ru = Reference::new(qt, &uf, experts, ff, k).context("reference")?;
         for (p, &e) in ids.iter().enumerate() {
@@ -199,15 +200,15 @@ fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
 
 const MQ_QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQType::Q8_0];
 
-#[falsifier("FALSIFY-EMU-MMQ-001")]
-fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
     let mut worst = Worst::default();
     for (i, qt) in MQ_QTYPES.into_iter().enumerate() {
         // dense: a partial second row tile and pair tile, four K tiles
         let (rows, k, t) = (80usize, 512usize, 40usize);
         let mut rng = Rng(11 + i as u64);
         let file = random_matrix(qt, rows, k, &mut rng);
-        let dev = device(qt, &file);
+        let mut dev = device(qt, &file);
+        plant(&mut dev, pl);
         let x = activations(t, k, &mut rng);
         let rf = Reference::new(qt, &file, 1, rows, k).context("reference")?;
         let split = split_act(&x, k, k, t).context("split_act")?;
@@ -226,7 +227,8 @@ fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
         let (experts, rows, k, tokens) = (3usize, 64usize, 256usize, 21usize);
         let mut rng = Rng(77 + qt.ggml_id() as u64);
         let file = random_matrix(qt, experts * rows, k, &mut rng);
-        let dev = device(qt, &file);
+        let mut dev = device(qt, &file);
+        plant(&mut dev, pl);
         let x = activations(tokens, k, &mut rng);
         let rf = Reference::new(qt, &file, experts, rows, k).context("reference")?;
         let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
@@ -261,14 +263,20 @@ fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
             }
         }
     }
+    Ok(worst)
+}
+
+#[falsifier("FALSIFY-EMU-MMQ-001")]
+fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let worst = mmq_worst(Plant::None)?;
     ctx.metric("worst_relative_error", worst.ratio);
     ctx.metric("outputs_compared", worst.compared as f64);
     ctx.note(format!("worst at {}", worst.at));
     Ok(())
 }
 
-#[falsifier("FALSIFY-EMU-ATTN-PREFILL-001")]
-fn prefill_attention_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+/// attn_prefill's worst absolute error over the cases, and a note per case.
+fn attn_prefill_worst(pl: Plant) -> Result<(f64, Vec<String>), pv_evidence::FalsifierError> {
     let cases = [
         (
             0usize,
@@ -305,11 +313,14 @@ fn prefill_attention_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
         let (qd, kvd) = (h.n_head * h.hd, h.n_head_kv * h.hd);
         let keys = pos0 + t;
         let q: Vec<f32> = (0..t * qd).map(|_| 0.6 * rng.sym()).collect();
-        let kc: Vec<f32> = (0..keys * kvd).map(|_| 0.6 * rng.sym()).collect();
+        let mut kc: Vec<f32> = (0..keys * kvd).map(|_| 0.6 * rng.sym()).collect();
         let vc: Vec<f32> = (0..keys * kvd).map(|_| rng.sym()).collect();
         let scale = 1.0 / (h.hd as f32).sqrt();
-        let got = attn_prefill(&q, &kc, &vc, pos0, t, h, scale).context("attn_prefill")?;
         let want = causal_attention_f64(&q, &kc, &vc, pos0, t, h, scale as f64);
+        if pl == Plant::CorruptOneInput {
+            kc[keys * kvd / 2 + 3] += 0.5; // one cached key element, after the reference
+        }
+        let got = attn_prefill(&q, &kc, &vc, pos0, t, h, scale).context("attn_prefill")?;
         let e = got
             .iter()
             .zip(&want)
@@ -328,13 +339,23 @@ fn prefill_attention_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
         ));
         worst = worst.max(e);
     }
+    Ok((worst, notes))
+}
+
+#[falsifier("FALSIFY-EMU-ATTN-PREFILL-001")]
+fn prefill_attention_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let (worst, notes) = attn_prefill_worst(Plant::None)?;
     ctx.metric("worst_abs_error", worst);
     ctx.note(notes.join("; "));
     Ok(())
 }
 
-#[falsifier("FALSIFY-EMU-DECODE-EQUAL-001")]
-fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
+/// Values where the two-rows-per-warp and fused kernels differ from the one-row kernels, values
+/// compared, and a note per differing output. Planted: the adopted kernels alone read a copy of
+/// the weights (or of the new V row) with one value changed.
+fn decode_equal_count(
+    pl: Plant,
+) -> Result<(usize, usize, Vec<String>), pv_evidence::FalsifierError> {
     let (mut differing, mut compared) = (0usize, 0usize);
     let mut notes = Vec::new();
     let mut count = |what: String, a: &[f32], b: &[f32]| {
@@ -358,12 +379,15 @@ fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
         let gd = device(qt, &random_matrix(qt, experts * ff, k, &mut rng));
         let ud = device(qt, &random_matrix(qt, experts * ff, k, &mut rng));
         let x = activations(3, k, &mut rng);
+        let mut gp = gd.clone();
+        plant(&mut gp, pl);
         let (g, u) = (
             weights(qt, &gd, ff, k, experts),
             weights(qt, &ud, ff, k, experts),
         );
-        let e = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).context("moe_gate_up")?;
-        let s = moe_gate_up(Decode::Staged, g, u, &x, 2, &ids).context("moe_gate_up2")?;
+        let e = moe_gate_up(Decode::KernelsCu, g, u, &x, 2, &ids).context("moe_gate_up")?;
+        let g = weights(qt, &gp, ff, k, experts);
+        let s = moe_gate_up(Decode::DecodeCu, g, u, &x, 2, &ids).context("moe_gate_up2")?;
         count(format!("moe_gate_up2 {}", qt.name()), &e, &s);
         let mut rng = Rng(40 + i as u64);
         let devs: Vec<Vec<u8>> = rows3
@@ -371,9 +395,12 @@ fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
             .map(|&r| device(qt, &random_matrix(qt, r, k3, &mut rng)))
             .collect();
         let x = activations(1, k3, &mut rng);
+        let mut last = devs[2].clone();
+        plant(&mut last, pl);
         let w = |j: usize| weights(qt, &devs[j], rows3[j], k3, 1);
-        let e = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).context("matvec3")?;
-        let s = matvec3(Decode::Staged, [w(0), w(1), w(2)], &x).context("matvec3_2")?;
+        let e = matvec3(Decode::KernelsCu, [w(0), w(1), w(2)], &x).context("matvec3")?;
+        let w2 = weights(qt, &last, rows3[2], k3, 1);
+        let s = matvec3(Decode::DecodeCu, [w(0), w(1), w2], &x).context("matvec3_2")?;
         for j in 0..3 {
             count(format!("matvec3_2 {} matrix {j}", qt.name()), &e[j], &s[j]);
         }
@@ -409,8 +436,12 @@ fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
     ];
     for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
         let a = decode_attn_case(h, pos, max_ctx, 300 + i as u64);
-        let e = attn_decode(Decode::Engine, &a).context("three kernels")?;
-        let s = attn_decode(Decode::Staged, &a).context("attn_decode")?;
+        let e = attn_decode(Decode::KernelsCu, &a).context("three kernels")?;
+        let mut ap = a.clone();
+        if pl == Plant::CorruptOneInput {
+            ap.v[5] += 0.25; // the new V row: it weighs in at every position, also at 0
+        }
+        let s = attn_decode(Decode::DecodeCu, &ap).context("attn_decode")?;
         let rows = (pos + 1) * h.n_head_kv * h.hd;
         count(format!("attn_decode case {i} output"), &e.out, &s.out);
         count(
@@ -424,6 +455,12 @@ fn staged_decode_kernels_equal_the_engines(ctx: &mut Ctx) -> FalsifierResult {
             &s.vc[..rows],
         );
     }
+    Ok((differing, compared, notes))
+}
+
+#[falsifier("FALSIFY-EMU-DECODE-EQUAL-001")]
+fn decode_cu_kernels_equal_kernels_cu(ctx: &mut Ctx) -> FalsifierResult {
+    let (differing, compared, notes) = decode_equal_count(Plant::None)?;
     ctx.metric("values_differing", differing as f64);
     ctx.metric("values_compared", compared as f64);
     if !notes.is_empty() {
@@ -446,16 +483,43 @@ fn the_worst_ratio_sees_non_finite_outputs() {
 /// their bounds by orders of magnitude.
 #[test]
 fn the_checks_fail_on_a_flipped_weight_byte() {
-    let tc = tc_worst(Plant::FlipOneWeightByte).expect("runs");
+    let tc = tc_worst(Plant::CorruptOneInput).expect("runs");
     assert!(
         tc.ratio > 1e-5,
         "FALSIFY-EMU-TC-001's check missed it ({:.3e})",
         tc.ratio
     );
-    let dec = decode_worst(Plant::FlipOneWeightByte).expect("runs");
+    let dec = decode_worst(Plant::CorruptOneInput).expect("runs");
     assert!(
         dec.ratio > 1.0,
         "FALSIFY-EMU-DECODE-001's check missed it ({:.3e})",
         dec.ratio
+    );
+}
+
+/// The adopted kernels' falsifiers (gpu-kernels-emulated-v1 0.1.1) fail on the same kind of
+/// planted bug: each check must exceed its contract threshold.
+#[test]
+fn the_adopted_kernels_checks_fail_on_a_corrupted_input() {
+    let mq = mmq_worst(Plant::CorruptOneInput).expect("runs");
+    assert!(
+        mq.ratio > 1e-5,
+        "FALSIFY-EMU-MMQ-001's check missed it ({:.3e})",
+        mq.ratio
+    );
+    let (ap, _) = attn_prefill_worst(Plant::CorruptOneInput).expect("runs");
+    assert!(
+        ap > 2e-6,
+        "FALSIFY-EMU-ATTN-PREFILL-001's check missed it ({ap:.3e})"
+    );
+    let (differing, _, notes) = decode_equal_count(Plant::CorruptOneInput).expect("runs");
+    assert!(
+        differing > 0,
+        "FALSIFY-EMU-DECODE-EQUAL-001's check missed it"
+    );
+    // every planted kernel shows up: six qtypes x (gate/up, matvec3's third matrix) + 3 attention cases
+    assert!(
+        notes.len() >= 15,
+        "planted differences not all seen: {notes:?}"
     );
 }

@@ -1,9 +1,9 @@
-// C entry points of the emulated staged kernels, called from Rust (src/lib.rs).
+// C entry points of the emulated kernels, called from Rust (src/lib.rs).
 #include "../simt.h"
 
 #define PV_EMU 1
-// The engine's kernels.cu with its inline PTX replaced (build.rs), then the staged kernels,
-// which reuse its types (PV_KERNELS_PRELUDE), as they will in the engine.
+// The engine's kernels.cu with its inline PTX replaced (build.rs), then mmq.cu, attn_prefill.cu
+// and decode.cu, which reuse its types (PV_KERNELS_PRELUDE), as they do in the engine.
 #include "kernels_emu.cu"
 #define PV_KERNELS_PRELUDE
 #include "../../engine/src/cuda/mmq.cu"
@@ -78,8 +78,8 @@ extern "C" int emu_matmat_tc(int qt, const u8* W, i64 expert_bytes, i64 row_byte
     EMU_DISPATCH_QUANT(qt, TC_CALL);
 }
 
-// Decode mat-vecs: variant 0 is the engine's kernel (kernels.cu), 1 the staged two-rows-per-warp
-// one (decode.cu).
+// Decode mat-vecs: variant 0 is kernels.cu's one-row-per-warp kernel, 1 decode.cu's
+// two-rows-per-warp one.
 extern "C" int emu_moe_gate_up(int variant, int qt, const u8* Wg, const u8* Wu, i64 expert_bytes,
                                i64 row_bytes, int ff, int K, const float* x, int x_stride,
                                int in_div, const int* ids, int pairs, float* act) {
@@ -131,7 +131,7 @@ extern "C" int emu_matmat(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, 
 extern "C" int emu_matmat_tt() { return TT; }
 
 // Decode attention of one token: variant 0 runs the engine's three kernels (qk_norm_rope_store,
-// attn_partial, attn_combine), 1 the staged attn_decode. q is normalised in place by variant 0
+// attn_partial, attn_combine), 1 decode.cu's attn_decode. q is normalised in place by variant 0
 // only; kc / vc get the new position's rows; part is scratch; counter n_head_kv zeros.
 extern "C" int emu_attn_decode(int variant, float* q, const float* k, const float* v,
                                const float* qnw, const float* knw, float* kc, float* vc,

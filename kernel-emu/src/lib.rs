@@ -1,5 +1,5 @@
-//! The staged CUDA kernels of `staging/cuda/` run on the CPU by a SIMT emulator (`simt.h`), so
-//! that what they compute can be tested on a machine without a GPU (CI, or a session that has no
+//! The engine's CUDA kernels (engine/src/cuda/*.cu) run on the CPU by a SIMT emulator (`simt.h`),
+//! so that what they compute can be tested on a machine without a GPU (CI, or a session that has no
 //! device). One `std::thread` per CUDA thread, blocks one after another; the replaced instructions
 //! (mma.sync, cp.async, f16 conversions) follow the PTX ISA. This checks the kernels' logic, not
 //! their speed, and not the hardware's rounding in the last bits.
@@ -16,7 +16,7 @@ pub mod testdata;
 pub enum EmuError {
     #[error("{0}")]
     Geometry(String),
-    #[error("qtype {0} has no staged matmat_q kernel (Q4_K, Q5_K, Q6_K and Q8_0 do)")]
+    #[error("qtype {0} has no matmat_q kernel (Q4_K, Q5_K, Q6_K and Q8_0 do)")]
     QType(&'static str),
 }
 
@@ -400,7 +400,7 @@ fn check_launch(
     })
 }
 
-/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as the staged matmat_q kernel computes it.
+/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as mmq.cu's matmat_q kernel computes it.
 pub fn matmat_q(
     w: Weights<'_>,
     x: &SplitAct,
@@ -518,7 +518,7 @@ pub struct Heads {
     pub hd: usize,
 }
 
-/// The staged attn_prefill kernel: causal attention of `t` query tokens at positions pos0 ..
+/// attn_prefill.cu's kernel: causal attention of `t` query tokens at positions pos0 ..
 /// pos0 + t - 1 over the cache rows 0 .. pos0 + t - 1 (kc, vc: rows of n_head_kv * hd floats).
 /// Returns t x (n_head * hd).
 pub fn attn_prefill(
@@ -578,12 +578,13 @@ pub fn attn_prefill(
     Ok(out.to_f32(t * q_dim))
 }
 
-/// Which decode kernels to run: the engine's (kernels.cu) or the staged ones
-/// (staging/cuda/decode.cu: two rows per warp, the fused attention).
+/// Which decode kernels to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decode {
-    Engine,
-    Staged,
+    /// kernels.cu's: one row per warp; qk_norm_rope_store, attn_partial, attn_combine.
+    KernelsCu,
+    /// decode.cu's: two rows per warp; attention in one launch (attn_decode).
+    DecodeCu,
 }
 
 fn check_rows(w: &Weights<'_>) -> Result<usize, EmuError> {
@@ -638,7 +639,7 @@ pub fn moe_gate_up(
     // pairs x ff.
     let rc = unsafe {
         ffi::emu_moe_gate_up(
-            (which == Decode::Staged) as i32,
+            (which == Decode::DecodeCu) as i32,
             gate.qt.ggml_id() as i32,
             ga.ptr(),
             ua.ptr(),
@@ -681,7 +682,7 @@ pub fn matvec3(which: Decode, w: [Weights<'_>; 3], x: &[f32]) -> Result<[Vec<f32
     // SAFETY: each matrix holds its rows of row_bytes (checked); y_i holds w_i.rows floats.
     let rc = unsafe {
         ffi::emu_matvec3(
-            (which == Decode::Staged) as i32,
+            (which == Decode::DecodeCu) as i32,
             w[0].qt.ggml_id() as i32,
             a[0].ptr(),
             a[1].ptr(),
@@ -774,7 +775,7 @@ pub struct DecodeAttnOut {
     pub vc: Vec<f32>,
 }
 
-/// Run decode attention for `a` with the engine's three kernels or the staged attn_decode.
+/// Run decode attention for `a` with the engine's three kernels or decode.cu's attn_decode.
 pub fn attn_decode(which: Decode, a: &DecodeAttn) -> Result<DecodeAttnOut, EmuError> {
     let h = a.h;
     need(
@@ -808,7 +809,7 @@ pub fn attn_decode(which: Decode, a: &DecodeAttn) -> Result<DecodeAttnOut, EmuEr
     // part = n_head x n_chunks x (hd + 2), out = n_head x hd, counter = n_head_kv).
     let rc = unsafe {
         ffi::emu_attn_decode(
-            (which == Decode::Staged) as i32,
+            (which == Decode::DecodeCu) as i32,
             q.mut_ptr(),
             k.ptr(),
             v.ptr(),

@@ -1,4 +1,4 @@
-//! The staged attn_prefill kernel (staging/cuda/attn_prefill.cu), run by the SIMT emulator,
+//! The prefill attention kernel (engine/src/cuda/attn_prefill.cu), run by the SIMT emulator,
 //! against causal attention in float64 written out here from its definition:
 //! out[t, h] = sum_j softmax_j(q[t, h] . k[j, h / G] * scale) v[j, h / G], j <= pos0 + t.
 

@@ -1,4 +1,4 @@
-//! The staged two-rows-per-warp decode kernels (staging/cuda/decode.cu) against the engine's own
+//! The two-rows-per-warp decode kernels (engine/src/cuda/decode.cu) against the engine's own
 //! one-row-per-warp kernels (kernels.cu), both under the emulator: each row's tasks are
 //! accumulated in the same order, so the outputs must be equal bit for bit. And both against
 //! the CPU dequantizer in float64, so that "equal" cannot mean "equally wrong".
@@ -44,11 +44,11 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
         let (gd, ud) = (device(qt, &gf), device(qt, &uf));
         let x = activations(3, k, &mut rng);
         let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
-        let engine = moe_gate_up(Decode::Engine, g, u, &x, 2, &ids).expect("geometry");
-        let staged = moe_gate_up(Decode::Staged, g, u, &x, 2, &ids).expect("geometry");
+        let engine = moe_gate_up(Decode::KernelsCu, g, u, &x, 2, &ids).expect("geometry");
+        let two_row = moe_gate_up(Decode::DecodeCu, g, u, &x, 2, &ids).expect("geometry");
         let differ = engine
             .iter()
-            .zip(&staged)
+            .zip(&two_row)
             .filter(|(a, b)| a.to_bits() != b.to_bits())
             .count();
         assert_eq!(
@@ -71,7 +71,7 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
                 let want = silu(g) * u;
                 // |d(silu(g) u)| <= |u| |dg| (silu' <= 1.1) + |silu(g)| |du|
                 let bound = 1e-5 * (1.1 * u.abs() * gm + silu(g).abs() * um) + 1e-30;
-                let got = staged[p * ff + r] as f64;
+                let got = two_row[p * ff + r] as f64;
                 worst = worst.max((got - want).abs() / bound);
             }
         }
@@ -100,12 +100,12 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
         let devs: Vec<Vec<u8>> = files.iter().map(|f| device(qt, f)).collect();
         let x = activations(1, k, &mut rng);
         let w = |j: usize| wts(qt, &devs[j], rows[j], k, 1);
-        let engine = matvec3(Decode::Engine, [w(0), w(1), w(2)], &x).expect("geometry");
-        let staged = matvec3(Decode::Staged, [w(0), w(1), w(2)], &x).expect("geometry");
+        let engine = matvec3(Decode::KernelsCu, [w(0), w(1), w(2)], &x).expect("geometry");
+        let two_row = matvec3(Decode::DecodeCu, [w(0), w(1), w(2)], &x).expect("geometry");
         for j in 0..3 {
             let differ = engine[j]
                 .iter()
-                .zip(&staged[j])
+                .zip(&two_row[j])
                 .filter(|(a, b)| a.to_bits() != b.to_bits())
                 .count();
             assert_eq!(
@@ -115,14 +115,14 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
                 qt.name()
             );
             assert!(
-                staged[j].iter().all(|v| v.is_finite()),
+                two_row[j].iter().all(|v| v.is_finite()),
                 "{} matrix {j}: unwritten rows",
                 qt.name()
             );
         }
         for j in 0..3 {
             let rf = Reference::new(qt, &files[j], 1, rows[j], k).expect("reference");
-            for (r, &got) in staged[j].iter().enumerate() {
+            for (r, &got) in two_row[j].iter().enumerate() {
                 let (want, mag) = rf.dot(0, r, &x);
                 let e = (got as f64 - want).abs() / mag.max(1e-30);
                 assert!(e <= 1e-5, "{} matrix {j} row {r}: {e:.3e}", qt.name());
@@ -202,8 +202,8 @@ fn fused_decode_attention_equals_the_engines_three_kernels() {
     ];
     for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
         let a = decode_case(h, pos, max_ctx, 300 + i as u64);
-        let e = attn_decode(Decode::Engine, &a).expect("geometry");
-        let s = attn_decode(Decode::Staged, &a).expect("geometry");
+        let e = attn_decode(Decode::KernelsCu, &a).expect("geometry");
+        let s = attn_decode(Decode::DecodeCu, &a).expect("geometry");
         let (oe, kce, vce) = (e.out, e.kc, e.vc);
         let (os, kcs, vcs) = (s.out, s.kc, s.vc);
         assert!(

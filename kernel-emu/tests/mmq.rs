@@ -1,4 +1,4 @@
-//! The staged matmat_q kernel (staging/cuda/mmq.cu), run by the SIMT emulator, against the CPU
+//! The integer-operand matmat_q kernel (engine/src/cuda/mmq.cu), run by the SIMT emulator, against the CPU
 //! engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
 //! gguf package's by FALSIFY-QK-DEQ-001) and a float64 product. The engine's own matmat_tc is
 //! checked the same way by FALSIFY-EMU-TC-001 (falsifiers/tests/emulated.rs).
