@@ -143,6 +143,30 @@ pub fn group_pairs(ids: &[usize], experts: usize) -> (Vec<i32>, Vec<i32>) {
     (list, off)
 }
 
+const fn heads(n_head: usize, n_head_kv: usize, hd: usize) -> Heads {
+    Heads {
+        n_head,
+        n_head_kv,
+        hd,
+    }
+}
+
+/// Prefill attention cases (pos0, tokens, heads): Qwen3-30B-A3B's grouping (G = 8, hd = 128) and
+/// smaller ones; prompts that start at position 0 and later, with partial query and key tiles.
+pub const PREFILL_ATTN_CASES: [(usize, usize, Heads); 3] = [
+    (0, 19, heads(16, 2, 128)),
+    (37, 21, heads(8, 2, 64)),
+    (5, 70, heads(4, 1, 32)),
+];
+
+/// Decode attention cases (heads, position, max context): positions inside a chunk, at a chunk's
+/// first row, and at 0.
+pub const DECODE_ATTN_CASES: [(Heads, usize, usize); 3] = [
+    (heads(16, 2, 128), 45, 128),
+    (heads(8, 2, 64), 64, 96),
+    (heads(3, 1, 32), 0, 64),
+];
+
 /// Causal attention in float64 from its definition: out[t, h] = sum_j softmax_j(q[t, h] .
 /// k[j, h / G] * scale) v[j, h / G] over j <= pos0 + t.
 pub fn causal_attention_f64(

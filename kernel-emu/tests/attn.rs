@@ -2,7 +2,7 @@
 //! against causal attention in float64 written out here from its definition:
 //! out[t, h] = sum_j softmax_j(q[t, h] . k[j, h / G] * scale) v[j, h / G], j <= pos0 + t.
 
-use kernel_emu::testdata::{causal_attention_f64 as reference, Rng};
+use kernel_emu::testdata::{causal_attention_f64 as reference, Rng, PREFILL_ATTN_CASES};
 use kernel_emu::{attn_prefill, Heads};
 
 fn worst_error(pos0: usize, t: usize, h: Heads, seed: u64, plant_scale: f32) -> f64 {
@@ -33,38 +33,7 @@ const TOL: f64 = 2e-6;
 
 #[test]
 fn prefill_attention_matches_the_definition() {
-    // Qwen3-30B-A3B's grouping (G = 8, hd = 128), a smaller one (G = 4, hd = 64); prompts that
-    // start at position 0 and later (pos0 = 37), with a partial last query tile and key tile
-    let cases = [
-        (
-            0usize,
-            19usize,
-            Heads {
-                n_head: 16,
-                n_head_kv: 2,
-                hd: 128,
-            },
-        ),
-        (
-            37,
-            21,
-            Heads {
-                n_head: 8,
-                n_head_kv: 2,
-                hd: 64,
-            },
-        ),
-        (
-            5,
-            70,
-            Heads {
-                n_head: 4,
-                n_head_kv: 1,
-                hd: 32,
-            },
-        ),
-    ];
-    for (i, (pos0, t, h)) in cases.into_iter().enumerate() {
+    for (i, (pos0, t, h)) in PREFILL_ATTN_CASES.into_iter().enumerate() {
         let e = worst_error(pos0, t, h, 100 + i as u64, 1.0);
         eprintln!("pos0 {pos0}, {t} tokens, {h:?}: worst abs error {e:.2e}");
         assert!(e <= TOL, "case {i}: error {e:.3e} > {TOL:e}");

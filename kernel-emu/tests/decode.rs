@@ -6,8 +6,9 @@
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, decode_attn_case as decode_case, device, random_matrix, Reference, Rng,
+    DECODE_ATTN_CASES,
 };
-use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, Heads, Weights};
+use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, Weights};
 
 const QTYPES: [GpuQType; 6] = [
     GpuQType::F32,
@@ -169,38 +170,7 @@ fn token_tiled_router_product_matches_the_cpu_dequantizer() {
 
 #[test]
 fn fused_decode_attention_equals_the_engines_three_kernels() {
-    // Qwen3-30B-A3B's heads (G = 8, hd = 128) and smaller ones; positions inside a chunk, at a
-    // chunk's first row, and at 0
-    let cases = [
-        (
-            Heads {
-                n_head: 16,
-                n_head_kv: 2,
-                hd: 128,
-            },
-            45usize,
-            128usize,
-        ),
-        (
-            Heads {
-                n_head: 8,
-                n_head_kv: 2,
-                hd: 64,
-            },
-            64,
-            96,
-        ),
-        (
-            Heads {
-                n_head: 3,
-                n_head_kv: 1,
-                hd: 32,
-            },
-            0,
-            64,
-        ),
-    ];
-    for (i, (h, pos, max_ctx)) in cases.into_iter().enumerate() {
+    for (i, (h, pos, max_ctx)) in DECODE_ATTN_CASES.into_iter().enumerate() {
         let a = decode_case(h, pos, max_ctx, 300 + i as u64);
         let e = attn_decode(Decode::KernelsCu, &a).expect("geometry");
         let s = attn_decode(Decode::DecodeCu, &a).expect("geometry");
