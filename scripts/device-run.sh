@@ -11,7 +11,8 @@
 # the background) overlaps the parity falsifiers; every timed run (llama-bench, our benches)
 # starts only once the build is done, so that nothing else competes for the machine.
 # PV_PHASE=parity runs the parity and planted-bug falsifiers (and the llama.cpp build) only,
-# PV_PHASE=bench only the timed runs; the default runs both in one call.
+# PV_PHASE=bench only the timed runs, PV_PHASE=trace only the trace falsifiers (no llama.cpp, no
+# 30B file); the default runs parity, bench and trace in one call.
 set -uo pipefail
 
 if [[ "${1:-}" == "--prepare" ]]; then
@@ -22,6 +23,11 @@ if [[ "${1:-}" == "--prepare" ]]; then
     [[ -x "$bin" ]] || { echo "no test binary found" >&2; exit 1; }
     mkdir -p .device-carry
     strip -o .device-carry/gpu_forward "$bin"
+    # the trace falsifiers' CPU-vs-GPU bisection (trace-moe-sub-stages-v1, M-TRACE-2.1)
+    tbin=$(cargo test --release --no-run --features cuda -p falsifiers --test trace_gpu 2>&1 \
+        | sed -n 's/.*Executable tests\/trace_gpu.rs (\(.*\))/\1/p' | tail -1)
+    [[ -x "$tbin" ]] || { echo "no trace_gpu test binary found" >&2; exit 1; }
+    strip -o .device-carry/trace_gpu "$tbin"
     cargo build --release --features cuda -p infer
     strip -o .device-carry/infer "$CARGO_TARGET_DIR/release/infer"
     # The falsifier runtime digests engine/ under the workspace the binary was built in; carry
@@ -74,22 +80,25 @@ run() { # name, env..., then test filters
     echo "== $label done in $((SECONDS - t0)) s" | tee -a "$LOG"
 }
 
+PHASE=${PV_PHASE:-all}
 # llama.cpp, built in the background while the parity falsifiers run.
 LLAMA_PID=
-if [[ "${PV_SKIP_LLAMA:-0}" != 1 ]]; then
+if [[ "${PV_SKIP_LLAMA:-0}" != 1 && "$PHASE" != trace ]]; then
     (scripts/device-llama.sh build >"$OUT/bench/llama-build.log" 2>&1; echo "rc=$?" >>"$OUT/bench/llama-build.log") &
     LLAMA_PID=$!
 fi
 GGUF=/tmp/q30.gguf
-if [[ -x .device-carry/infer && "${PV_PHASE:-all}" != parity ]]; then
+if [[ -x .device-carry/infer && "$PHASE" != parity && "$PHASE" != trace ]]; then
     t0=$SECONDS
     .device-carry/infer synth --preset qwen3-30b-a3b --quant q4_k_m --seed 1 -o "$GGUF" 2>&1 | tail -2 | tee -a "$LOG"
     echo "== infer synth qwen3-30b-a3b q4_k_m --seed 1 in $((SECONDS - t0)) s" | tee -a "$LOG"
 fi
 
-PHASE=${PV_PHASE:-all}
 E="PV_EVIDENCE_DIR=$OUT/evidence"
-if [[ "$PHASE" != bench ]]; then
+if [[ -x .device-carry/trace_gpu && ( "$PHASE" == all || "$PHASE" == trace ) ]]; then
+    run trace $E .device-carry/trace_gpu
+fi
+if [[ "$PHASE" != bench && "$PHASE" != trace ]]; then
 run describe   $E "$BIN" --exact gpu_describe_device
 run errors     $E "$BIN" --exact gpu_clear_errors
 run preload    $E "$BIN" --exact gpu_preload_per_tensor_qtypes
@@ -123,7 +132,7 @@ if [[ -n "$LLAMA_PID" && "$PHASE" != parity ]]; then
     echo "== llama-bench done in $((SECONDS - t0)) s" | tee -a "$LOG"
 fi
 F="PV_GPU_BENCH_GGUF=$GGUF"
-if [[ "$PHASE" != parity ]]; then
+if [[ "$PHASE" != parity && "$PHASE" != trace ]]; then
 run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_decode_vs_llama_cpp gpu_prefill_vs_llama_cpp gpu_vram_budget
 # A/B: the same file bench with programmatic dependent launch (records kept apart).
 run bench-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
