@@ -8,6 +8,10 @@
 #
 # Without MODEL it writes the `small` synthetic preset (the perf-anchors cpu-small shape) to
 # $TMPDIR/pv-bench-small.gguf. Prints one line per run and the medians; --json prints JSON.
+# Fairness: scripts/setup-oracles.sh builds llama.cpp for x86-64-v3 (no AVX-512, no AMX; see
+# there why), which on an AVX-512 machine is slower than llama.cpp built for that CPU. For a
+# speed comparison, point PV_ORACLE_PYTHON at a llama_cpp built with GGML_NATIVE=ON on a machine
+# where that build runs (the 2026-11-22 figures used the device host's CPU).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
