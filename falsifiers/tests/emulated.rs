@@ -5,8 +5,8 @@
 use contract_macros::falsifier;
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
-    activations, causal_attention_f64, decode_attn_case, device, group_pairs, random_matrix,
-    Reference, Rng, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
+    activations, causal_attention_f64, decode_attn_case, device, group_pairs, max_abs_error,
+    random_matrix, relative_error, Reference, Rng, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
     attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, moe_gate_up,
@@ -33,15 +33,6 @@ fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) ->
     }
 }
 
-/// |got - want| / bound, infinite for a non-finite output (an unwritten or NaN result).
-fn over(got: f32, want: f64, bound: f64) -> f64 {
-    if got.is_finite() {
-        (got as f64 - want).abs() / bound.max(1e-30)
-    } else {
-        f64::INFINITY
-    }
-}
-
 /// The worst ratio and where it was, across every checked output.
 #[derive(Default)]
 struct Worst {
@@ -51,6 +42,13 @@ struct Worst {
 }
 
 impl Worst {
+    /// Records the worst ratio under `metric`, the number of outputs compared, and where.
+    fn record(&self, ctx: &mut Ctx, metric: &str) {
+        ctx.metric(metric, self.ratio);
+        ctx.metric("outputs_compared", self.compared as f64);
+        ctx.note(format!("worst at {}", self.at));
+    }
+
     fn add(&mut self, ratio: f64, at: impl FnOnce() -> String) {
         self.compared += 1;
         if ratio > self.ratio || ratio.is_nan() {
@@ -92,7 +90,7 @@ fn tc_worst(p: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         for p in 0..t {
             for r in 0..rows {
                 let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
-                let e = over(y[p * rows + r], want, mag);
+                let e = relative_error(y[p * rows + r], want, mag);
                 worst.add(e, || format!("{} token {p} row {r}", qt.name()));
             }
         }
@@ -103,9 +101,7 @@ fn tc_worst(p: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
 #[falsifier("FALSIFY-EMU-TC-001")]
 fn tensor_core_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
     let worst = tc_worst(Plant::None)?;
-    ctx.metric("worst_relative_error", worst.ratio);
-    ctx.metric("outputs_compared", worst.compared as f64);
-    ctx.note(format!("worst at {}", worst.at));
+    worst.record(ctx, "worst_relative_error");
     Ok(())
 }
 
@@ -128,7 +124,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
             let rf = Reference::new(qt, &files[j], 1, rows3[j], k3).context("reference")?;
             for (r, &got) in y[j].iter().enumerate() {
                 let (want, mag) = rf.dot(0, r, &x);
-                worst.add(over(got, want, 1e-5 * mag), || {
+                worst.add(relative_error(got, want, 1e-5 * mag), || {
                     format!("matvec3 {} matrix {j} row {r}", qt.name())
                 });
             }
@@ -158,7 +154,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
                 let (uv, um) = ru.dot(e as usize, r, xt);
                 let silu = gv / (1.0 + (-gv).exp());
                 let bound = 1e-5 * (1.1 * uv.abs() * gm + silu.abs() * um);
-                worst.add(over(act[p * ff + r], silu * uv, bound), || {
+                worst.add(relative_error(act[p * ff + r], silu * uv, bound), || {
                     format!("moe_gate_up {} pair {p} row {r}", qt.name())
                 });
             }
@@ -180,7 +176,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         for p in 0..t {
             for r in 0..rows {
                 let (want, mag) = rf.dot(0, r, &x[p * kr..(p + 1) * kr]);
-                worst.add(over(y[p * rows + r], want, 1e-5 * mag), || {
+                worst.add(relative_error(y[p * rows + r], want, 1e-5 * mag), || {
                     format!("matmat {} token {p} row {r}", qt.name())
                 });
             }
@@ -192,9 +188,7 @@ fn decode_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
 #[falsifier("FALSIFY-EMU-DECODE-001")]
 fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
     let worst = decode_worst(Plant::None)?;
-    ctx.metric("worst_error_over_bound", worst.ratio);
-    ctx.metric("outputs_compared", worst.compared as f64);
-    ctx.note(format!("worst at {}", worst.at));
+    worst.record(ctx, "worst_error_over_bound");
     Ok(())
 }
 
@@ -218,7 +212,7 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         for p in 0..t {
             for r in 0..rows {
                 let (want, mag) = rf.dot(0, r, &x[p * k..(p + 1) * k]);
-                worst.add(over(y[p * rows + r], want, mag), || {
+                worst.add(relative_error(y[p * rows + r], want, mag), || {
                     format!("dense {} token {p} row {r}", qt.name())
                 });
             }
@@ -256,7 +250,7 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
                     if add {
                         want += init[p * rows + r] as f64;
                     }
-                    worst.add(over(y[p * rows + r], want, mag), || {
+                    worst.add(relative_error(y[p * rows + r], want, mag), || {
                         format!("grouped {} add={add} pair {p} row {r}", qt.name())
                     });
                 }
@@ -269,9 +263,7 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
 #[falsifier("FALSIFY-EMU-MMQ-001")]
 fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
     let worst = mmq_worst(Plant::None)?;
-    ctx.metric("worst_relative_error", worst.ratio);
-    ctx.metric("outputs_compared", worst.compared as f64);
-    ctx.note(format!("worst at {}", worst.at));
+    worst.record(ctx, "worst_relative_error");
     Ok(())
 }
 
@@ -293,17 +285,7 @@ fn attn_prefill_worst(pl: Plant) -> Result<(f64, Vec<String>), pv_evidence::Fals
             kc[keys * kvd / 2 + 3] += 0.5; // one cached key element, after the reference
         }
         let got = attn_prefill(&q, &kc, &vc, pos0, t, h, scale).context("attn_prefill")?;
-        let e = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| {
-                if a.is_finite() {
-                    (*a as f64 - b).abs()
-                } else {
-                    f64::INFINITY
-                }
-            })
-            .fold(0.0, f64::max);
+        let e = max_abs_error(&got, &want);
         notes.push(format!(
             "pos0 {pos0}, {t} tokens, G {}, hd {}: {e:.2e}",
             h.n_head / h.n_head_kv,
@@ -416,7 +398,7 @@ fn decode_cu_kernels_equal_kernels_cu(ctx: &mut Ctx) -> FalsifierResult {
 fn the_worst_ratio_sees_non_finite_outputs() {
     let mut w = Worst::default();
     w.add(0.5, || "a".into());
-    w.add(over(f32::NAN, 1.0, 1.0), || "b".into());
+    w.add(relative_error(f32::NAN, 1.0, 1.0), || "b".into());
     assert!(w.ratio.is_infinite() && w.at == "b");
     w.add(2.0, || "c".into());
     assert_eq!(w.at, "b", "a finite ratio never hides a non-finite one");

@@ -167,6 +167,24 @@ pub const DECODE_ATTN_CASES: [(Heads, usize, usize); 3] = [
     (heads(3, 1, 32), 0, 64),
 ];
 
+/// |got - want| / bound, infinite for a non-finite output, so that an unwritten or NaN result
+/// can never pass as a small error.
+pub fn relative_error(got: f32, want: f64, bound: f64) -> f64 {
+    if got.is_finite() {
+        (got as f64 - want).abs() / bound.max(1e-30)
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// The largest |got - want|, infinite if any output is non-finite.
+pub fn max_abs_error(got: &[f32], want: &[f64]) -> f64 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| relative_error(g, w, 1.0))
+        .fold(0.0, f64::max)
+}
+
 /// Causal attention in float64 from its definition: out[t, h] = sum_j softmax_j(q[t, h] .
 /// k[j, h / G] * scale) v[j, h / G] over j <= pos0 + t.
 pub fn causal_attention_f64(

@@ -2,7 +2,9 @@
 //! against causal attention in float64 written out here from its definition:
 //! out[t, h] = sum_j softmax_j(q[t, h] . k[j, h / G] * scale) v[j, h / G], j <= pos0 + t.
 
-use kernel_emu::testdata::{causal_attention_f64 as reference, Rng, PREFILL_ATTN_CASES};
+use kernel_emu::testdata::{
+    causal_attention_f64 as reference, max_abs_error, Rng, PREFILL_ATTN_CASES,
+};
 use kernel_emu::{attn_prefill, Heads};
 
 fn worst_error(pos0: usize, t: usize, h: Heads, seed: u64, plant_scale: f32) -> f64 {
@@ -16,16 +18,7 @@ fn worst_error(pos0: usize, t: usize, h: Heads, seed: u64, plant_scale: f32) -> 
     let scale = 1.0 / (h.hd as f32).sqrt();
     let got = attn_prefill(&q, &kc, &vc, pos0, t, h, scale * plant_scale).expect("geometry");
     let want = reference(&q, &kc, &vc, pos0, t, h, scale as f64);
-    got.iter()
-        .zip(&want)
-        .map(|(a, b)| {
-            if a.is_finite() {
-                (*a as f64 - b).abs()
-            } else {
-                f64::INFINITY
-            }
-        })
-        .fold(0.0, f64::max)
+    max_abs_error(&got, &want)
 }
 
 /// Outputs are convex combinations of values in [-1, 1]; f32 sums over <= 100 keys.

@@ -8,7 +8,9 @@
 //! check that cannot fail.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, group_pairs, random_matrix, Reference, Rng};
+use kernel_emu::testdata::{
+    activations, device, group_pairs, random_matrix, relative_error, Reference, Rng,
+};
 use kernel_emu::{matmat_q, split_act, Pairs, SplitAct, Weights};
 
 /// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
@@ -61,13 +63,7 @@ fn dense_error(
     for p in 0..t {
         for r in 0..rows {
             let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
-            let got = y[p * rows + r] as f64;
-            let e = if got.is_finite() {
-                (got - want).abs() / mag.max(1e-30)
-            } else {
-                f64::INFINITY
-            };
-            worst = worst.max(e);
+            worst = worst.max(relative_error(y[p * rows + r], want, mag));
         }
     }
     worst
@@ -161,13 +157,7 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
             if add {
                 want += init[p * rows + r] as f64;
             }
-            let got = y[p * rows + r] as f64;
-            let err = if got.is_finite() {
-                (got - want).abs() / mag.max(1e-30)
-            } else {
-                f64::INFINITY
-            };
-            worst = worst.max(err);
+            worst = worst.max(relative_error(y[p * rows + r], want, mag));
         }
     }
     worst
