@@ -138,10 +138,11 @@ run bench $E $LB $F PV_GPU_BENCH_JSON="$OUT/bench/bench-file.json" "$BIN" gpu_de
 run bench-pdl PV_EVIDENCE_DIR="$OUT/ab" $LB $F PV_GPU_PDL=1 PV_GPU_BENCH_JSON="$OUT/bench/bench-file-pdl.json" "$BIN" --exact gpu_decode_vs_llama_cpp
 # A/B of the kernels adopted on 2026-12-02 (kernel-emu/README.md): all old paths, then each one
 # alone, same file and call (PV_RUN_AB_STAGED=1; records kept apart in ab/).
+# PV_AB="name VAR=v ...;name2 VAR=v" replaces the list (entries separated by ';').
 if [[ "${PV_RUN_AB_STAGED:-0}" == 1 ]]; then
-    for ab in "old-all PV_GPU_NO_MQ=1 PV_GPU_NO_AP=1 PV_GPU_NO_RT=1 PV_GPU_DECODE_RPW=1" \
-        "no-mq PV_GPU_NO_MQ=1" "no-ap PV_GPU_NO_AP=1" "no-rt PV_GPU_NO_RT=1" "rpw1 PV_GPU_DECODE_RPW=1" \
-        "fused-attn PV_GPU_FUSED_ATTN=1"; do
+    AB_LIST=${PV_AB:-"old-all PV_GPU_NO_MQ=1 PV_GPU_NO_AP=1 PV_GPU_NO_RT=1 PV_GPU_DECODE_RPW=1;no-mq PV_GPU_NO_MQ=1;no-ap PV_GPU_NO_AP=1;no-rt PV_GPU_NO_RT=1;rpw1 PV_GPU_DECODE_RPW=1;fused-attn PV_GPU_FUSED_ATTN=1"}
+    IFS=';' read -r -a AB_ENTRIES <<<"$AB_LIST"
+    for ab in "${AB_ENTRIES[@]}"; do
         read -r name envs <<<"$ab"
         # shellcheck disable=SC2086 # envs is a list of VAR=value words
         run "bench-$name" PV_EVIDENCE_DIR="$OUT/ab" $LB $F $envs PV_GPU_BENCH_JSON="$OUT/bench/bench-file-$name.json" \

@@ -327,3 +327,251 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     }
     if (tid == 0) counter[kvh] = 0u;
 }
+
+// ---------------------------------------------------------------------------------------------
+// matvec3n: the attention RMSNorm and the q, k, v products of one token in one launch.
+// Why: the RMSNorm launch before q/k/v carries 8 KB of work and costs a launch boundary (rmsnorm
+// and the separate Q6_K v product were 2.8 and ~3.5 us per layer of the 68 us decode layer,
+// 2026-12-02 profile). Each block computes h = RMSNorm(x) * nw into shared memory itself (x is
+// K floats, read from L2), as router_decode does for the FFN norm; the block's weight rows are
+// prefetched into L2 before that, so their DRAM latency overlaps the norm. Block 0 also writes h
+// to h_out, so that st.h holds the same vector in both paths (the observation hooks read it).
+// Rows: W0 (q) and W1 (k) share QT and go two per warp as in matvec3_2; W2 (v) has QT2. When
+// QT2 == QT its rows pair up like the others; otherwise they go one per warp to the warps after
+// the q/k pairs, so that no warp mixes qtypes (the host requires n0 + n1 even then).
+// grid = ceil(warps / MV_WARPS), warps = (n0 + n1 + n2 + 1) / 2 or (n0 + n1) / 2 + n2.
+// Numerics: the norm sums in another order than the rmsnorm kernel (block of 128, float4), so h
+// may differ from its h in the last bit; each row's dot is tdot in matvec3_2's order.
+// ---------------------------------------------------------------------------------------------
+
+// h = x * rsqrt(mean(x^2) + eps) * nw into sh (K floats, K % 4 == 0); every thread of the block.
+__device__ void block_rmsnorm_to_smem(const float* x, const float* nw, float eps, int K, float* sh,
+                                      float* h_out, float* red) {
+    const float4* x4 = (const float4*)x;
+    const float4* w4 = (const float4*)nw;
+    int n4 = K / 4;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 v = x4[i];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+    ss = block_sum(ss, red);
+    float scale = rsqrtf(ss / (float)K + eps);
+    for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+        float4 v = x4[i], ww = w4[i];
+        float4 hv = make_float4(v.x * scale * ww.x, v.y * scale * ww.y, v.z * scale * ww.z,
+                                v.w * scale * ww.w);
+        ((float4*)sh)[i] = hv;
+        if (blockIdx.x == 0) ((float4*)h_out)[i] = hv;
+    }
+    __syncthreads();
+}
+
+// Two rows' dots of one warp (rb == ra: the second is computed, not used), tdot in matvec3_2's
+// order.
+template <int QT>
+__device__ __forceinline__ void warp_dot2(const u8* ra, const u8* rb, int K, const float* x,
+                                          float& sa, float& sb) {
+    const int lane = threadIdx.x & 31;
+    const int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    const float* xs[1] = {x};
+    float aa[1] = {0.f}, ab[1] = {0.f};
+    int t = lane;
+    for (; t + WARP < ntasks; t += 2 * WARP) {
+        tdot<QT, 1>(ra, t, xs, aa);
+        tdot<QT, 1>(rb, t, xs, ab);
+        tdot<QT, 1>(ra, t + WARP, xs, aa);
+        tdot<QT, 1>(rb, t + WARP, xs, ab);
+    }
+    if (t < ntasks) {
+        tdot<QT, 1>(ra, t, xs, aa);
+        tdot<QT, 1>(rb, t, xs, ab);
+    }
+    sa = warp_sum(aa[0]);
+    sb = warp_sum(ab[0]);
+}
+
+template <int QT, int QT2>
+__device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_bytes,
+                              i64 row_bytes2, int n0, int n1, int n2, int K, const float* x,
+                              const float* nw, float eps, float* h_out, float* y0, float* y1,
+                              float* y2) {
+    extern __shared__ __align__(16) float sh[];
+    __shared__ float red[32];
+    const int w = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31;
+    const bool same = QT == QT2;
+    const int paired = same ? n0 + n1 + n2 : n0 + n1;  // rows that go two per warp
+    const int pair_warps = (paired + 1) / 2;
+    const u8 *ra = nullptr, *rb = nullptr;
+    float *da = nullptr, *db = nullptr;
+    bool has_a = false, has_b = false, single = false;
+    if (w < pair_warps) {
+        int r0 = 2 * w;
+        has_a = mv3_row<QT>(r0, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, ra, da);
+        has_b = mv3_row<QT>(r0 + 1, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, rb,
+                            db);
+        if (has_a) prefetch_l2_warp(ra, row_bytes, lane);
+        if (has_b) prefetch_l2_warp(rb, row_bytes, lane);
+    } else if (!same && w - pair_warps < n2) {
+        int r = w - pair_warps;
+        ra = W2 + (i64)r * row_bytes2;
+        da = y2 + r;
+        has_a = true;
+        single = true;
+        prefetch_l2_warp(ra, row_bytes2, lane);
+    }
+    pdl_begin();
+    block_rmsnorm_to_smem(x, nw, eps, K, sh, h_out, red);
+    if (!has_a) return;
+    float sa, sb;
+    if (single) {
+        float unused;
+        warp_dot2<QT2>(ra, ra, K, sh, sa, unused);
+    } else {
+        warp_dot2<QT>(ra, has_b ? rb : ra, K, sh, sa, sb);
+    }
+    if (lane == 0) {
+        *da = sa;
+        if (has_b) *db = sb;
+    }
+}
+
+#define MATVEC3N_ENTRY(NAME, QT, QT2, MINB)                                                      \
+    extern "C" __global__ void __launch_bounds__(128, MINB) matvec3n_##NAME(                    \
+        const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, i64 row_bytes2, int n0, int n1, \
+        int n2, int K, const float* x, const float* nw, float eps, float* h_out, float* y0,      \
+        float* y1, float* y2) {                                                                  \
+        matvec3n_impl<QT, QT2>(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps,     \
+                               h_out, y0, y1, y2);                                               \
+    }
+
+// The pairs (q qtype, v qtype) that the synthetic files hold: Q4_K_M (q4_k with q4_k or q6_k)
+// and the mixed preset's cycle; any other pair runs the rmsnorm + matvec3_2 path (model.rs).
+MATVEC3N_ENTRY(f32_f32, QT_F32, QT_F32, 6)
+MATVEC3N_ENTRY(f16_f16, QT_F16, QT_F16, 6)
+MATVEC3N_ENTRY(q8_0_q8_0, QT_Q8_0, QT_Q8_0, 6)
+MATVEC3N_ENTRY(q4_k_q4_k, QT_Q4_K, QT_Q4_K, 6)
+MATVEC3N_ENTRY(q5_k_q5_k, QT_Q5_K, QT_Q5_K, 6)
+MATVEC3N_ENTRY(q6_k_q6_k, QT_Q6_K, QT_Q6_K, 1)
+MATVEC3N_ENTRY(q4_k_q6_k, QT_Q4_K, QT_Q6_K, 6)
+MATVEC3N_ENTRY(q4_k_q5_k, QT_Q4_K, QT_Q5_K, 6)
+MATVEC3N_ENTRY(q5_k_q6_k, QT_Q5_K, QT_Q6_K, 6)
+MATVEC3N_ENTRY(q6_k_q8_0, QT_Q6_K, QT_Q8_0, 1)
+MATVEC3N_ENTRY(q8_0_f16, QT_Q8_0, QT_F16, 6)
+MATVEC3N_ENTRY(f16_f32, QT_F16, QT_F32, 6)
+MATVEC3N_ENTRY(f32_q4_k, QT_F32, QT_Q4_K, 6)
+
+// ---------------------------------------------------------------------------------------------
+// matvec4: y[r] (=|+=) W[r,:] . x with four rows per warp. For the output head (151,936 Q6_K
+// rows of K = 2048: one 64-element task per lane per row): with one row per warp each warp
+// carried a single task's loads and the launch ran in ~57 waves, ~200 us against ~60 us at the
+// copy bandwidth (2026-12-02 profile). Four rows per warp give each lane four rows' loads in
+// flight, one activation slice serving the four (the compiler shares the loads: no store between
+// them), and a quarter of the waves. grid = ceil(nrows / (4 MV_WARPS)); rows past the end repeat
+// row r0 (computed, not stored). mode 0: store, 1: add.
+// ---------------------------------------------------------------------------------------------
+template <int QT>
+__device__ void matvec4_impl(const u8* W, i64 row_bytes, int nrows, int K, const float* x, float* y,
+                             int mode) {
+    const int r0 = 4 * (blockIdx.x * MV_WARPS + (threadIdx.x >> 5));
+    const int lane = threadIdx.x & 31;
+    const int nr = r0 < nrows ? min(4, nrows - r0) : 0;
+    const u8* rows[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        rows[i] = W + (i64)(i < nr ? r0 + i : r0) * row_bytes;
+        if (i < nr) prefetch_l2_warp(rows[i], row_bytes, lane);
+    }
+    pdl_begin();
+    if (nr == 0) return;
+    const int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    const float* xs[1] = {x};
+    float acc[4][1] = {{0.f}, {0.f}, {0.f}, {0.f}};
+    for (int t = lane; t < ntasks; t += WARP) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) tdot<QT, 1>(rows[i], t, xs, acc[i]);
+    }
+    float s[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) s[i] = warp_sum(acc[i][0]);
+    if (lane == 0) {
+        for (int i = 0; i < nr; i++) {
+            if (mode) y[r0 + i] += s[i];
+            else y[r0 + i] = s[i];
+        }
+    }
+}
+
+#define MATVEC4_ENTRY(NAME, QT)                                                                  \
+    extern "C" __global__ void matvec4_##NAME(const u8* W, i64 row_bytes, int nrows, int K,     \
+                                              const float* x, float* y, int mode) {             \
+        matvec4_impl<QT>(W, row_bytes, nrows, K, x, y, mode);                                    \
+    }
+MATVEC4_ENTRY(f32, QT_F32)
+MATVEC4_ENTRY(f16, QT_F16)
+MATVEC4_ENTRY(q8_0, QT_Q8_0)
+MATVEC4_ENTRY(q4_k, QT_Q4_K)
+MATVEC4_ENTRY(q5_k, QT_Q5_K)
+MATVEC4_ENTRY(q6_k, QT_Q6_K)
+
+// ---------------------------------------------------------------------------------------------
+// moe_down2: moe_down_decode with two output rows per warp. Why: moe_down_decode_q6_k was bound
+// by L1 (72% busy in the 2026-12-02 profile) because each lane's task reads 64 activation floats
+// (256 bytes) for 52 bytes of weights; the two rows of a warp use the same expert slot and task
+// per step, so one activation slice serves both. The slots' expert ids and weights are read once
+// per block into shared memory (k <= 32; the host checks). grid = ceil(nrows / (2 MV_WARPS)).
+// Numerics: each row's sum is moe_down_decode's (same task order per lane, same warp_sum).
+// ---------------------------------------------------------------------------------------------
+template <int QT>
+__device__ void moe_down2_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows, int ff,
+                               int k, const float* act, const int* ids, const float* wts,
+                               float* x) {
+    __shared__ int s_ids[32];
+    __shared__ float s_wts[32];
+    pdl_begin();
+    if (threadIdx.x < k) {
+        s_ids[threadIdx.x] = ids[threadIdx.x];
+        s_wts[threadIdx.x] = wts[threadIdx.x];
+    }
+    __syncthreads();
+    const int r0 = 2 * (blockIdx.x * MV_WARPS + (threadIdx.x >> 5));
+    if (r0 >= nrows) return;
+    const int lane = threadIdx.x & 31;
+    const bool has_b = r0 + 1 < nrows;
+    const i64 rb_off = has_b ? row_bytes : 0;  // a missing second row repeats the first
+    const int tpr = ff / QT_traits<QT>::TASK_ELEMS;
+    const int total = tpr * k;
+    float acc_a = 0.f, acc_b = 0.f;
+#pragma unroll 2
+    for (int t = lane; t < total; t += WARP) {
+        int s = t / tpr, tt = t - s * tpr;
+        const u8* ra = Wd + (i64)s_ids[s] * expert_bytes + (i64)r0 * row_bytes;
+        const float* xs[1] = {act + (i64)s * ff};
+        float a[1] = {0.f}, b[1] = {0.f};
+        tdot<QT, 1>(ra, tt, xs, a);
+        tdot<QT, 1>(ra + rb_off, tt, xs, b);
+        float wv = s_wts[s];
+        acc_a += wv * a[0];
+        acc_b += wv * b[0];
+    }
+    acc_a = warp_sum(acc_a);
+    acc_b = warp_sum(acc_b);
+    if (lane == 0) {
+        x[r0] += acc_a;
+        if (has_b) x[r0 + 1] += acc_b;
+    }
+}
+
+#define MOE_DOWN2_ENTRY(NAME, QT)                                                                \
+    extern "C" __global__ void moe_down2_##NAME(const u8* Wd, i64 expert_bytes, i64 row_bytes,  \
+                                                int nrows, int ff, int k, const float* act,     \
+                                                const int* ids, const float* wts, float* x) {   \
+        moe_down2_impl<QT>(Wd, expert_bytes, row_bytes, nrows, ff, k, act, ids, wts, x);         \
+    }
+MOE_DOWN2_ENTRY(f32, QT_F32)
+MOE_DOWN2_ENTRY(f16, QT_F16)
+MOE_DOWN2_ENTRY(q8_0, QT_Q8_0)
+MOE_DOWN2_ENTRY(q4_k, QT_Q4_K)
+MOE_DOWN2_ENTRY(q5_k, QT_Q5_K)
+MOE_DOWN2_ENTRY(q6_k, QT_Q6_K)

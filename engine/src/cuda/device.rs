@@ -79,6 +79,7 @@ fn kernel_names() -> Vec<String> {
         "attn_combine",
         "router_topk",
         "group_pairs",
+        "group_pairs_w",
         "swiglu",
         "moe_combine",
         "argmax",
@@ -102,6 +103,8 @@ fn kernel_names() -> Vec<String> {
             "matmat_tc",
             "moe_gate_up2",
             "matvec3_2",
+            "matvec4",
+            "moe_down2",
         ] {
             v.push(format!("{k}_{q}"));
         }
@@ -109,8 +112,29 @@ fn kernel_names() -> Vec<String> {
     for q in ["q8_0", "q4_k", "q5_k", "q6_k"] {
         v.push(format!("matmat_q_{q}"));
     }
+    for p in MATVEC3N_PAIRS {
+        v.push(format!("matvec3n_{p}"));
+    }
     v
 }
+
+/// The (q/k qtype, v qtype) pairs decode.cu instantiates matvec3n for (the synthetic files'
+/// Q4_K_M and mixed presets); other pairs run the unfused RMSNorm + q/k/v path.
+pub(crate) const MATVEC3N_PAIRS: [&str; 13] = [
+    "f32_f32",
+    "f16_f16",
+    "q8_0_q8_0",
+    "q4_k_q4_k",
+    "q5_k_q5_k",
+    "q6_k_q6_k",
+    "q4_k_q6_k",
+    "q4_k_q5_k",
+    "q5_k_q6_k",
+    "q6_k_q8_0",
+    "q8_0_f16",
+    "f16_f32",
+    "f32_q4_k",
+];
 
 /// Check that the CUDA driver and NVRTC libraries can be loaded, without panicking.
 pub fn check_libraries() -> Result<(), CudaError> {

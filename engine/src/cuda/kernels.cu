@@ -81,19 +81,23 @@ __device__ float block_max(float v, float* red) {
 // ---------------------------------------------------------------------------------------------
 // Programmatic dependent launch (Hopper, sm_90). With PV_GPU_PDL=1 the decode step's kernels are
 // launched with the programmatic-stream-serialization attribute (engine/src/cuda/model.rs), so
-// kernel N+1 can be scheduled while kernel N is still running (measured slower on the H200 as
-// written: 250.8 vs 288.9 tok/s, hence opt-in; docs/gpu-perf-notes.md). Every kernel therefore starts with `pdl_begin()`:
-// it lets the next kernel launch (`griddepcontrol.launch_dependents`), then waits until the
-// previous kernel has completed and its writes are visible (`griddepcontrol.wait`). Before the
+// kernel N+1 can be scheduled while kernel N is still running. Every kernel therefore starts
+// with `pdl_begin()`: it waits until the previous kernel has completed and its writes are visible
+// (`griddepcontrol.wait`), then lets the next kernel launch (`griddepcontrol.launch_dependents`;
+// the order is explained below; docs/gpu-perf-notes.md has the measurements). Before the
 // wait a kernel may only touch memory that no kernel of the step writes: the weights. The dense
 // mat-vecs use that window to prefetch their rows into L2. Without the attribute (prefill, older
 // GPUs, the default) both instructions do nothing and launches serialise as usual.
 // ---------------------------------------------------------------------------------------------
 
+// The wait comes first: a kernel that let its dependent launch before waiting itself would let
+// the whole chain of the step's kernels launch at once, each holding SM slots while it waits
+// (measured: 238 tok/s against 306 without PDL, 2026-12-02). Waiting first keeps at most one
+// kernel waiting behind the one that runs, and it fills the slots the running one frees.
 __device__ __forceinline__ void pdl_begin() {
 #if __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
     asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
 
@@ -1186,6 +1190,74 @@ extern "C" __global__ void group_pairs(const int* ids_g, int n_pairs, int n_exp,
         int w = start[e];
         for (int p = 0; p < n_pairs; p++)
             if (ids[p] == e) list[w++] = p;
+    }
+}
+
+// group_pairs with the pairs split over the block's 32 warps (the serial fill above, one thread
+// per expert scanning every pair, was 41 us per prefill layer on the H200). Warp w takes a
+// contiguous slice of the pairs; it counts its slice per expert (__match_any_sync: the lowest lane
+// of each group of equal ids adds the group's size), the counts become each warp's first slot
+// per expert (expert-major, warp-minor prefix sums), and the warp walks its slice again writing
+// each pair at its slot plus its rank among the lower lanes of its group. The output is the
+// serial kernel's: pairs in increasing order within each expert.
+// Dynamic shared memory: (n_pairs + 33 * n_exp) ints; the host uses it for n_exp <= 128.
+extern "C" __global__ void __launch_bounds__(1024) group_pairs_w(const int* ids_g, int n_pairs,
+                                                               int n_exp, int* off, int* list) {
+    pdl_begin();
+    extern __shared__ int gp_smem[];
+    int* ids = gp_smem;                 // n_pairs
+    int* base = ids + n_pairs;          // [32][n_exp]: warp w's count, then its first slot
+    int* tot = base + 32 * n_exp;       // n_exp: pairs per expert, then the expert's first slot
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const unsigned below = (1u << lane) - 1u;
+    for (int p = threadIdx.x; p < n_pairs; p += blockDim.x) ids[p] = ids_g[p];
+    for (int i = threadIdx.x; i < 32 * n_exp; i += blockDim.x) base[i] = 0;
+    __syncthreads();
+    const int per = (((n_pairs + 31) / 32) + 31) & ~31;  // pairs per warp, whole rounds of 32
+    const int p0 = w * per, p1 = min(n_pairs, p0 + per);
+    for (int q = p0; q < p1; q += 32) {
+        int p = q + lane;
+        int e = p < p1 ? ids[p] : -1;
+        unsigned m = __match_any_sync(0xffffffffu, e);
+        if (e >= 0 && (m & below) == 0) base[w * n_exp + e] += __popc(m);
+        __syncwarp();
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < n_exp; e += blockDim.x) {
+        int c = 0;
+        for (int ww = 0; ww < 32; ww++) c += base[ww * n_exp + e];
+        tot[e] = c;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int acc = 0;
+        for (int e = 0; e < n_exp; e++) {
+            int c = tot[e];
+            tot[e] = acc;
+            off[e] = acc;
+            acc += c;
+        }
+        off[n_exp] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < n_exp; e += blockDim.x) {
+        int run = tot[e];
+        for (int ww = 0; ww < 32; ww++) {
+            int c = base[ww * n_exp + e];
+            base[ww * n_exp + e] = run;
+            run += c;
+        }
+    }
+    __syncthreads();
+    for (int q = p0; q < p1; q += 32) {
+        int p = q + lane;
+        int e = p < p1 ? ids[p] : -1;
+        unsigned m = __match_any_sync(0xffffffffu, e);
+        int slot = e >= 0 ? base[w * n_exp + e] : 0;
+        if (e >= 0) list[slot + __popc(m & below)] = p;
+        __syncwarp();
+        if (e >= 0 && (m & below) == 0) base[w * n_exp + e] = slot + __popc(m);
+        __syncwarp();
     }
 }
 

@@ -196,6 +196,16 @@ pub struct GpuModel {
     /// Decode mat-vec rows per warp for q/k/v and gate/up: 2 (decode.cu), or 1 with
     /// PV_GPU_DECODE_RPW=1 (kernels.cu's kernels, for A/B timing).
     decode_rpw: usize,
+    /// Decode: the attention RMSNorm fused into the q/k/v mat-vec (decode.cu's matvec3n), with
+    /// a v of another qtype in the same launch; off with PV_GPU_NO_FUSED_NORM=1 (A/B timing).
+    use_fused_norm: bool,
+    /// Decode mat-vecs of at least this many rows run four rows per warp (decode.cu's matvec4):
+    /// by default the output head only; PV_GPU_MV4_ALL=1 makes it every dense mat-vec,
+    /// PV_GPU_NO_MV4=1 none (A/B timing).
+    mv4_min_rows: usize,
+    /// Decode expert down-projection rows per warp: 1 (kernels.cu's moe_down_decode), or 2 with
+    /// PV_GPU_DOWN_RPW=2 (decode.cu's moe_down2, for A/B timing).
+    down_rpw: usize,
     /// Programmatic dependent launch (compute capability >= 9.0, opt-in with PV_GPU_PDL=1): a
     /// kernel may be scheduled while the one before it finishes, and waits for it in
     /// `pdl_begin()` (kernels.cu).
@@ -370,6 +380,19 @@ impl GpuModel {
             use_fused_attn: env_set("PV_GPU_FUSED_ATTN"),
             use_rt: !env_set("PV_GPU_NO_RT"),
             decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
+            use_fused_norm: !env_set("PV_GPU_NO_FUSED_NORM"),
+            down_rpw: if std::env::var("PV_GPU_DOWN_RPW").as_deref() == Ok("2") {
+                2
+            } else {
+                1
+            },
+            mv4_min_rows: if env_set("PV_GPU_NO_MV4") {
+                usize::MAX
+            } else if env_set("PV_GPU_MV4_ALL") {
+                0
+            } else {
+                16384
+            },
             pdl: pdl_enabled(dev_cc),
             pdl_step: std::cell::Cell::new(false),
             prof: std::cell::RefCell::new(None),
@@ -810,6 +833,31 @@ impl GpuModel {
         Ok(v)
     }
 
+    /// decode.cu's matvec3n for layer l's q/k/v when it applies: the qtype pair is one the
+    /// kernels are instantiated for, every product reads the n_embd-wide normed input, and the
+    /// norm fits in the default 48 KB of dynamic shared memory.
+    fn matvec3n_kernel(&self, l: usize) -> Option<String> {
+        let ly = &self.layers[l];
+        let e = self.cfg.n_embd;
+        let fits = self.use_fused_norm
+            && ly.q.qt == ly.k.qt
+            && [&ly.q, &ly.k, &ly.v].iter().all(|m| m.k == e)
+            && e % 4 == 0
+            && e * 4 <= 48 * 1024
+            && (ly.v.qt == ly.q.qt || (ly.q.rows + ly.k.rows) % 2 == 0);
+        if !fits {
+            return None;
+        }
+        // kernel_for keeps the planted wrong-qtype dispatch on this path too
+        let q = self.kernel_for(&ly.q, Some(l), "matvec3n");
+        let v = self.kernel_for(&ly.v, Some(l), "");
+        let name = format!("{q}{v}");
+        super::device::MATVEC3N_PAIRS
+            .iter()
+            .any(|p| name.strip_prefix("matvec3n_") == Some(*p))
+            .then_some(name)
+    }
+
     fn kernel_for(&self, m: &DevMat, layer: Option<usize>, op: &str) -> String {
         let mut qt = m.qt;
         if let (PlantedBug::WrongQTypeDispatch { layer: bl }, Some(l)) = (self.planted, layer) {
@@ -838,11 +886,12 @@ impl GpuModel {
             return self.encode_mq(m, layer, m.rows, 1, t, None, y, m.rows, add);
         }
         if t == 1 {
-            let name = self.kernel_for(m, layer, "matvec");
+            let rpw = if m.rows >= self.mv4_min_rows { 4 } else { 1 };
+            let name = self.kernel_for(m, layer, if rpw == 4 { "matvec4" } else { "matvec" });
             launch!(
                 self,
                 name.as_str(),
-                cfg1(ceil_div(m.rows, MV_WARPS), 32 * MV_WARPS),
+                cfg1(ceil_div(m.rows, rpw * MV_WARPS), 32 * MV_WARPS),
                 m.ptr,
                 m.row_bytes as i64,
                 m.rows as i32,
@@ -908,17 +957,57 @@ impl GpuModel {
         let ly = &self.layers[l];
         let e = c.n_embd as i32;
         let k = c.n_expert_used;
-        launch!(
-            self,
-            "rmsnorm",
-            cfg1(t, 256),
-            s.x.ptr,
-            ly.attn_norm.ptr,
-            s.h.ptr,
-            e,
-            c.rms_eps
-        );
-        if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
+        let fused_qkv = if t == 1 {
+            self.matvec3n_kernel(l)
+        } else {
+            None
+        };
+        if fused_qkv.is_none() {
+            launch!(
+                self,
+                "rmsnorm",
+                cfg1(t, 256),
+                s.x.ptr,
+                ly.attn_norm.ptr,
+                s.h.ptr,
+                e,
+                c.rms_eps
+            );
+        }
+        if let Some(name) = fused_qkv {
+            let same = ly.v.qt == ly.q.qt;
+            let warps = if same {
+                ceil_div(ly.q.rows + ly.k.rows + ly.v.rows, 2)
+            } else {
+                (ly.q.rows + ly.k.rows) / 2 + ly.v.rows
+            };
+            let cfg = LaunchConfig {
+                grid_dim: (ceil_div(warps, MV_WARPS) as u32, 1, 1),
+                block_dim: (32 * MV_WARPS as u32, 1, 1),
+                shared_mem_bytes: (c.n_embd * 4) as u32,
+            };
+            launch!(
+                self,
+                name.as_str(),
+                cfg,
+                ly.q.ptr,
+                ly.k.ptr,
+                ly.v.ptr,
+                ly.q.row_bytes as i64,
+                ly.v.row_bytes as i64,
+                ly.q.rows as i32,
+                ly.k.rows as i32,
+                ly.v.rows as i32,
+                e,
+                s.x.ptr,
+                ly.attn_norm.ptr,
+                c.rms_eps,
+                s.h.ptr,
+                s.q.ptr,
+                s.k.ptr,
+                s.v.ptr
+            );
+        } else if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
             // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
             // where k and v alone (512 rows each) would not
             let with_v = ly.v.qt == ly.q.qt;
@@ -1165,11 +1254,17 @@ impl GpuModel {
                 ly.down.ptr,
                 ly.down.mat_bytes as i64
             );
-            let name = self.kernel_for(&ly.down, Some(l), "moe_down_decode");
+            let drpw = if self.down_rpw == 2 && k <= 32 { 2 } else { 1 };
+            let op = if drpw == 2 {
+                "moe_down2"
+            } else {
+                "moe_down_decode"
+            };
+            let name = self.kernel_for(&ly.down, Some(l), op);
             launch!(
                 self,
                 name.as_str(),
-                cfg1(ceil_div(c.n_embd, MV_WARPS), 32 * MV_WARPS),
+                cfg1(ceil_div(c.n_embd, drpw * MV_WARPS), 32 * MV_WARPS),
                 ly.down.ptr,
                 ly.down.mat_bytes as i64,
                 ly.down.row_bytes as i64,
@@ -1183,14 +1278,17 @@ impl GpuModel {
             );
         } else {
             let pairs = t * k;
+            // the warp-parallel grouping where its counters fit (n_exp <= 128), else the serial
+            let gp_w_smem = (pairs + 33 * c.n_expert) * 4;
+            let gp_w = c.n_expert <= 128 && gp_w_smem <= 48 * 1024;
             let gp_cfg = LaunchConfig {
                 grid_dim: (1, 1, 1),
                 block_dim: (1024, 1, 1),
-                shared_mem_bytes: (pairs * 4) as u32,
+                shared_mem_bytes: if gp_w { gp_w_smem } else { pairs * 4 } as u32,
             };
             launch!(
                 self,
-                "group_pairs",
+                if gp_w { "group_pairs_w" } else { "group_pairs" },
                 gp_cfg,
                 s.ids.ptr,
                 pairs as i32,
