@@ -62,6 +62,11 @@ const REPLACE: &[(&str, &str, usize)] = &[
         "int* ids = (int*)emu_dyn_smem();",
         1,
     ),
+    (
+        "extern __shared__ int gp_smem[];",
+        "int* gp_smem = (int*)emu_dyn_smem();",
+        1,
+    ),
 ];
 
 fn main() {

@@ -166,6 +166,24 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
     return r;
 }
 
+inline unsigned __popc(unsigned v) { return (unsigned)__builtin_popcount(v); }
+
+// __match_any_sync for a full warp: the lanes whose value equals this lane's.
+inline unsigned __match_any_sync(unsigned, int v) {
+    auto& w = emu::warp();
+    unsigned lane = emu::linear_tid() & 31;
+    std::memcpy(&w.v[lane], &v, 4);
+    emu::warp_sync();
+    unsigned m = 0;
+    for (unsigned l = 0; l < 32; l++) {
+        int o;
+        std::memcpy(&o, &w.v[l], 4);
+        if (o == v) m |= 1u << l;
+    }
+    emu::warp_sync();
+    return m;
+}
+
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA): lanes 8j .. 8j + 7 give the addresses of
 // rows 0 .. 7 of matrix j (16 bytes each); lane l receives, for each matrix j, the 32-bit word
 // holding elements 2 (l % 4) and 2 (l % 4) + 1 of row l / 4, in r[j].

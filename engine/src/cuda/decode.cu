@@ -17,6 +17,12 @@
 
 #define RPW 2  // rows per warp
 
+#ifdef PV_EMU
+#define DEC_DYN_SMEM(T, name) T* name = (T*)emu_dyn_smem()
+#else
+#define DEC_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
+#endif
+
 // act[p * ff + r] = silu(gate_e[r] . x_t) * (up_e[r] . x_t) for rows r = 2 w, 2 w + 1 of warp w,
 // e = ids[p], t = p / in_div; grid = (ceil(ff / (2 MV_WARPS)), pairs). Like moe_gate_up, each
 // row also prefetches its 1/ff share of expert e's down matrix into L2.
@@ -396,7 +402,7 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
                               i64 row_bytes2, int n0, int n1, int n2, int K, const float* x,
                               const float* nw, float eps, float* h_out, float* y0, float* y1,
                               float* y2) {
-    extern __shared__ __align__(16) float sh[];
+    DEC_DYN_SMEM(float, sh);
     __shared__ float red[32];
     const int w = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
