@@ -38,6 +38,9 @@
 struct emu_dim3 {
     unsigned x, y, z;
 };
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
@@ -166,6 +169,18 @@ inline T __shfl_xor_sync(unsigned, T v, int o) {
     return r;
 }
 
+inline float __int_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, 4);
+    return f;
+}
+// prmt.b32 without a mode: byte n of the result is byte (s >> 4n) & 7 of {y:x} (x bytes 0..3).
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+    uint64_t xy = ((uint64_t)y << 32) | x;
+    unsigned r = 0;
+    for (int n = 0; n < 4; n++) r |= (unsigned)((xy >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+    return r;
+}
 inline unsigned __popc(unsigned v) { return (unsigned)__builtin_popcount(v); }
 
 // __match_any_sync for a full warp: the lanes whose value equals this lane's.

@@ -67,7 +67,6 @@ __device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) { return emu_hsub2(a, b); 
 __device__ __forceinline__ void mq_cp16(void* dst, const void* src) { emu_cp_async16(dst, src); }
 __device__ __forceinline__ void mq_cp_commit() {}
 __device__ __forceinline__ void mq_cp_wait_all() { emu_cp_async_wait_all(); }
-__device__ __forceinline__ void mq_ldsm_x4(u32 r[4], const u16* row) { emu_ldmatrix_x4(r, row); }
 #else
 #define MQ_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
 __device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) {
@@ -82,14 +81,6 @@ __device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void mq_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void mq_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
-// four 8x8 b16 matrices from shared memory; `row`: this lane's row (lanes 8j .. 8j + 7: matrix j)
-__device__ __forceinline__ void mq_ldsm_x4(u32 r[4], const u16* row) {
-    u32 s;
-    asm("{ .reg .u64 a;\n cvta.to.shared.u64 a, %1;\n cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(row));
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
 #endif
 
 // ---------------------------------------------------------------------------------------------
@@ -385,25 +376,22 @@ __device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int 
 #pragma unroll
             for (int s = 0; s < GK; s++) {
                 int kk = 16 * (gk + s);
-                // Fragments by ldmatrix: one instruction loads what took 4 (A) or 8 (B hi + lo)
-                // 32-bit shared loads, because the matrices' rows are 16-byte runs of k.
-                // A (rows x k, m16n8k16's a0..a3): matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15),
-                // in the order a0 = (0-7, k0), a1 = (8-15, k0), a2 = (0-7, k8), a3 = (8-15, k8).
-                // B (pairs x k = k x pairs column-major, b0 b1): for each n8 tile, k 0-7 and 8-15.
-                // Lane l gives matrix l / 8's row l % 8.
                 u32 af[2][4], bh[2][2], bl[2][2];
-                const int mj = lane >> 3, mr = lane & 7;
 #pragma unroll
-                for (int a = 0; a < 2; a++)
-                    mq_ldsm_x4(af[a], sa->a + (wm + 16 * a + (mj & 1) * 8 + mr) * MQ_LD + kk + (mj >> 1) * 8);
-                {
-                    // matrices: (n tile 0, k0), (n tile 0, k8), (n tile 1, k0), (n tile 1, k8)
-                    int o = (wn + (mj >> 1) * 8 + mr) * MQ_LD + kk + (mj & 1) * 8;
-                    u32 t[4];
-                    mq_ldsm_x4(t, cur->bh + o);
-                    bh[0][0] = t[0], bh[0][1] = t[1], bh[1][0] = t[2], bh[1][1] = t[3];
-                    mq_ldsm_x4(t, cur->bl + o);
-                    bl[0][0] = t[0], bl[0][1] = t[1], bl[1][0] = t[2], bl[1][1] = t[3];
+                for (int a = 0; a < 2; a++) {
+                    int o = (wm + 16 * a + g) * MQ_LD + kk + 2 * cq;
+                    af[a][0] = *(const u32*)(sa->a + o);
+                    af[a][1] = *(const u32*)(sa->a + o + 8 * MQ_LD);
+                    af[a][2] = *(const u32*)(sa->a + o + 8);
+                    af[a][3] = *(const u32*)(sa->a + o + 8 * MQ_LD + 8);
+                }
+#pragma unroll
+                for (int b = 0; b < 2; b++) {
+                    int o = (wn + 8 * b + g) * MQ_LD + kk + 2 * cq;
+                    bh[b][0] = *(const u32*)(cur->bh + o);
+                    bh[b][1] = *(const u32*)(cur->bh + o + 8);
+                    bl[b][0] = *(const u32*)(cur->bl + o);
+                    bl[b][1] = *(const u32*)(cur->bl + o + 8);
                 }
 #pragma unroll
                 for (int a = 0; a < 2; a++)
