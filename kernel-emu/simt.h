@@ -181,6 +181,22 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
     for (int n = 0; n < 4; n++) r |= (unsigned)((xy >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
     return r;
 }
+// Warp shuffle from one lane (4-byte values), through the warp's scratch.
+template <class T>
+inline T __shfl_sync(unsigned, T v, int src) {
+    static_assert(sizeof(T) == 4, "4-byte shuffles only");
+    auto& w = emu::warp();
+    unsigned lane = emu::linear_tid() & 31;
+    std::memcpy(&w.v[lane], &v, 4);
+    emu::warp_sync();
+    T r;
+    std::memcpy(&r, &w.v[src & 31], 4);
+    emu::warp_sync();
+    return r;
+}
+// A load that bypasses L1 on the GPU; the emulator has one memory.
+inline float __ldcg(const float* p) { return *(const volatile float*)p; }
+
 inline unsigned __popc(unsigned v) { return (unsigned)__builtin_popcount(v); }
 
 // __match_any_sync for a full warp: the lanes whose value equals this lane's.

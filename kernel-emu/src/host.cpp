@@ -141,7 +141,7 @@ extern "C" int emu_attn_decode(int variant, float* q, const float* k, const floa
     if (variant) {
         emu::launch({(unsigned)n_head_kv, (unsigned)n_chunks, 1}, {256, 1, 1}, 0, [&] {
             attn_decode(q, k, v, qnw, knw, kc, vc, part, out, &pos, n_head, n_head_kv, hd, n_chunks,
-                        scale, base, eps, counter);
+                        scale, base, eps, counter, 0);
         });
         return 0;
     }

@@ -225,7 +225,7 @@ __device__ float norm_rope_elem(float val, int i, int hd, const float* nw, float
 extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const float* q, const float* k, const float* v, const float* qnw, const float* knw, float* kc,
     float* vc, float* part, float* out, const int* pos_ptr, int n_head, int n_head_kv, int hd,
-    int n_chunks, float scale, float base, float eps, unsigned* counter) {
+    int n_chunks, float scale, float base, float eps, unsigned* counter, int prenormed) {
     pdl_begin();
     __shared__ float sk[ATT_CH][ATT_HD + 1];
     __shared__ float sv[ATT_CH][ATT_HD + 1];
@@ -242,15 +242,21 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const int kv_dim = n_head_kv * hd;
     const int tid = threadIdx.x, grp = tid >> 7, i = tid & 127;
     if (j0 < n) {
+        // prenormed: matvec3n already normalised and rotated q and stored the K/V rows at pos
+        // (its fused epilogue), so only the query heads are loaded
+        if (prenormed) {
+            for (int x = tid; x < G * hd; x += blockDim.x)
+                sq[x / hd][x % hd] = q[(kvh * G + x / hd) * hd + x % hd];
+        }
         // the G query heads, two at a time (one per 128-thread group); 256 threads so G even or 1
-        for (int g0 = 0; g0 < G; g0 += 2) {
+        for (int g0 = 0; g0 < G && !prenormed; g0 += 2) {
             int g = g0 + grp;
             int hh = kvh * G + (g < G ? g : g0);  // a missing odd head repeats g0 (not stored)
             float val = i < hd ? q[hh * hd + i] : 0.f;
             float o = norm_rope_elem(val, i, hd, qnw, eps, base, pos, nbuf[grp], red2);
             if (g < G && i < hd) sq[g][i] = o;
         }
-        if (c == pos / ATT_CH) {  // this block's chunk holds the new position: K and V rows
+        if (!prenormed && c == pos / ATT_CH) {  // this block's chunk holds the new position
             float val = i < hd ? k[kvh * hd + i] : 0.f;
             float o = norm_rope_elem(val, i, hd, knw, eps, base, pos, nbuf[grp], red2);
             if (grp == 0 && i < hd) {
@@ -397,13 +403,58 @@ __device__ __forceinline__ void warp_dot2(const u8* ra, const u8* rb, int K, con
     sb = warp_sum(ab[0]);
 }
 
+// The q/k RMSNorm and RoPE of one head of hd (<= 128) values by one warp: src's values (written
+// by other warps, on other SMs: read past L1 with __ldcg) normalised with nw, rotated at `pos`
+// as qk_norm_rope_store does (pairs i, i + hd/2; powf / sincosf), and stored to dst (src itself
+// for q). buf: this warp's 128 floats of shared memory.
+__device__ void warp_norm_rope_head(const float* src, float* dst, const float* nw, int hd,
+                                    float eps, float base, int pos, float* buf) {
+    const int lane = threadIdx.x & 31;
+    float v[4];
+    float ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        int i = lane + 32 * c;
+        v[c] = i < hd ? __ldcg(src + i) : 0.f;
+        ss += v[c] * v[c];
+    }
+    ss = warp_sum(ss);
+    float scale = rsqrtf(ss / (float)hd + eps);
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        int i = lane + 32 * c;
+        if (i < hd) buf[i] = v[c] * scale * nw[i];
+    }
+    __syncwarp();
+    const int half = hd / 2;
+#pragma unroll
+    for (int c = 0; c < 4; c++) {
+        int i = lane + 32 * c;
+        if (i >= hd) continue;
+        int pi = i < half ? i : i - half;
+        float inv = powf(base, -2.0f * (float)pi / (float)hd);
+        float ang = (float)pos * inv;
+        float sn, cs;
+        sincosf(ang, &sn, &cs);
+        float out = i < half ? (buf[i] * cs - buf[i + half] * sn) : (buf[i - half] * sn + buf[i] * cs);
+        dst[i] = out;
+    }
+}
+
+// With `counter` set, matvec3n also does what qk_norm_rope_store did after it (one launch less
+// per decode layer): v rows go straight to the V cache at pos, and each q or k row, once
+// written, is counted against its head (counter: n_head + n_head_kv zeros); the warp whose row
+// completes a head normalises and rotates it, in place for q, into the K cache for k, and puts
+// the head's count back to 0 (graph replays). Needs hd <= 128 (the host checks).
 template <int QT, int QT2>
 __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_bytes,
                               i64 row_bytes2, int n0, int n1, int n2, int K, const float* x,
                               const float* nw, float eps, float* h_out, float* y0, float* y1,
-                              float* y2) {
+                              float* y2, const float* qnw, const float* knw, float* kc, float* vc,
+                              const int* pos_ptr, int hd, float base, unsigned* counter) {
     DEC_DYN_SMEM(float, sh);
     __shared__ float red[32];
+    __shared__ float rope_buf[MV_WARPS][128];
     const int w = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     const bool same = QT == QT2;
@@ -412,8 +463,10 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     const u8 *ra = nullptr, *rb = nullptr;
     float *da = nullptr, *db = nullptr;
     bool has_a = false, has_b = false, single = false;
+    int ga = 0;  // the first row's index in [q | k | v]
     if (w < pair_warps) {
         int r0 = 2 * w;
+        ga = r0;
         has_a = mv3_row<QT>(r0, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, ra, da);
         has_b = mv3_row<QT>(r0 + 1, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, rb,
                             db);
@@ -421,6 +474,7 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
         if (has_b) prefetch_l2_warp(rb, row_bytes, lane);
     } else if (!same && w - pair_warps < n2) {
         int r = w - pair_warps;
+        ga = n0 + n1 + r;
         ra = W2 + (i64)r * row_bytes2;
         da = y2 + r;
         has_a = true;
@@ -437,9 +491,43 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     } else {
         warp_dot2<QT>(ra, has_b ? rb : ra, K, sh, sa, sb);
     }
-    if (lane == 0) {
-        *da = sa;
-        if (has_b) *db = sb;
+    if (counter == nullptr) {
+        if (lane == 0) {
+            *da = sa;
+            if (has_b) *db = sb;
+        }
+        return;
+    }
+    const int pos = *pos_ptr;
+    const int n_head = n0 / hd, kv_dim = n1;
+    const int nrows = has_b ? 2 : 1;
+    for (int i = 0; i < nrows; i++) {
+        int g = ga + i;
+        float val = i == 0 ? sa : sb;
+        if (g >= n0 + n1) {  // v: straight into the cache
+            if (lane == 0) vc[(i64)pos * kv_dim + (g - n0 - n1)] = val;
+            continue;
+        }
+        unsigned ticket = 0;
+        int head = g < n0 ? g / hd : n_head + (g - n0) / hd;
+        if (lane == 0) {
+            (i == 0 ? *da : *db) = val;
+            __threadfence();
+            ticket = atomicAdd(counter + head, 1u);
+        }
+        ticket = __shfl_sync(0xffffffffu, ticket, 0);
+        if (ticket != (unsigned)hd - 1) continue;
+        __threadfence();
+        if (g < n0) {
+            float* qh = y0 + (i64)head * hd;
+            warp_norm_rope_head(qh, qh, qnw, hd, eps, base, pos, rope_buf[threadIdx.x >> 5]);
+        } else {
+            int kh = head - n_head;
+            warp_norm_rope_head(y1 + (i64)kh * hd, kc + (i64)pos * kv_dim + (i64)kh * hd, knw, hd,
+                                eps, base, pos, rope_buf[threadIdx.x >> 5]);
+        }
+        if (lane == 0) counter[head] = 0u;
+        __syncwarp();
     }
 }
 
@@ -447,9 +535,10 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     extern "C" __global__ void __launch_bounds__(128, MINB) matvec3n_##NAME(                    \
         const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, i64 row_bytes2, int n0, int n1, \
         int n2, int K, const float* x, const float* nw, float eps, float* h_out, float* y0,      \
-        float* y1, float* y2) {                                                                  \
+        float* y1, float* y2, const float* qnw, const float* knw, float* kc, float* vc,          \
+        const int* pos_ptr, int hd, float base, unsigned* counter) {                             \
         matvec3n_impl<QT, QT2>(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps,     \
-                               h_out, y0, y1, y2);                                               \
+                               h_out, y0, y1, y2, qnw, knw, kc, vc, pos_ptr, hd, base, counter); \
     }
 
 // The pairs (q qtype, v qtype) that the synthetic files hold: Q4_K_M (q4_k with q4_k or q6_k)

@@ -141,11 +141,12 @@ __device__ __forceinline__ void load16f(const float* p, float* v) {
 
 // Small unsigned integers to f32 without an integer-to-float conversion: byte k of w placed
 // under the exponent of 2^23 (one byte permute) is the float 2^23 + byte, and subtracting 2^23
-// (plus an offset) gives the byte's value exactly. Why: integer-to-float conversions issue at a
-// quarter of the integer rate (16 per clock per SM on sm_90, CUDA's throughput table), and the
-// decode mat-vecs converted every weight: moe_gate_up2_q4_k's SASS had 435 conversions
-// (I2FP/I2F) per warp (1.7 per weight) among 2,500 instructions (2026-12-02). The values, and
-// so every sum, are bit-identical to the conversions'.
+// (plus an offset) gives the byte's value exactly, so every sum is bit-identical to the
+// conversions'. Used by Q6_K's dot only. Measured on the H200 (2026-12-02): with it, Q6_K's
+// decode kernels got faster (output head 129 -> 110 us, moe_down_decode_q6_k 13.2 -> 12.7 us);
+// the same change in Q4_K's dot made its kernels slower (moe_gate_up2_q4_k 16.6 -> 17.7 us:
+// one FADD more per weight, and the integer-to-float conversions were not its limit), so Q4_K
+// keeps the conversions.
 #define MAGIC_2P23 8388608.0f
 __device__ __forceinline__ float magic_byte(u32 w, int k) {
     return __int_as_float(__byte_perm(w, 0x4B000000u, 0x7440 | k));
@@ -156,22 +157,6 @@ __device__ __forceinline__ float u2f_small(u32 v) {
 }
 // byte b (0..3) of w as an integer (the other bytes zero)
 __device__ __forceinline__ u32 byte_of(u32 w, int b) { return __byte_perm(w, 0u, 0x4440 | b); }
-
-// scale_min_k4 from the 12 scale bytes held in three words (w0: q[0..3], w1: q[4..7],
-// w2: q[8..11]), so that a task loads the block header once (16 bytes: d, dmin, scales).
-__device__ __forceinline__ void scale_min_k4_regs(int j, u32 w0, u32 w1, u32 w2, float& sc,
-                                                  float& m) {
-    if (j < 4) {
-        sc = u2f_small(byte_of(w0, j) & 63);
-        m = u2f_small(byte_of(w1, j) & 63);
-    } else {
-        u32 a = byte_of(w2, j - 4);  // q[j + 4]
-        u32 b = byte_of(w0, j - 4);  // q[j - 4]
-        u32 c = byte_of(w1, j - 4);  // q[j]
-        sc = u2f_small((a & 0xF) | ((b >> 6) << 4));
-        m = u2f_small((a >> 4) | ((c >> 6) << 4));
-    }
-}
 
 // Each qtype provides task_dot_n_<QT><N>: dequantize the weights of task t of a row into
 // registers (f32) and accumulate their dot product with N activation vectors at once (N > 1 in
@@ -243,11 +228,11 @@ __device__ __forceinline__ void task_dot_n_Q4_K(const u8* __restrict__ row, int 
                                              const float* const* xs, float* acc) {
     int b = t >> 3, j = (t >> 1) & 3, h = t & 1;
     const u8* blk = row + (i64)b * 144;
-    uint4 hdr = *(const uint4*)blk;  // d, dmin, the 12 scale bytes (blocks are 16-byte aligned)
-    float d = h2f((u16)(hdr.x & 0xFFFF)), dmin = h2f((u16)(hdr.x >> 16));
+    u32 dd = *(const u32*)blk;
+    float d = h2f((u16)(dd & 0xFFFF)), dmin = h2f((u16)(dd >> 16));
     float s0, m0, s1, m1;
-    scale_min_k4_regs(2 * j, hdr.y, hdr.z, hdr.w, s0, m0);
-    scale_min_k4_regs(2 * j + 1, hdr.y, hdr.z, hdr.w, s1, m1);
+    scale_min_k4(2 * j, blk + 4, s0, m0);
+    scale_min_k4(2 * j + 1, blk + 4, s1, m1);
     uint4 raw = *(const uint4*)(blk + 16 + 32 * j + 16 * h);
     u32 r4[4] = {raw.x, raw.y, raw.z, raw.w};
     int e0 = b * 256 + 64 * j + 16 * h;
@@ -258,16 +243,12 @@ __device__ __forceinline__ void task_dot_n_Q4_K(const u8* __restrict__ row, int 
         load16f(xs[n] + e0 + 32, xh);
         float sl = 0.f, sh = 0.f, xsl = 0.f, xsh = 0.f;
 #pragma unroll
-        for (int w = 0; w < 4; w++) {
-            u32 lo = r4[w] & 0x0F0F0F0Fu, hi = (r4[w] >> 4) & 0x0F0F0F0Fu;
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                int i = 4 * w + k;
-                sl += (magic_byte(lo, k) - MAGIC_2P23) * xl[i];
-                sh += (magic_byte(hi, k) - MAGIC_2P23) * xh[i];
-                xsl += xl[i];
-                xsh += xh[i];
-            }
+        for (int i = 0; i < 16; i++) {
+            u32 byte = (r4[i >> 2] >> (8 * (i & 3))) & 0xFF;
+            sl += (float)(byte & 0xF) * xl[i];
+            sh += (float)(byte >> 4) * xh[i];
+            xsl += xl[i];
+            xsh += xh[i];
         }
         acc[n] += d * s0 * sl - dmin * m0 * xsl + d * s1 * sh - dmin * m1 * xsh;
     }

@@ -162,6 +162,9 @@ struct State {
     tok_off: Buf<i32>,
     /// attn_decode's tickets, one per KV head (zero between launches).
     att_counter: Buf<i32>,
+    /// matvec3n's per-head row counts when it also runs the q/k norm and RoPE (n_head +
+    /// n_head_kv, zero between launches).
+    qk_counter: Buf<i32>,
 }
 
 /// A Qwen3-MoE model resident on one GPU, with its KV cache.
@@ -199,6 +202,12 @@ pub struct GpuModel {
     /// Decode: the attention RMSNorm fused into the q/k/v mat-vec (decode.cu's matvec3n), with
     /// a v of another qtype in the same launch; off with PV_GPU_NO_FUSED_NORM=1 (A/B timing).
     use_fused_norm: bool,
+    /// Decode: matvec3n also runs the q/k norm, RoPE and the K/V cache store (no
+    /// qk_norm_rope_store launch); off with PV_GPU_NO_FUSED_ROPE=1 (A/B timing).
+    use_fused_rope: bool,
+    /// Decode attention partials and their merge in one launch after the fused RoPE (decode.cu's
+    /// attn_decode, prenormed); PV_GPU_ATTN_MERGE=1 turns it on (A/B timing).
+    use_attn_merge: bool,
     /// Decode mat-vecs of at least this many rows run four rows per warp (decode.cu's matvec4):
     /// by default the output head only; PV_GPU_MV4_ALL=1 makes it every dense mat-vec,
     /// PV_GPU_NO_MV4=1 none (A/B timing).
@@ -381,6 +390,8 @@ impl GpuModel {
             use_rt: !env_set("PV_GPU_NO_RT"),
             decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
             use_fused_norm: !env_set("PV_GPU_NO_FUSED_NORM"),
+            use_fused_rope: !env_set("PV_GPU_NO_FUSED_ROPE"),
+            use_attn_merge: env_set("PV_GPU_ATTN_MERGE"),
             down_rpw: if std::env::var("PV_GPU_DOWN_RPW").as_deref() == Ok("2") {
                 2
             } else {
@@ -974,6 +985,14 @@ impl GpuModel {
                 c.rms_eps
             );
         }
+        // matvec3n with the q/k norm and RoPE in its epilogue (the warp that completes a head)
+        let fused_rope = fused_qkv.is_some()
+            && self.use_fused_rope
+            && !self.use_fused_attn
+            && c.head_dim <= 128
+            && ly.q.rows == c.n_head * c.head_dim
+            && ly.k.rows == c.n_head_kv * c.head_dim
+            && ly.v.rows == ly.k.rows;
         if let Some(name) = fused_qkv {
             let same = ly.v.qt == ly.q.qt;
             let warps = if same {
@@ -1005,7 +1024,15 @@ impl GpuModel {
                 s.h.ptr,
                 s.q.ptr,
                 s.k.ptr,
-                s.v.ptr
+                s.v.ptr,
+                ly.q_norm.ptr,
+                ly.k_norm.ptr,
+                s.kc[l].ptr,
+                s.vc[l].ptr,
+                s.pos.ptr,
+                c.head_dim as i32,
+                c.rope_base,
+                if fused_rope { s.qk_counter.ptr } else { 0u64 }
             );
         } else if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
             // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
@@ -1077,34 +1104,74 @@ impl GpuModel {
                 1.0f32 / (c.head_dim as f32).sqrt(),
                 c.rope_base,
                 c.rms_eps,
-                s.att_counter.ptr
+                s.att_counter.ptr,
+                0i32
             );
         } else {
-            let qk_cfg = LaunchConfig {
-                grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
-                block_dim: (c.head_dim as u32, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            launch!(
-                self,
-                "qk_norm_rope_store",
-                qk_cfg,
-                s.q.ptr,
-                s.k.ptr,
-                s.v.ptr,
-                ly.q_norm.ptr,
-                ly.k_norm.ptr,
-                s.kc[l].ptr,
-                s.vc[l].ptr,
-                s.pos.ptr,
-                c.n_head as i32,
-                c.n_head_kv as i32,
-                c.head_dim as i32,
-                c.rope_base,
-                c.rms_eps
-            );
+            if !fused_rope {
+                let qk_cfg = LaunchConfig {
+                    grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
+                    block_dim: (c.head_dim as u32, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                launch!(
+                    self,
+                    "qk_norm_rope_store",
+                    qk_cfg,
+                    s.q.ptr,
+                    s.k.ptr,
+                    s.v.ptr,
+                    ly.q_norm.ptr,
+                    ly.k_norm.ptr,
+                    s.kc[l].ptr,
+                    s.vc[l].ptr,
+                    s.pos.ptr,
+                    c.n_head as i32,
+                    c.n_head_kv as i32,
+                    c.head_dim as i32,
+                    c.rope_base,
+                    c.rms_eps
+                );
+            }
             let g = c.n_head / c.n_head_kv;
-            if t > 1 && self.use_ap && c.head_dim % 32 == 0 && c.head_dim <= 128 && 64 % g == 0 {
+            if fused_rope && self.use_attn_merge && c.head_dim <= 128 && g <= 8 {
+                // attn_decode without its prologue (matvec3n did it): chunk partials and the
+                // last block's merge in one launch, no attn_combine
+                let cfg = LaunchConfig {
+                    grid_dim: (c.n_head_kv as u32, nch as u32, 1),
+                    block_dim: (256, 1, 1),
+                    shared_mem_bytes: 0,
+                };
+                launch!(
+                    self,
+                    "attn_decode",
+                    cfg,
+                    s.q.ptr,
+                    s.k.ptr,
+                    s.v.ptr,
+                    ly.q_norm.ptr,
+                    ly.k_norm.ptr,
+                    s.kc[l].ptr,
+                    s.vc[l].ptr,
+                    s.part.ptr,
+                    s.att.ptr,
+                    s.pos.ptr,
+                    c.n_head as i32,
+                    c.n_head_kv as i32,
+                    c.head_dim as i32,
+                    nch as i32,
+                    1.0f32 / (c.head_dim as f32).sqrt(),
+                    c.rope_base,
+                    c.rms_eps,
+                    s.att_counter.ptr,
+                    1i32
+                );
+            } else if t > 1
+                && self.use_ap
+                && c.head_dim % 32 == 0
+                && c.head_dim <= 128
+                && 64 % g == 0
+            {
                 let ap_cfg = LaunchConfig {
                     grid_dim: (c.n_head_kv as u32, ceil_div(t, 64 / g) as u32, 1),
                     block_dim: (256, 1, 1),
@@ -1550,6 +1617,7 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         tok_list,
         tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
         att_counter: i(c.n_head_kv, "attention tickets")?,
+        qk_counter: i(c.n_head + c.n_head_kv, "q/k head tickets")?,
     })
 }
 
