@@ -354,6 +354,8 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
 // grid = ceil(warps / MV_WARPS), warps = (n0 + n1 + n2 + 1) / 2 or (n0 + n1) / 2 + n2.
 // Numerics: the norm sums in another order than the rmsnorm kernel (block of 128, float4), so h
 // may differ from its h in the last bit; each row's dot is tdot in matvec3_2's order.
+// Measured on the H200 (2026-12-02): decode 321.5 tok/s against 313.0 with the rmsnorm launch
+// and the separate v product (PV_GPU_NO_FUSED_NORM=1).
 // ---------------------------------------------------------------------------------------------
 
 // h = x * rsqrt(mean(x^2) + eps) * nw into sh (K floats, K % 4 == 0); every thread of the block.
@@ -441,7 +443,8 @@ __device__ void warp_norm_rope_head(const float* src, float* dst, const float* n
     }
 }
 
-// With `counter` set, matvec3n also does what qk_norm_rope_store did after it (one launch less
+// With `counter` set (PV_GPU_FUSED_ROPE=1; off by default: measured slower, model.rs says by
+// how much), matvec3n also does what qk_norm_rope_store did after it (one launch less
 // per decode layer): v rows go straight to the V cache at pos, and each q or k row, once
 // written, is counted against its head (counter: n_head + n_head_kv zeros); the warp whose row
 // completes a head normalises and rotates it, in place for q, into the K cache for k, and puts
@@ -565,6 +568,9 @@ MATVEC3N_ENTRY(f32_q4_k, QT_F32, QT_Q4_K, 6)
 // flight, one activation slice serving the four (the compiler shares the loads: no store between
 // them), and a quarter of the waves. grid = ceil(nrows / (4 MV_WARPS)); rows past the end repeat
 // row r0 (computed, not stored). mode 0: store, 1: add.
+// Measured on the H200 (2026-12-02): the head 200 -> 129 us (110 with Q6_K's byte-permute dot),
+// decode 314.2 -> 321.5 tok/s. For every dense decode mat-vec (PV_GPU_MV4_ALL=1: the o
+// projection, 2,048 rows of K = 4,096, a quarter of the warps) it was slower, 312.0.
 // ---------------------------------------------------------------------------------------------
 template <int QT>
 __device__ void matvec4_impl(const u8* W, i64 row_bytes, int nrows, int K, const float* x, float* y,
@@ -617,6 +623,9 @@ MATVEC4_ENTRY(q6_k, QT_Q6_K)
 // per step, so one activation slice serves both. The slots' expert ids and weights are read once
 // per block into shared memory (k <= 32; the host checks). grid = ceil(nrows / (2 MV_WARPS)).
 // Numerics: each row's sum is moe_down_decode's (same task order per lane, same warp_sum).
+// Measured on the H200 (2026-12-02, three calls): 323.0 / 315.1 / 304.4 tok/s against 321.5 /
+// 314.6 / 301.5 for moe_down_decode, within the calls' noise, so it stays opt-in
+// (PV_GPU_DOWN_RPW=2).
 // ---------------------------------------------------------------------------------------------
 template <int QT>
 __device__ void moe_down2_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows, int ff,

@@ -92,8 +92,9 @@ __device__ float block_max(float v, float* red) {
 
 // The wait comes first: a kernel that let its dependent launch before waiting itself would let
 // the whole chain of the step's kernels launch at once, each holding SM slots while it waits
-// (measured: 238 tok/s against 306 without PDL, 2026-12-02). Waiting first keeps at most one
-// kernel waiting behind the one that runs, and it fills the slots the running one frees.
+// (238 tok/s against 306 without PDL, 2026-12-02). Waiting first keeps at most one kernel
+// waiting behind the one that runs. Still slower than no PDL on the H200 (296 against 321,
+// 2026-12-02, fifth session), so PDL stays opt-in.
 __device__ __forceinline__ void pdl_begin() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("griddepcontrol.wait;" ::: "memory");

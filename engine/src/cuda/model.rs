@@ -203,10 +203,14 @@ pub struct GpuModel {
     /// a v of another qtype in the same launch; off with PV_GPU_NO_FUSED_NORM=1 (A/B timing).
     use_fused_norm: bool,
     /// Decode: matvec3n also runs the q/k norm, RoPE and the K/V cache store (no
-    /// qk_norm_rope_store launch); off with PV_GPU_NO_FUSED_ROPE=1 (A/B timing).
+    /// qk_norm_rope_store launch); on only with PV_GPU_FUSED_ROPE=1. Off by default because it
+    /// measured slower on the H200 (2026-12-02: 301.5 against 324.5 tok/s; matvec3n 21.3 against
+    /// 13.0 us per layer, more than the 5.2 us launch it saves: every q/k row's fence and atomic
+    /// ticket sit on the warp's critical path).
     use_fused_rope: bool,
     /// Decode attention partials and their merge in one launch after the fused RoPE (decode.cu's
-    /// attn_decode, prenormed); PV_GPU_ATTN_MERGE=1 turns it on (A/B timing).
+    /// attn_decode, prenormed); on only with PV_GPU_ATTN_MERGE=1 (with PV_GPU_FUSED_ROPE=1).
+    /// Measured slower (268.6 tok/s): 4 blocks merge what attn_combine merges with 32.
     use_attn_merge: bool,
     /// Decode mat-vecs of at least this many rows run four rows per warp (decode.cu's matvec4):
     /// by default the output head only; PV_GPU_MV4_ALL=1 makes it every dense mat-vec,
@@ -390,7 +394,7 @@ impl GpuModel {
             use_rt: !env_set("PV_GPU_NO_RT"),
             decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
             use_fused_norm: !env_set("PV_GPU_NO_FUSED_NORM"),
-            use_fused_rope: !env_set("PV_GPU_NO_FUSED_ROPE"),
+            use_fused_rope: env_set("PV_GPU_FUSED_ROPE"),
             use_attn_merge: env_set("PV_GPU_ATTN_MERGE"),
             down_rpw: if std::env::var("PV_GPU_DOWN_RPW").as_deref() == Ok("2") {
                 2
