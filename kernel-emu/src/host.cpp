@@ -113,6 +113,21 @@ extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, cons
     EMU_DISPATCH_ALL(qt, MV3_CALL);
 }
 
+// The engine's grouping of (token, slot) pairs by expert for the prefill MoE products:
+// variant 0 kernels.cu's group_pairs (one thread per expert scans every pair), 1 group_pairs_w
+// (the pairs split over 32 warps). One block of 1024 threads, as the engine launches them.
+extern "C" int emu_group_pairs(int variant, const int* ids, int n_pairs, int n_exp, int* off,
+                               int* list) {
+    size_t smem = (size_t)(variant ? n_pairs + 33 * n_exp : n_pairs) * 4;
+    emu::launch({1, 1, 1}, {1024, 1, 1}, smem, [&] {
+        if (variant)
+            group_pairs_w(ids, n_pairs, n_exp, off, list);
+        else
+            group_pairs(ids, n_pairs, n_exp, off, list);
+    });
+    return 0;
+}
+
 // The engine's CUDA-core product (kernels.cu's matmat_*) with a caller's grid and groups: the
 // adoption patch runs the prefill router through it with one group per TT tokens and
 // expert_bytes = 0 (every group reads the same matrix).

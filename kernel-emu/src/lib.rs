@@ -148,6 +148,14 @@ mod ffi {
             pairs: i32,
             act: *mut f32,
         ) -> i32;
+        pub fn emu_group_pairs(
+            variant: i32,
+            ids: *const i32,
+            n_pairs: i32,
+            n_exp: i32,
+            off: *mut i32,
+            list: *mut i32,
+        ) -> i32;
         pub fn emu_matvec3(
             variant: i32,
             qt: i32,
@@ -840,4 +848,44 @@ pub fn attn_decode(which: Decode, a: &DecodeAttn) -> Result<DecodeAttnOut, EmuEr
         kc: kc.to_f32(a.kc.len()),
         vc: vc.to_f32(a.vc.len()),
     })
+}
+
+/// Which expert-grouping kernel to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// kernels.cu's group_pairs: one thread per expert scans every pair.
+    Serial,
+    /// kernels.cu's group_pairs_w: the pairs split over the block's 32 warps.
+    Warps,
+}
+
+/// The engine's grouping of pairs by expert: (list, off) as the prefill MoE products read them
+/// (off[e] .. off[e + 1] indexes list, which holds pair ids in increasing order per expert).
+pub fn group_pairs_kernel(
+    which: Grouping,
+    ids: &[i32],
+    experts: usize,
+) -> Result<(Vec<i32>, Vec<i32>), EmuError> {
+    need((1..=1024).contains(&experts), || {
+        "1 ..= 1024 experts".into()
+    })?;
+    need(
+        ids.iter().all(|&e| e >= 0 && (e as usize) < experts),
+        || "every id must name an expert".into(),
+    )?;
+    let mut off = vec![-1i32; experts + 1];
+    let mut list = vec![-1i32; ids.len()];
+    // SAFETY: ids holds n_pairs ints, off experts + 1 and list n_pairs (the kernel's writes).
+    let rc = unsafe {
+        ffi::emu_group_pairs(
+            (which == Grouping::Warps) as i32,
+            ids.as_ptr(),
+            ids.len() as i32,
+            experts as i32,
+            off.as_mut_ptr(),
+            list.as_mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok((list, off))
 }
