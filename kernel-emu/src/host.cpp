@@ -113,6 +113,45 @@ extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, cons
     EMU_DISPATCH_ALL(qt, MV3_CALL);
 }
 
+// decode.cu's matvec3n (the attention RMSNorm and q/k/v in one launch; v of qtype qt2), without
+// its RoPE epilogue (counter = null), for the pairs the engine instantiates; 1 for another pair.
+extern "C" int emu_matvec3n(int qt, int qt2, const u8* W0, const u8* W1, const u8* W2,
+                            i64 row_bytes, i64 row_bytes2, int n0, int n1, int n2, int K,
+                            const float* x, const float* nw, float eps, float* h_out, float* y0,
+                            float* y1, float* y2) {
+    unsigned warps = qt == qt2 ? (unsigned)(n0 + n1 + n2 + 1) / 2 : (unsigned)((n0 + n1) / 2 + n2);
+    emu_dim3 grid{(warps + MV_WARPS - 1) / MV_WARPS, 1, 1};
+#define MV3N_CALL(NAME)                                                                           \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, (size_t)K * 4, [&] {                                \
+        matvec3n_##NAME(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps, h_out, y0, \
+                        y1, y2, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0.f, nullptr);   \
+    });                                                                                          \
+    return 0
+    if (qt == QT_Q4_K && qt2 == QT_Q4_K) { MV3N_CALL(q4_k_q4_k); }
+    if (qt == QT_Q4_K && qt2 == QT_Q6_K) { MV3N_CALL(q4_k_q6_k); }
+    if (qt == QT_Q4_K && qt2 == QT_Q5_K) { MV3N_CALL(q4_k_q5_k); }
+    if (qt == QT_Q5_K && qt2 == QT_Q6_K) { MV3N_CALL(q5_k_q6_k); }
+    if (qt == QT_Q6_K && qt2 == QT_Q8_0) { MV3N_CALL(q6_k_q8_0); }
+    if (qt == QT_Q8_0 && qt2 == QT_F16) { MV3N_CALL(q8_0_f16); }
+    if (qt == QT_F16 && qt2 == QT_F32) { MV3N_CALL(f16_f32); }
+    if (qt == QT_F32 && qt2 == QT_Q4_K) { MV3N_CALL(f32_q4_k); }
+    if (qt == QT_Q6_K && qt2 == QT_Q6_K) { MV3N_CALL(q6_k_q6_k); }
+    if (qt == QT_Q5_K && qt2 == QT_Q5_K) { MV3N_CALL(q5_k_q5_k); }
+    if (qt == QT_Q8_0 && qt2 == QT_Q8_0) { MV3N_CALL(q8_0_q8_0); }
+    if (qt == QT_F16 && qt2 == QT_F16) { MV3N_CALL(f16_f16); }
+    if (qt == QT_F32 && qt2 == QT_F32) { MV3N_CALL(f32_f32); }
+    return 1;
+}
+
+// decode.cu's matvec4 (four rows per warp): y (=|+=) W x.
+extern "C" int emu_matvec4(int qt, const u8* W, i64 row_bytes, int nrows, int K, const float* x,
+                           float* y, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + 4 * MV_WARPS - 1) / (4 * MV_WARPS)), 1, 1};
+#define MV4_CALL(NAME) \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0, [&] { matvec4_##NAME(W, row_bytes, nrows, K, x, y, mode); })
+    EMU_DISPATCH_ALL(qt, MV4_CALL);
+}
+
 // The engine's grouping of (token, slot) pairs by expert for the prefill MoE products:
 // variant 0 kernels.cu's group_pairs (one thread per expert scans every pair), 1 group_pairs_w
 // (the pairs split over 32 warps). One block of 1024 threads, as the engine launches them.

@@ -148,6 +148,36 @@ mod ffi {
             pairs: i32,
             act: *mut f32,
         ) -> i32;
+        pub fn emu_matvec3n(
+            qt: i32,
+            qt2: i32,
+            w0: *const u8,
+            w1: *const u8,
+            w2: *const u8,
+            row_bytes: i64,
+            row_bytes2: i64,
+            n0: i32,
+            n1: i32,
+            n2: i32,
+            k: i32,
+            x: *const f32,
+            nw: *const f32,
+            eps: f32,
+            h_out: *mut f32,
+            y0: *mut f32,
+            y1: *mut f32,
+            y2: *mut f32,
+        ) -> i32;
+        pub fn emu_matvec4(
+            qt: i32,
+            w: *const u8,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            x: *const f32,
+            y: *mut f32,
+            mode: i32,
+        ) -> i32;
         pub fn emu_group_pairs(
             variant: i32,
             ids: *const i32,
@@ -888,4 +918,91 @@ pub fn group_pairs_kernel(
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))?;
     Ok((list, off))
+}
+
+/// decode.cu's matvec3n: h = RMSNorm(x) * nw (also returned), then q, k (w[0], w[1], one qtype)
+/// and v (w[2], its own qtype) of h, in one launch, as the engine's decode runs them. An error
+/// for a qtype pair the engine has no instance of, or q/k rows of odd sum with a v of another
+/// qtype (the engine then runs the unfused path).
+pub fn matvec3n(
+    w: [Weights<'_>; 3],
+    x: &[f32],
+    nw: &[f32],
+    eps: f32,
+) -> Result<(Vec<f32>, [Vec<f32>; 3]), EmuError> {
+    let row_bytes = check_rows(&w[0])?;
+    let row_bytes2 = check_rows(&w[2])?;
+    check_rows(&w[1])?;
+    need(
+        w[1].qt == w[0].qt && w.iter().all(|m| m.k == w[0].k),
+        || "q and k share a qtype; all three read k floats".into(),
+    )?;
+    need(w[0].k % 4 == 0, || "k must be a multiple of 4".into())?;
+    need(
+        w[2].qt == w[0].qt || (w[0].rows + w[1].rows) % 2 == 0,
+        || "q and k rows must sum to an even count when v has another qtype".into(),
+    )?;
+    need(x.len() == w[0].k && nw.len() == w[0].k, || {
+        format!("x and nw must hold k = {} floats", w[0].k)
+    })?;
+    let a: Vec<Aligned> = w.iter().map(|m| Aligned::from_bytes(m.bytes)).collect();
+    let (xa, na) = (Aligned::from_f32(x), Aligned::from_f32(nw));
+    let mut h = vec![f32::NAN; w[0].k];
+    let mut y = [
+        vec![f32::NAN; w[0].rows],
+        vec![f32::NAN; w[1].rows],
+        vec![f32::NAN; w[2].rows],
+    ];
+    let [y0, y1, y2] = &mut y;
+    // SAFETY: each matrix holds its rows (checked); h holds k floats, y_i w_i.rows floats.
+    let rc = unsafe {
+        ffi::emu_matvec3n(
+            w[0].qt.ggml_id() as i32,
+            w[2].qt.ggml_id() as i32,
+            a[0].ptr(),
+            a[1].ptr(),
+            a[2].ptr(),
+            row_bytes as i64,
+            row_bytes2 as i64,
+            w[0].rows as i32,
+            w[1].rows as i32,
+            w[2].rows as i32,
+            w[0].k as i32,
+            xa.ptr(),
+            na.ptr(),
+            eps,
+            h.as_mut_ptr(),
+            y0.as_mut_ptr(),
+            y1.as_mut_ptr(),
+            y2.as_mut_ptr(),
+        )
+    };
+    need(rc == 0, || {
+        format!("no matvec3n instance for this qtype pair (launch returned {rc})")
+    })?;
+    Ok((h, y))
+}
+
+/// decode.cu's matvec4 (four rows per warp): W x (the engine's output head).
+pub fn matvec4(w: Weights<'_>, x: &[f32]) -> Result<Vec<f32>, EmuError> {
+    let row_bytes = check_rows(&w)?;
+    need(x.len() == w.k, || format!("x must hold k = {} floats", w.k))?;
+    let a = Aligned::from_bytes(w.bytes);
+    let xa = Aligned::from_f32(x);
+    let mut y = vec![f32::NAN; w.rows];
+    // SAFETY: W holds its rows (checked), y w.rows floats.
+    let rc = unsafe {
+        ffi::emu_matvec4(
+            w.qt.ggml_id() as i32,
+            a.ptr(),
+            row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xa.ptr(),
+            y.as_mut_ptr(),
+            0,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(y)
 }
