@@ -58,7 +58,6 @@ struct WarpScratch {
     uint32_t a[32][4];
     uint32_t b[32][2];
     float v[32];
-    const void* p[32];  // ldmatrix: each lane's row address
 };
 
 struct BlockCtx {
@@ -213,21 +212,6 @@ inline unsigned __match_any_sync(unsigned, int v) {
     }
     emu::warp_sync();
     return m;
-}
-
-// ldmatrix.sync.aligned.m8n8.x4.shared.b16 (PTX ISA): lanes 8j .. 8j + 7 give the addresses of
-// rows 0 .. 7 of matrix j (16 bytes each); lane l receives, for each matrix j, the 32-bit word
-// holding elements 2 (l % 4) and 2 (l % 4) + 1 of row l / 4, in r[j].
-inline void emu_ldmatrix_x4(uint32_t r[4], const void* row) {
-    auto& w = emu::warp();
-    unsigned lane = emu::linear_tid() & 31;
-    w.p[lane] = row;
-    emu::warp_sync();
-    for (int j = 0; j < 4; j++) {
-        const unsigned char* src = (const unsigned char*)w.p[8 * j + lane / 4];
-        std::memcpy(&r[j], src + 4 * (lane % 4), 4);
-    }
-    emu::warp_sync();
 }
 
 inline unsigned char* emu_dyn_smem() { return emu::ctx->dyn_smem; }
