@@ -154,18 +154,27 @@ inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p
 inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 
-// Warp shuffle of a 4-byte value (float or int), through the warp's scratch.
-template <class T>
-inline T __shfl_xor_sync(unsigned, T v, int o) {
+// Warp shuffles of a 4-byte value (float or int), through the warp's scratch: every lane
+// publishes v, then reads the value of the lane src(lane) names.
+template <class T, class Src>
+inline T emu_shuffle(T v, Src src) {
     static_assert(sizeof(T) == 4, "4-byte shuffles only");
     auto& w = emu::warp();
     unsigned lane = emu::linear_tid() & 31;
     std::memcpy(&w.v[lane], &v, 4);
     emu::warp_sync();
     T r;
-    std::memcpy(&r, &w.v[(lane ^ (unsigned)o) & 31], 4);
+    std::memcpy(&r, &w.v[src(lane) & 31], 4);
     emu::warp_sync();
     return r;
+}
+template <class T>
+inline T __shfl_xor_sync(unsigned, T v, int o) {
+    return emu_shuffle(v, [o](unsigned lane) { return lane ^ (unsigned)o; });
+}
+template <class T>
+inline T __shfl_sync(unsigned, T v, int src) {
+    return emu_shuffle(v, [src](unsigned) { return (unsigned)src; });
 }
 
 inline float __int_as_float(unsigned v) {
@@ -178,19 +187,6 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
     uint64_t xy = ((uint64_t)y << 32) | x;
     unsigned r = 0;
     for (int n = 0; n < 4; n++) r |= (unsigned)((xy >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
-    return r;
-}
-// Warp shuffle from one lane (4-byte values), through the warp's scratch.
-template <class T>
-inline T __shfl_sync(unsigned, T v, int src) {
-    static_assert(sizeof(T) == 4, "4-byte shuffles only");
-    auto& w = emu::warp();
-    unsigned lane = emu::linear_tid() & 31;
-    std::memcpy(&w.v[lane], &v, 4);
-    emu::warp_sync();
-    T r;
-    std::memcpy(&r, &w.v[src & 31], 4);
-    emu::warp_sync();
     return r;
 }
 // A load that bypasses L1 on the GPU; the emulator has one memory.

@@ -6,22 +6,14 @@ use contract_macros::falsifier;
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, causal_attention_f64, decode_attn_case, device, group_pairs, max_abs_error,
-    random_matrix, relative_error, Reference, Rng, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
+    random_matrix, relative_error, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES,
+    PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
     attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, moe_gate_up,
     split_act, Decode, Pairs, Weights,
 };
 use pv_evidence::{Ctx, FalsifierResult, ResultExt};
-
-const ALL_QTYPES: [GpuQType; 6] = [
-    GpuQType::F32,
-    GpuQType::F16,
-    GpuQType::Q8_0,
-    GpuQType::Q4K,
-    GpuQType::Q5K,
-    GpuQType::Q6K,
-];
 
 fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
     Weights {

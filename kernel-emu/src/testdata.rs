@@ -9,6 +9,16 @@ use engine::quant::{dequantize_row, f32_to_f16, QType};
 
 use crate::{DecodeAttn, EmuError, Heads};
 
+/// Every qtype the engine has GPU kernels for, in the order the tests seed them by.
+pub const ALL_QTYPES: [GpuQType; 6] = [
+    GpuQType::F32,
+    GpuQType::F16,
+    GpuQType::Q8_0,
+    GpuQType::Q4K,
+    GpuQType::Q5K,
+    GpuQType::Q6K,
+];
+
 /// xorshift64*: deterministic test data without a dependency.
 pub struct Rng(pub u64);
 impl Rng {

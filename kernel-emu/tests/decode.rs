@@ -6,18 +6,9 @@
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, decode_attn_case as decode_case, device, random_matrix, Reference, Rng,
-    DECODE_ATTN_CASES,
+    ALL_QTYPES, DECODE_ATTN_CASES,
 };
 use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, Weights};
-
-const QTYPES: [GpuQType; 6] = [
-    GpuQType::F32,
-    GpuQType::F16,
-    GpuQType::Q8_0,
-    GpuQType::Q4K,
-    GpuQType::Q5K,
-    GpuQType::Q6K,
-];
 
 fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
     Weights {
@@ -38,7 +29,7 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
     // 70 rows: 4-row blocks end mid-way and the two-row warps' last one has a single row
     let (experts, ff, k) = (4usize, 70usize, 512usize);
     let ids = [2i32, 0, 3, 2, 1, 0];
-    for (i, qt) in QTYPES.into_iter().enumerate() {
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
         let mut rng = Rng(900 + i as u64);
         let gf = random_matrix(qt, experts * ff, k, &mut rng);
         let uf = random_matrix(qt, experts * ff, k, &mut rng);
@@ -92,7 +83,7 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
 fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
     // odd row counts: warps whose two rows fall in two matrices, and a last warp with one row
     let (rows, k) = ([37usize, 9, 5], 256usize);
-    for (i, qt) in QTYPES.into_iter().enumerate() {
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
         let mut rng = Rng(40 + i as u64);
         let files: Vec<Vec<u8>> = rows
             .iter()

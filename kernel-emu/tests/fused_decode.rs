@@ -5,7 +5,7 @@
 //! equality.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
+use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng, ALL_QTYPES};
 use kernel_emu::{matvec3n, matvec4, Weights};
 
 fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize) -> Weights<'_> {
@@ -102,17 +102,7 @@ fn fused_norm_qkv_refuses_what_the_engine_does_not_instantiate() {
 fn four_rows_per_warp_matches_the_cpu_dequantizer() {
     // 45 rows: a last warp with one row, a last block with three warps
     let (rows, k) = (45usize, 768usize);
-    for (i, qt) in [
-        GpuQType::F32,
-        GpuQType::F16,
-        GpuQType::Q8_0,
-        GpuQType::Q4K,
-        GpuQType::Q5K,
-        GpuQType::Q6K,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, qt) in ALL_QTYPES.into_iter().enumerate() {
         let mut rng = Rng(70 + i as u64);
         let file = random_matrix(qt, rows, k, &mut rng);
         let dev = device(qt, &file);
