@@ -1,5 +1,5 @@
 // Compiles CUDA C kernels as C++ for the SIMT emulator (simt.h): engine/src/cuda/mmq.cu,
-// attn_prefill.cu and decode.cu as they are, and kernels.cu after a textual replacement of its few inline-PTX helpers by the emulator's
+// attn_prefill.cu, decode.cu and decode_q16.cu as they are, and kernels.cu after a textual replacement of its few inline-PTX helpers by the emulator's
 // (below). The replacements are exact strings with an expected count:
 // if kernels.cu changes one of them, this build fails and names it, rather than emulate
 // something else.
@@ -76,6 +76,7 @@ fn main() {
         "../engine/src/cuda/mmq.cu",
         "../engine/src/cuda/attn_prefill.cu",
         "../engine/src/cuda/decode.cu",
+        "../engine/src/cuda/decode_q16.cu",
         KERNELS_CU,
     ] {
         println!("cargo:rerun-if-changed={f}");

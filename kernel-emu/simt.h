@@ -41,6 +41,13 @@ struct emu_dim3 {
 struct alignas(8) uint2 {
     unsigned x, y;
 };
+struct alignas(8) int2 {
+    int x, y;
+};
+struct alignas(8) float2 {
+    float x, y;
+};
+inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
@@ -257,6 +264,15 @@ inline void emu_mma16816(float* c, const uint32_t* a, const uint32_t* b) {
     emu::warp_sync();
     for (int i = 0; i < 4; i++) c[i] = out[i];
 }
+
+// dp4a.s32.s32: c + the dot product of a's and b's four signed bytes.
+inline int emu_dp4a(int a, int b, int c) {
+    int s = c;
+    for (int i = 0; i < 4; i++) s += (int)(int8_t)((unsigned)a >> (8 * i)) * (int)(int8_t)((unsigned)b >> (8 * i));
+    return s;
+}
+// cvt.rni.s32.f32 (__float2int_rn): round to nearest, ties to even (the default rounding mode).
+inline int emu_rint(float x) { return (int)std::nearbyint(x); }
 
 inline void emu_cp_async16(void* dst, const void* src) { emu::cp_queue.emplace_back(dst, src); }
 inline void emu_cp_async_wait_all() {

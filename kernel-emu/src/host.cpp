@@ -2,13 +2,14 @@
 #include "../simt.h"
 
 #define PV_EMU 1
-// The engine's kernels.cu with its inline PTX replaced (build.rs), then mmq.cu, attn_prefill.cu
-// and decode.cu, which reuse its types (PV_KERNELS_PRELUDE), as they do in the engine.
+// The engine's kernels.cu with its inline PTX replaced (build.rs), then mmq.cu, attn_prefill.cu,
+// decode.cu and decode_q16.cu, which reuse its types (PV_KERNELS_PRELUDE), as they do in the engine.
 #include "kernels_emu.cu"
 #define PV_KERNELS_PRELUDE
 #include "../../engine/src/cuda/mmq.cu"
 #include "../../engine/src/cuda/attn_prefill.cu"
 #include "../../engine/src/cuda/decode.cu"
+#include "../../engine/src/cuda/decode_q16.cu"
 
 // Run CALL(suffix) for the kernel of qtype `qt` (the entry points are named <kernel>_<suffix>);
 // return 0, or 1 for a qtype without such a kernel.
@@ -208,4 +209,42 @@ extern "C" int emu_attn_decode(int variant, float* q, const float* k, const floa
     emu::launch({(unsigned)n_head, 1, 1}, {(unsigned)hd, 1, 1}, 0,
                 [&] { attn_combine(part, out, &pos, n_head, hd, n_chunks); });
     return 0;
+}
+
+// The decode expert products on Q16 activations (decode_q16.cu).
+extern "C" int emu_q16_quantize(const float* x, int K, u8* out) {
+    emu::launch({1, 1, 1}, {64, 1, 1}, 0, [&] { q16_quantize(x, K, out); });
+    return 0;
+}
+
+extern "C" int emu_moe_gate_up2_q16(int qt, const u8* Wg, const u8* Wu, i64 expert_bytes,
+                                    i64 row_bytes, int ff, int K, const u8* xq, const int* ids,
+                                    int pairs, float* act, u8* actq) {
+    emu_dim3 grid{(unsigned)(ff / (RPW * MV_WARPS)), (unsigned)pairs, 1};
+#define GUQ_CALL(NAME)                                                                       \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0, [&] {                                        \
+        moe_gate_up2_q16_##NAME(Wg, Wu, expert_bytes, row_bytes, ff, K, xq, ids, act, actq, Wg, \
+                                expert_bytes);                                               \
+    })
+    switch (qt) {
+        case QT_Q4_K: GUQ_CALL(q4_k); return 0;
+        case QT_Q5_K: GUQ_CALL(q5_k); return 0;
+        case QT_Q6_K: GUQ_CALL(q6_k); return 0;
+        default: return 1;
+    }
+}
+
+extern "C" int emu_moe_down_q16(int qt, const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows,
+                                int ff, int k, const u8* actq, const int* ids, const float* wts,
+                                float* x) {
+    emu_dim3 grid{(unsigned)((nrows + MV_WARPS - 1) / MV_WARPS), 1, 1};
+#define DQ_CALL(NAME)                                                                          \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0,                                                \
+                [&] { moe_down_q16_##NAME(Wd, expert_bytes, row_bytes, nrows, ff, k, actq, ids, wts, x); })
+    switch (qt) {
+        case QT_Q4_K: DQ_CALL(q4_k); return 0;
+        case QT_Q5_K: DQ_CALL(q5_k); return 0;
+        case QT_Q6_K: DQ_CALL(q6_k); return 0;
+        default: return 1;
+    }
 }

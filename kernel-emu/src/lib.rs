@@ -168,6 +168,34 @@ mod ffi {
             y1: *mut f32,
             y2: *mut f32,
         ) -> i32;
+        pub fn emu_q16_quantize(x: *const f32, k: i32, out: *mut u8) -> i32;
+        pub fn emu_moe_gate_up2_q16(
+            qt: i32,
+            wg: *const u8,
+            wu: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            ff: i32,
+            k: i32,
+            xq: *const u8,
+            ids: *const i32,
+            pairs: i32,
+            act: *mut f32,
+            actq: *mut u8,
+        ) -> i32;
+        pub fn emu_moe_down_q16(
+            qt: i32,
+            wd: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            nrows: i32,
+            ff: i32,
+            k: i32,
+            actq: *const u8,
+            ids: *const i32,
+            wts: *const f32,
+            x: *mut f32,
+        ) -> i32;
         pub fn emu_matvec4(
             qt: i32,
             w: *const u8,
@@ -1001,6 +1029,192 @@ pub fn matvec4(w: Weights<'_>, x: &[f32]) -> Result<Vec<f32>, EmuError> {
             xa.ptr(),
             y.as_mut_ptr(),
             0,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(y)
+}
+
+/// A vector of K activations as decode_q16.cu's Q16 format holds it: per block of 8 elements a
+/// scale `dx` and 16-bit integers `v = 256 hi + lo`, so that element i is about `dx[i / 8] v[i]`.
+#[derive(Clone, Debug)]
+pub struct Q16 {
+    /// The device bytes (hi[K], lo[K], dx[K / 8], isum[K / 8]).
+    pub bytes: Vec<u8>,
+    pub k: usize,
+}
+
+impl Q16 {
+    fn word(&self, off: usize) -> [u8; 4] {
+        [
+            self.bytes[off],
+            self.bytes[off + 1],
+            self.bytes[off + 2],
+            self.bytes[off + 3],
+        ]
+    }
+    pub fn hi(&self, i: usize) -> i8 {
+        self.bytes[i] as i8
+    }
+    pub fn lo(&self, i: usize) -> i8 {
+        self.bytes[self.k + i] as i8
+    }
+    /// The integer value of element i.
+    pub fn v(&self, i: usize) -> i32 {
+        256 * self.hi(i) as i32 + self.lo(i) as i32
+    }
+    pub fn dx(&self, b: usize) -> f32 {
+        f32::from_ne_bytes(self.word(2 * self.k + 4 * b))
+    }
+    pub fn isum(&self, b: usize) -> i32 {
+        i32::from_ne_bytes(self.word(2 * self.k + 4 * (self.k / 8) + 4 * b))
+    }
+    /// The activations the integer dots see: dx v, in float64.
+    pub fn dequantized(&self) -> Vec<f64> {
+        (0..self.k)
+            .map(|i| self.dx(i / 8) as f64 * self.v(i) as f64)
+            .collect()
+    }
+}
+
+fn q16_geometry(k: usize) -> Result<(), EmuError> {
+    need(k > 0 && k % 32 == 0, || {
+        format!("a Q16 vector needs K % 32 == 0 (got {k})")
+    })
+}
+
+/// decode_q16.cu's q16_quantize: `x` as a Q16 vector.
+pub fn q16_quantize(x: &[f32]) -> Result<Q16, EmuError> {
+    let k = x.len();
+    q16_geometry(k)?;
+    let xa = Aligned::from_f32(x);
+    let mut out = Aligned::zeroed(3 * k);
+    // SAFETY: x holds k floats, out 3 k bytes, k % 32 == 0 (checked).
+    let rc = unsafe { ffi::emu_q16_quantize(xa.ptr(), k as i32, out.mut_ptr()) };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(Q16 {
+        bytes: out.bytes()[..3 * k].to_vec(),
+        k,
+    })
+}
+
+fn q16_qtype(qt: GpuQType) -> Result<(), EmuError> {
+    need(
+        matches!(qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K),
+        || format!("{} has no Q16 kernel (Q4_K, Q5_K and Q6_K do)", qt.name()),
+    )
+}
+
+/// decode_q16.cu's moe_gate_up2_q16 for the pairs `ids` of one token: the SwiGLU outputs (f32,
+/// pairs x ff) and the same as one Q16 vector per pair (the down kernel's input).
+pub fn moe_gate_up2_q16(
+    gate: Weights<'_>,
+    up: Weights<'_>,
+    xq: &Q16,
+    ids: &[i32],
+) -> Result<(Vec<f32>, Vec<Q16>), EmuError> {
+    q16_qtype(gate.qt)?;
+    let row_bytes = check_rows(&gate)?;
+    need(
+        up.qt == gate.qt && up.rows == gate.rows && up.k == gate.k && up.experts == gate.experts,
+        || "gate and up must have one shape and qtype".into(),
+    )?;
+    check_rows(&up)?;
+    let (ff, k) = (gate.rows, gate.k);
+    q16_geometry(ff)?;
+    need(xq.k == k && xq.bytes.len() == 3 * k, || {
+        format!("xq must be a Q16 vector of K = {k}")
+    })?;
+    need(!ids.is_empty(), || "at least one pair".into())?;
+    need(
+        ids.iter().all(|&e| e >= 0 && (e as usize) < gate.experts),
+        || "an expert id is out of range".into(),
+    )?;
+    let (ga, ua, xa) = (
+        Aligned::from_bytes(gate.bytes),
+        Aligned::from_bytes(up.bytes),
+        Aligned::from_bytes(&xq.bytes),
+    );
+    let mut act = vec![f32::NAN; ids.len() * ff];
+    let mut actq = Aligned::zeroed(3 * ff * ids.len());
+    // SAFETY: expert ids < experts, ff % 32 == 0 rows, xq 3 K bytes: checked above; act holds
+    // pairs x ff floats, actq pairs x 3 ff bytes.
+    let rc = unsafe {
+        ffi::emu_moe_gate_up2_q16(
+            gate.qt.ggml_id() as i32,
+            ga.ptr(),
+            ua.ptr(),
+            (row_bytes * ff) as i64,
+            row_bytes as i64,
+            ff as i32,
+            k as i32,
+            xa.ptr(),
+            ids.as_ptr(),
+            ids.len() as i32,
+            act.as_mut_ptr(),
+            actq.mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    let qs = actq.bytes()[..3 * ff * ids.len()]
+        .chunks_exact(3 * ff)
+        .map(|c| Q16 {
+            bytes: c.to_vec(),
+            k: ff,
+        })
+        .collect();
+    Ok((act, qs))
+}
+
+/// decode_q16.cu's moe_down_q16: `x[r] + sum_s wts[s] (down_{ids[s]}[r] . act_s)` for every row
+/// r, with act_s the Q16 SwiGLU outputs of slot s.
+pub fn moe_down_q16(
+    down: Weights<'_>,
+    actq: &[Q16],
+    ids: &[i32],
+    wts: &[f32],
+    x: &[f32],
+) -> Result<Vec<f32>, EmuError> {
+    q16_qtype(down.qt)?;
+    let row_bytes = check_rows(&down)?;
+    let (rows, ff) = (down.rows, down.k);
+    q16_geometry(ff)?;
+    need(
+        !ids.is_empty() && ids.len() == actq.len() && ids.len() == wts.len(),
+        || "one Q16 vector and one weight per slot".into(),
+    )?;
+    need(
+        actq.iter().all(|q| q.k == ff && q.bytes.len() == 3 * ff),
+        || format!("every slot's input must be a Q16 vector of K = {ff}"),
+    )?;
+    need(
+        ids.iter().all(|&e| e >= 0 && (e as usize) < down.experts),
+        || "an expert id is out of range".into(),
+    )?;
+    need(x.len() == rows, || format!("x must hold {rows} floats"))?;
+    let wa = Aligned::from_bytes(down.bytes);
+    let qa = Aligned::from_bytes(
+        &actq
+            .iter()
+            .flat_map(|q| q.bytes.iter().copied())
+            .collect::<Vec<u8>>(),
+    );
+    let mut y = x.to_vec();
+    // SAFETY: ids < experts, the slots' Q16 vectors (3 ff bytes each) and weights match ids,
+    // y holds rows floats: checked above.
+    let rc = unsafe {
+        ffi::emu_moe_down_q16(
+            down.qt.ggml_id() as i32,
+            wa.ptr(),
+            (row_bytes * rows) as i64,
+            row_bytes as i64,
+            rows as i32,
+            ff as i32,
+            ids.len() as i32,
+            qa.ptr(),
+            ids.as_ptr(),
+            wts.as_ptr(),
+            y.as_mut_ptr(),
         )
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))?;

@@ -16,15 +16,17 @@ use super::CudaError;
 
 /// The kernel source, compiled at start-up (see docs/gpu.md for why NVRTC rather than nvcc).
 /// kernels.cu, then mmq.cu (the integer-operand prefill products), attn_prefill.cu (prefill
-/// attention) and decode.cu (two-rows-per-warp decode mat-vecs), which reuse kernels.cu's types,
-/// qtype ids and helpers (PV_KERNELS_PRELUDE). All four also run on the CPU under the SIMT
-/// emulator (crate kernel-emu).
+/// attention), decode.cu (two-rows-per-warp decode mat-vecs) and decode_q16.cu (the decode
+/// expert products on 16-bit integer activations), which reuse kernels.cu's types, qtype ids and
+/// helpers (PV_KERNELS_PRELUDE). All five also run on the CPU under the SIMT emulator (crate
+/// kernel-emu).
 pub const KERNELS_CU: &str = concat!(
     include_str!("kernels.cu"),
     "\n#define PV_KERNELS_PRELUDE\n",
     include_str!("mmq.cu"),
     include_str!("attn_prefill.cu"),
-    include_str!("decode.cu")
+    include_str!("decode.cu"),
+    include_str!("decode_q16.cu")
 );
 
 /// What the device reported about itself.
@@ -88,6 +90,7 @@ fn kernel_names() -> Vec<String> {
         "split_act",
         "attn_prefill",
         "attn_decode",
+        "q16_quantize",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -112,11 +115,18 @@ fn kernel_names() -> Vec<String> {
     for q in ["q8_0", "q4_k", "q5_k", "q6_k"] {
         v.push(format!("matmat_q_{q}"));
     }
+    for q in Q16_QTYPES {
+        v.push(format!("moe_gate_up2_q16_{q}"));
+        v.push(format!("moe_down_q16_{q}"));
+    }
     for p in MATVEC3N_PAIRS {
         v.push(format!("matvec3n_{p}"));
     }
     v
 }
+
+/// The weight qtypes decode_q16.cu instantiates its expert kernels for.
+pub(crate) const Q16_QTYPES: [&str; 3] = ["q4_k", "q5_k", "q6_k"];
 
 /// The (q/k qtype, v qtype) pairs decode.cu instantiates matvec3n for (the synthetic files'
 /// Q4_K_M and mixed presets); other pairs run the unfused RMSNorm + q/k/v path.

@@ -422,12 +422,15 @@ __device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_b
 }
 
 __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, float* wts, int lane);
+// decode_q16.cu (appended after this file)
+__device__ void q16_quantize_blocks(const float* x, int K, u8* out, int first, int step);
 
 // Decode router in one launch: h = RMSNorm(x) * nw (each block computes it into shared memory,
 // block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one block of
 // ROUTER_THREADS per row, so that a row's loads are spread over 8 warps and take one round trip),
 // and the last block to finish (atomic ticket) runs the softmax / top-k. Dynamic shared memory:
-// K floats. The ticket counter returns to 0 for the next launch (graph replays).
+// K floats. The ticket counter returns to 0 for the next launch (graph replays). With hq set,
+// block 0 also writes h as a Q16 vector (decode_q16.cu) for the q16 gate/up kernel.
 // (Tried and dropped: the last block asking the copy engine to prefetch the chosen experts'
 // matrices into L2. One block's bulk prefetches of ~25 MB ran ~100 us: a single SM's copy engine
 // is far slower than the DRAM. The down matrices are prefetched by moe_gate_up instead.)
@@ -435,7 +438,7 @@ __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, fl
 template <int QT>
 __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K, const float* x,
                                    const float* nw, float eps, float* h_out, float* logits, int k,
-                                   int* ids, float* wts, unsigned* counter) {
+                                   int* ids, float* wts, unsigned* counter, u8* hq) {
     extern __shared__ __align__(16) float sh[];
     __shared__ float red[32];
     __shared__ unsigned ticket;
@@ -463,6 +466,7 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
         if (blockIdx.x == 0) ((float4*)h_out)[i] = hv;
     }
     __syncthreads();
+    if (blockIdx.x == 0 && hq) q16_quantize_blocks(sh, K, hq, tid, ROUTER_THREADS);
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
     float acc[1] = {0.f};
     const float* xs[1] = {sh};
@@ -849,9 +853,9 @@ __device__ void matmat_tc_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int
     extern "C" __global__ void router_decode_##NAME(const u8* W, i64 row_bytes, int n_exp, int K,   \
                                                     const float* x, const float* nw, float eps,   \
                                                     float* h_out, float* logits, int k, int* ids, \
-                                                    float* wts, unsigned* counter) {              \
+                                                    float* wts, unsigned* counter, u8* hq) {      \
         router_decode_impl<QT>(W, row_bytes, n_exp, K, x, nw, eps, h_out, logits, k, ids, wts,    \
-                               counter);                                                          \
+                               counter, hq);                                                      \
     }                                                                                            \
     extern "C" __global__ void moe_gate_up_##NAME(const u8* Wg, const u8* Wu, i64 expert_bytes,   \
                                                   i64 row_bytes, int ff, int K, const float* x,   \

@@ -165,6 +165,11 @@ struct State {
     /// matvec3n's per-head row counts when it also runs the q/k norm and RoPE (n_head +
     /// n_head_kv, zero between launches).
     qk_counter: Buf<i32>,
+    /// Decode, q16 path (decode_q16.cu): the FFN-normed token as a Q16 vector (3 n_embd bytes,
+    /// written by router_decode) and the SwiGLU outputs of the k slots (3 ff bytes each, written
+    /// by moe_gate_up2_q16 for moe_down_q16).
+    hq: Buf<u8>,
+    actq: Buf<u8>,
 }
 
 /// A Qwen3-MoE model resident on one GPU, with its KV cache.
@@ -219,6 +224,10 @@ pub struct GpuModel {
     /// Decode expert down-projection rows per warp: 1 (kernels.cu's moe_down_decode), or 2 with
     /// PV_GPU_DOWN_RPW=2 (decode.cu's moe_down2, for A/B timing).
     down_rpw: usize,
+    /// Decode expert products (gate/up and down) on 16-bit integer activations with dp4a dots
+    /// (decode_q16.cu), where the experts are Q4_K / Q5_K / Q6_K; off with PV_GPU_NO_Q16=1 (the
+    /// f32-activation kernels, for A/B timing and as the reference path).
+    use_q16: bool,
     /// Programmatic dependent launch (compute capability >= 9.0, opt-in with PV_GPU_PDL=1): a
     /// kernel may be scheduled while the one before it finishes, and waits for it in
     /// `pdl_begin()` (kernels.cu).
@@ -401,6 +410,7 @@ impl GpuModel {
             } else {
                 1
             },
+            use_q16: !env_set("PV_GPU_NO_Q16"),
             mv4_min_rows: if env_set("PV_GPU_NO_MV4") {
                 usize::MAX
             } else if env_set("PV_GPU_MV4_ALL") {
@@ -873,6 +883,55 @@ impl GpuModel {
             .then_some(name)
     }
 
+    /// Whether this layer's decode gate/up runs on Q16 activations (decode_q16.cu): Q4_K / Q5_K /
+    /// Q6_K gate and up of one qtype, two rows per warp, and shapes whose Q16 vectors keep their
+    /// 16-byte alignment (n_embd and ff multiples of 32).
+    fn q16_gate_up(&self, ly: &Layer) -> bool {
+        let q16 = |m: &DevMat| matches!(m.qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K);
+        self.use_q16
+            && self.decode_rpw == 2
+            && q16(&ly.gate)
+            && ly.up.qt == ly.gate.qt
+            && self.cfg.n_embd % 32 == 0
+            && self.cfg.expert_ff % 32 == 0
+    }
+
+    /// Whether the decode down projection reads the Q16 SwiGLU outputs that the Q16 gate/up
+    /// wrote (its qtype has a Q16 kernel).
+    fn q16_down(&self, ly: &Layer) -> bool {
+        self.q16_gate_up(ly) && matches!(ly.down.qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K)
+    }
+
+    /// The decode down projection on the f32 SwiGLU outputs (kernels.cu's moe_down_decode, or
+    /// decode.cu's moe_down2 with PV_GPU_DOWN_RPW=2).
+    fn encode_down_decode(&self, ly: &Layer, l: usize) -> Result<(), CudaError> {
+        let (c, s) = (&self.cfg, &self.st);
+        let k = c.n_expert_used;
+        let drpw = if self.down_rpw == 2 && k <= 32 { 2 } else { 1 };
+        let op = if drpw == 2 {
+            "moe_down2"
+        } else {
+            "moe_down_decode"
+        };
+        let name = self.kernel_for(&ly.down, Some(l), op);
+        launch!(
+            self,
+            name.as_str(),
+            cfg1(ceil_div(c.n_embd, drpw * MV_WARPS), 32 * MV_WARPS),
+            ly.down.ptr,
+            ly.down.mat_bytes as i64,
+            ly.down.row_bytes as i64,
+            c.n_embd as i32,
+            c.expert_ff as i32,
+            k as i32,
+            s.act.ptr,
+            s.ids.ptr,
+            s.wts.ptr,
+            s.x.ptr
+        );
+        Ok(())
+    }
+
     fn kernel_for(&self, m: &DevMat, layer: Option<usize>, op: &str) -> String {
         let mut qt = m.qt;
         if let (PlantedBug::WrongQTypeDispatch { layer: bl }, Some(l)) = (self.planted, layer) {
@@ -1265,7 +1324,8 @@ impl GpuModel {
                 k as i32,
                 s.ids.ptr,
                 s.wts.ptr,
-                s.counter.ptr
+                s.counter.ptr,
+                if self.q16_gate_up(ly) { s.hq.ptr } else { 0u64 }
             );
         } else {
             launch!(
@@ -1295,7 +1355,51 @@ impl GpuModel {
             );
         }
         let ff = c.expert_ff;
-        if t == 1 {
+        if t == 1 && self.q16_gate_up(ly) {
+            let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up2_q16");
+            let gu_cfg = LaunchConfig {
+                grid_dim: ((ff / 8) as u32, k as u32, 1),
+                block_dim: (32 * MV_WARPS as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                name.as_str(),
+                gu_cfg,
+                ly.gate.ptr,
+                ly.up.ptr,
+                ly.gate.mat_bytes as i64,
+                ly.gate.row_bytes as i64,
+                ff as i32,
+                e,
+                s.hq.ptr,
+                s.ids.ptr,
+                s.act.ptr,
+                s.actq.ptr,
+                ly.down.ptr,
+                ly.down.mat_bytes as i64
+            );
+            if self.q16_down(ly) {
+                let name = self.kernel_for(&ly.down, Some(l), "moe_down_q16");
+                launch!(
+                    self,
+                    name.as_str(),
+                    cfg1(ceil_div(c.n_embd, MV_WARPS), 32 * MV_WARPS),
+                    ly.down.ptr,
+                    ly.down.mat_bytes as i64,
+                    ly.down.row_bytes as i64,
+                    e,
+                    ff as i32,
+                    k as i32,
+                    s.actq.ptr,
+                    s.ids.ptr,
+                    s.wts.ptr,
+                    s.x.ptr
+                );
+            } else {
+                self.encode_down_decode(ly, l)?;
+            }
+        } else if t == 1 {
             let (op, rpw) = if self.decode_rpw == 2 {
                 ("moe_gate_up2", 2)
             } else {
@@ -1325,28 +1429,7 @@ impl GpuModel {
                 ly.down.ptr,
                 ly.down.mat_bytes as i64
             );
-            let drpw = if self.down_rpw == 2 && k <= 32 { 2 } else { 1 };
-            let op = if drpw == 2 {
-                "moe_down2"
-            } else {
-                "moe_down_decode"
-            };
-            let name = self.kernel_for(&ly.down, Some(l), op);
-            launch!(
-                self,
-                name.as_str(),
-                cfg1(ceil_div(c.n_embd, drpw * MV_WARPS), 32 * MV_WARPS),
-                ly.down.ptr,
-                ly.down.mat_bytes as i64,
-                ly.down.row_bytes as i64,
-                e,
-                ff as i32,
-                k as i32,
-                s.act.ptr,
-                s.ids.ptr,
-                s.wts.ptr,
-                s.x.ptr
-            );
+            self.encode_down_decode(ly, l)?;
         } else {
             let pairs = t * k;
             // the warp-parallel grouping where its counters fit (n_exp <= 128), else the serial
@@ -1576,6 +1659,11 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         let ptr = dptr(&s, &dev.stream);
         Ok(Buf { _buf: s, ptr })
     };
+    let bytes = |n: usize, what: &str| -> Result<Buf<u8>, CudaError> {
+        let s = dev.alloc::<u8>(n, what)?;
+        let ptr = dptr(&s, &dev.stream);
+        Ok(Buf { _buf: s, ptr })
+    };
     let n_split = split_elems(c, o);
     let mut tok_list = i(b, "token list")?;
     let ids: Vec<i32> = (0..b as i32).collect();
@@ -1622,6 +1710,8 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
         att_counter: i(c.n_head_kv, "attention tickets")?,
         qk_counter: i(c.n_head + c.n_head_kv, "q/k head tickets")?,
+        hq: bytes(3 * c.n_embd, "the decode router's Q16 output")?,
+        actq: bytes(3 * k * c.expert_ff, "the decode SwiGLU outputs as Q16")?,
     })
 }
 

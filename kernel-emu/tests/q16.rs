@@ -1,0 +1,230 @@
+//! decode_q16.cu (the decode expert products on 16-bit integer activations) against the CPU
+//! dequantizer in float64.
+//!
+//! Two claims, kept apart. (1) The quantizer: every element is within 0.51 dx of dx v, with dx
+//! the block's largest magnitude over 32639, and the block's integer sum is stored exactly. (2)
+//! The dp4a kernels: their output is the float64 dot product of the dequantized weights with the
+//! *dequantized Q16 activations* (dx v), up to f32 rounding (1e-5 of the sum of |w x|). Together
+//! they bound the error against the f32 activations: sum |w_i| 0.51 dx_i, which the last test
+//! checks for the kernel's output directly.
+
+use engine::cuda::GpuQType;
+use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
+use kernel_emu::{moe_down_q16, moe_gate_up2_q16, q16_quantize, Weights, Q16};
+
+const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
+const Q16_MAX: f32 = 32639.0;
+
+fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
+    Weights {
+        qt,
+        bytes,
+        rows,
+        k,
+        experts,
+    }
+}
+
+fn silu(g: f64) -> f64 {
+    g / (1.0 + (-g).exp())
+}
+
+/// (value, sum of |w x|) of expert e's row r against float64 activations.
+fn dot64(rf: &Reference, e: usize, r: usize, x: &[f64]) -> (f64, f64) {
+    let w = &rf.w[(e * rf.rows + r) * rf.k..][..rf.k];
+    w.iter().zip(x).fold((0.0, 0.0), |(s, m), (&a, &b)| {
+        (s + a as f64 * b, m + (a as f64 * b).abs())
+    })
+}
+
+/// The quantizer's contract for the elements x and their Q16 form q.
+fn check_q16(x: &[f32], q: &Q16, what: &str) {
+    assert_eq!(q.k, x.len());
+    for (b, blk) in x.chunks_exact(8).enumerate() {
+        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let dx = q.dx(b);
+        assert_eq!(
+            dx.to_bits(),
+            (amax / Q16_MAX).to_bits(),
+            "{what} block {b}: dx"
+        );
+        let mut sum = 0i32;
+        for (i, &xv) in blk.iter().enumerate() {
+            let v = q.v(8 * b + i);
+            assert!(
+                v.abs() <= Q16_MAX as i32,
+                "{what} element {}: v = {v}",
+                8 * b + i
+            );
+            let err = (xv as f64 - dx as f64 * v as f64).abs();
+            assert!(
+                err <= 0.51 * dx as f64,
+                "{what} element {}: |x - dx v| = {err:.3e} > 0.51 dx = {:.3e}",
+                8 * b + i,
+                0.51 * dx
+            );
+            sum += v;
+        }
+        assert_eq!(q.isum(b), sum, "{what} block {b}: isum");
+    }
+}
+
+#[test]
+fn quantizer_rounds_every_block_to_16_bits_of_its_largest_magnitude() {
+    let mut rng = Rng(16);
+    for k in [32usize, 256, 2048] {
+        let mut x = activations(1, k, &mut rng);
+        // a zero block, a block with one non-zero, a block of tiny and one of huge values
+        x[..8].fill(0.0);
+        x[8..16].copy_from_slice(&[0.0, 0.0, 0.0, -3.5, 0.0, 0.0, 0.0, 0.0]);
+        for v in &mut x[16..24] {
+            *v *= 1e-30;
+        }
+        for v in &mut x[24..32] {
+            *v *= 1e30;
+        }
+        let q = q16_quantize(&x).expect("geometry");
+        check_q16(&x, &q, &format!("K = {k}"));
+        assert_eq!(q.dx(0), 0.0);
+        assert!((0..8).all(|i| q.v(i) == 0));
+        assert_eq!(q.v(11), -(Q16_MAX as i32));
+    }
+    assert!(
+        q16_quantize(&[1.0; 40]).is_err(),
+        "K % 32 != 0 must be refused"
+    );
+}
+
+#[test]
+fn gate_up_q16_is_the_dot_product_with_the_quantized_activation() {
+    // 64 rows (8 blocks of 8 rows: one Q16 block of outputs each), 4 experts, 6 pairs
+    let (experts, ff, k) = (4usize, 64usize, 512usize);
+    let ids = [2i32, 0, 3, 2, 1, 0];
+    for (i, qt) in Q16_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(1600 + i as u64);
+        let gf = random_matrix(qt, experts * ff, k, &mut rng);
+        let uf = random_matrix(qt, experts * ff, k, &mut rng);
+        let (gd, ud) = (device(qt, &gf), device(qt, &uf));
+        let x = activations(1, k, &mut rng);
+        let xq = q16_quantize(&x).expect("geometry");
+        let xd = xq.dequantized();
+        let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
+        let (act, actq) = moe_gate_up2_q16(g, u, &xq, &ids).expect("geometry");
+        let (rg, ru) = (
+            Reference::new(qt, &gf, experts, ff, k).expect("reference"),
+            Reference::new(qt, &uf, experts, ff, k).expect("reference"),
+        );
+        let mut worst = 0f64;
+        for (p, &e) in ids.iter().enumerate() {
+            for r in 0..ff {
+                let (g, gm) = dot64(&rg, e as usize, r, &xd);
+                let (u, um) = dot64(&ru, e as usize, r, &xd);
+                let want = silu(g) * u;
+                // |d(silu(g) u)| <= |u| |dg| (silu' <= 1.1) + |silu(g)| |du|
+                let bound = 1e-5 * (1.1 * u.abs() * gm + silu(g).abs() * um) + 1e-30;
+                worst = worst.max((act[p * ff + r] as f64 - want).abs() / bound);
+            }
+            // the kernel's Q16 form of its own outputs, block by block
+            check_q16(
+                &act[p * ff..(p + 1) * ff],
+                &actq[p],
+                &format!("{} pair {p}", qt.name()),
+            );
+        }
+        eprintln!("{}: worst error {worst:.3e} of the bound", qt.name());
+        assert!(
+            worst <= 1.0,
+            "{}: {worst:.3e} of the f32 rounding bound",
+            qt.name()
+        );
+    }
+}
+
+#[test]
+fn down_q16_is_the_weighted_dot_product_with_the_quantized_activations() {
+    // 70 output rows (a last block of 2 warps), K = ff = 512, 3 slots
+    let (experts, rows, ff) = (4usize, 70usize, 512usize);
+    let ids = [3i32, 1, 0];
+    let sw = [0.5f32, 0.3, 0.2];
+    for (i, qt) in Q16_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(1700 + i as u64);
+        let df = random_matrix(qt, experts * rows, ff, &mut rng);
+        let dd = device(qt, &df);
+        let acts = activations(ids.len(), ff, &mut rng);
+        let actq: Vec<Q16> = acts
+            .chunks_exact(ff)
+            .map(|a| q16_quantize(a).expect("geometry"))
+            .collect();
+        let x = activations(1, rows, &mut rng);
+        let y =
+            moe_down_q16(wts(qt, &dd, rows, ff, experts), &actq, &ids, &sw, &x).expect("geometry");
+        let rf = Reference::new(qt, &df, experts, rows, ff).expect("reference");
+        let mut worst = 0f64;
+        for r in 0..rows {
+            let (mut want, mut mag) = (x[r] as f64, (x[r] as f64).abs());
+            for (s, &e) in ids.iter().enumerate() {
+                let (d, m) = dot64(&rf, e as usize, r, &actq[s].dequantized());
+                want += sw[s] as f64 * d;
+                mag += sw[s] as f64 * m;
+            }
+            worst = worst.max((y[r] as f64 - want).abs() / (1e-5 * mag + 1e-30));
+        }
+        eprintln!("{}: worst error {worst:.3e} of the bound", qt.name());
+        assert!(
+            worst <= 1.0,
+            "{}: {worst:.3e} of the f32 rounding bound",
+            qt.name()
+        );
+    }
+}
+
+#[test]
+fn gate_up_q16_stays_within_the_stated_bound_of_the_f32_activation() {
+    // what the contract states: against the unrounded activations, the error of each product is
+    // at most sum_i |w_i| 0.51 dx_i (the rounding of x) plus the f32 rounding
+    let (experts, ff, k) = (2usize, 32usize, 2048usize);
+    let ids = [1i32, 0];
+    for (i, qt) in Q16_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(1800 + i as u64);
+        let gf = random_matrix(qt, experts * ff, k, &mut rng);
+        let gd = device(qt, &gf);
+        let x = activations(1, k, &mut rng);
+        let xq = q16_quantize(&x).expect("geometry");
+        let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        // gate = up: act = silu(g) g, so the check goes through one dot product per row
+        let g = wts(qt, &gd, ff, k, experts);
+        let (act, _) = moe_gate_up2_q16(g, g, &xq, &ids).expect("geometry");
+        let rf = Reference::new(qt, &gf, experts, ff, k).expect("reference");
+        for (p, &e) in ids.iter().enumerate() {
+            for r in 0..ff {
+                let (gv, gm) = dot64(&rf, e as usize, r, &x64);
+                let w = &rf.w[(e as usize * ff + r) * k..][..k];
+                let qerr: f64 = w
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &wv)| (wv as f64).abs() * 0.51 * xq.dx(j / 8) as f64)
+                    .sum();
+                let dg = qerr + 1e-5 * gm;
+                // |d(silu(g) g)| <= (1.1 |g| + |silu(g)|) |dg| to first order, plus dg^2
+                let bound = (1.1 * gv.abs() + silu(gv).abs()) * dg + 1.1 * dg * dg + 1e-30;
+                let got = act[p * ff + r] as f64;
+                assert!(
+                    (got - silu(gv) * gv).abs() <= bound,
+                    "{} pair {p} row {r}: {got} against {} (bound {bound:.3e})",
+                    qt.name(),
+                    silu(gv) * gv
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn q16_kernels_refuse_qtypes_they_do_not_have() {
+    let mut rng = Rng(2);
+    let f = random_matrix(GpuQType::Q8_0, 32, 256, &mut rng);
+    let d = device(GpuQType::Q8_0, &f);
+    let w = wts(GpuQType::Q8_0, &d, 32, 256, 1);
+    let xq = q16_quantize(&[0.5; 256]).expect("geometry");
+    assert!(moe_gate_up2_q16(w, w, &xq, &[0]).is_err());
+}
