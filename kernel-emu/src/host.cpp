@@ -207,7 +207,7 @@ extern "C" int emu_attn_decode(int variant, float* q, const float* k, const floa
         attn_partial(q, kc, vc, part, &pos, n_head, n_head_kv, hd, n_chunks, scale);
     });
     emu::launch({(unsigned)n_head, 1, 1}, {(unsigned)hd, 1, 1}, 0,
-                [&] { attn_combine(part, out, &pos, n_head, hd, n_chunks); });
+                [&] { attn_combine(part, out, &pos, n_head, hd, n_chunks, nullptr); });
     return 0;
 }
 
@@ -247,4 +247,44 @@ extern "C" int emu_moe_down_q16(int qt, const u8* Wd, i64 expert_bytes, i64 row_
         case QT_Q6_K: DQ_CALL(q6_k); return 0;
         default: return 1;
     }
+}
+
+// attn_combine's Q16 output path: q16_quantize_lanes8 as attn_combine calls it, one element per
+// thread, blocks of `threads` (attn_combine's head_dim).
+__global__ void q16_lanes8_kernel(const float* x, int K, u8* out) {
+    int e = blockIdx.x * blockDim.x + threadIdx.x;
+    q16_quantize_lanes8(x[e], out, K, e);
+}
+extern "C" int emu_q16_quantize_lanes8(const float* x, int K, int threads, u8* out) {
+    emu::launch({(unsigned)(K / threads), 1, 1}, {(unsigned)threads, 1, 1}, 0,
+                [&] { q16_lanes8_kernel(x, K, out); });
+    return 0;
+}
+
+extern "C" int emu_matvec_q16(int qt, const u8* W, i64 row_bytes, int nrows, int K, const u8* xq,
+                              float* y, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + MV_WARPS - 1) / MV_WARPS), 1, 1};
+#define MVQ_CALL(NAME)                                              \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, 0,                     \
+                [&] { matvec_q16_##NAME(W, row_bytes, nrows, K, xq, y, mode); })
+    switch (qt) {
+        case QT_Q4_K: MVQ_CALL(q4_k); return 0;
+        case QT_Q5_K: MVQ_CALL(q5_k); return 0;
+        case QT_Q6_K: MVQ_CALL(q6_k); return 0;
+        default: return 1;
+    }
+}
+
+// The decode router (kernels.cu's router_decode): RMSNorm, the router mat-vec and the last
+// block's top-k, one block of ROUTER_THREADS per expert row.
+extern "C" int emu_router_decode(int qt, const u8* W, i64 row_bytes, int n_exp, int K,
+                                 const float* x, const float* nw, float eps, float* h_out,
+                                 float* logits, int k, int* ids, float* wts, unsigned* counter,
+                                 u8* hq) {
+#define RD_CALL(NAME)                                                                          \
+    emu::launch({(unsigned)n_exp, 1, 1}, {ROUTER_THREADS, 1, 1}, (unsigned)(4 * K), [&] {     \
+        router_decode_##NAME(W, row_bytes, n_exp, K, x, nw, eps, h_out, logits, k, ids, wts,   \
+                             counter, hq);                                                     \
+    })
+    EMU_DISPATCH_ALL(qt, RD_CALL);
 }

@@ -169,6 +169,34 @@ mod ffi {
             y2: *mut f32,
         ) -> i32;
         pub fn emu_q16_quantize(x: *const f32, k: i32, out: *mut u8) -> i32;
+        pub fn emu_router_decode(
+            qt: i32,
+            w: *const u8,
+            row_bytes: i64,
+            n_exp: i32,
+            k: i32,
+            x: *const f32,
+            nw: *const f32,
+            eps: f32,
+            h_out: *mut f32,
+            logits: *mut f32,
+            k_used: i32,
+            ids: *mut i32,
+            wts: *mut f32,
+            counter: *mut u32,
+            hq: *mut u8,
+        ) -> i32;
+        pub fn emu_q16_quantize_lanes8(x: *const f32, k: i32, threads: i32, out: *mut u8) -> i32;
+        pub fn emu_matvec_q16(
+            qt: i32,
+            w: *const u8,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            xq: *const u8,
+            y: *mut f32,
+            mode: i32,
+        ) -> i32;
         pub fn emu_moe_gate_up2_q16(
             qt: i32,
             wg: *const u8,
@@ -1219,4 +1247,131 @@ pub fn moe_down_q16(
     };
     need(rc == 0, || format!("the emulated launch returned {rc}"))?;
     Ok(y)
+}
+
+/// decode_q16.cu's q16_quantize_lanes8 as attn_combine calls it (one element per thread, blocks
+/// of `threads` threads, which must be a multiple of 32 dividing K).
+pub fn q16_quantize_lanes8(x: &[f32], threads: usize) -> Result<Q16, EmuError> {
+    let k = x.len();
+    q16_geometry(k)?;
+    need(threads > 0 && threads % 32 == 0 && k % threads == 0, || {
+        format!("{threads} threads per block must be a multiple of 32 that divides K = {k}")
+    })?;
+    let xa = Aligned::from_f32(x);
+    let mut out = Aligned::zeroed(3 * k);
+    // SAFETY: x holds k floats, out 3 k bytes; the grid covers k elements exactly (checked).
+    let rc =
+        unsafe { ffi::emu_q16_quantize_lanes8(xa.ptr(), k as i32, threads as i32, out.mut_ptr()) };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(Q16 {
+        bytes: out.bytes()[..3 * k].to_vec(),
+        k,
+    })
+}
+
+/// decode_q16.cu's matvec_q16: `y + W x` (add) or `W x` for the Q16 vector x.
+pub fn matvec_q16(w: Weights<'_>, xq: &Q16, y: &[f32], add: bool) -> Result<Vec<f32>, EmuError> {
+    q16_qtype(w.qt)?;
+    let row_bytes = check_rows(&w)?;
+    need(xq.k == w.k && xq.bytes.len() == 3 * w.k, || {
+        format!("xq must be a Q16 vector of K = {}", w.k)
+    })?;
+    need(y.len() == w.rows, || {
+        format!("y must hold {} floats", w.rows)
+    })?;
+    let (wa, xa) = (Aligned::from_bytes(w.bytes), Aligned::from_bytes(&xq.bytes));
+    let mut out = y.to_vec();
+    // SAFETY: W holds its rows (checked), xq 3 K bytes, out w.rows floats.
+    let rc = unsafe {
+        ffi::emu_matvec_q16(
+            w.qt.ggml_id() as i32,
+            wa.ptr(),
+            row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xa.ptr(),
+            out.as_mut_ptr(),
+            add as i32,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(out)
+}
+
+/// What kernels.cu's router_decode wrote.
+#[derive(Clone, Debug)]
+pub struct RouterDecode {
+    /// RMSNorm(x) * nw.
+    pub h: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub ids: Vec<i32>,
+    pub wts: Vec<f32>,
+    /// h as a Q16 vector.
+    pub hq: Q16,
+    /// The ticket counter after the launch (0: ready for the next graph replay).
+    pub counter_after: u32,
+}
+
+/// kernels.cu's router_decode for one token: `w.rows` experts, top `k`.
+pub fn router_decode(
+    w: Weights<'_>,
+    x: &[f32],
+    nw: &[f32],
+    eps: f32,
+    k: usize,
+) -> Result<RouterDecode, EmuError> {
+    let row_bytes = check_rows(&w)?;
+    let (n_exp, kk) = (w.rows, w.k);
+    q16_geometry(kk)?;
+    need(x.len() == kk && nw.len() == kk, || {
+        format!("x and nw must hold K = {kk} floats")
+    })?;
+    need(
+        (1..=256).contains(&n_exp) && (1..=n_exp).contains(&k),
+        || format!("1 <= k <= experts <= 256 (got k = {k}, {n_exp} experts)"),
+    )?;
+    let (wa, xa, na) = (
+        Aligned::from_bytes(w.bytes),
+        Aligned::from_f32(x),
+        Aligned::from_f32(nw),
+    );
+    let mut h = Aligned::zeroed(4 * kk);
+    let mut logits = vec![f32::NAN; n_exp];
+    let mut ids = vec![-1i32; k];
+    let mut wts = vec![f32::NAN; k];
+    let mut counter = 0u32;
+    let mut hq = Aligned::zeroed(3 * kk);
+    // SAFETY: W holds n_exp rows of K (checked), x, nw and h K floats, logits n_exp, ids and
+    // wts k, hq 3 K bytes.
+    let rc = unsafe {
+        ffi::emu_router_decode(
+            w.qt.ggml_id() as i32,
+            wa.ptr(),
+            row_bytes as i64,
+            n_exp as i32,
+            kk as i32,
+            xa.ptr(),
+            na.ptr(),
+            eps,
+            h.mut_ptr(),
+            logits.as_mut_ptr(),
+            k as i32,
+            ids.as_mut_ptr(),
+            wts.as_mut_ptr(),
+            &mut counter,
+            hq.mut_ptr(),
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))?;
+    Ok(RouterDecode {
+        h: h.to_f32(kk),
+        logits,
+        ids,
+        wts,
+        hq: Q16 {
+            bytes: hq.bytes()[..3 * kk].to_vec(),
+            k: kk,
+        },
+        counter_after: counter,
+    })
 }

@@ -10,7 +10,10 @@
 
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
-use kernel_emu::{moe_down_q16, moe_gate_up2_q16, q16_quantize, Weights, Q16};
+use kernel_emu::{
+    matvec_q16, moe_down_q16, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8, router_decode,
+    Weights, Q16,
+};
 
 const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
 const Q16_MAX: f32 = 32639.0;
@@ -227,4 +230,141 @@ fn q16_kernels_refuse_qtypes_they_do_not_have() {
     let w = wts(GpuQType::Q8_0, &d, 32, 256, 1);
     let xq = q16_quantize(&[0.5; 256]).expect("geometry");
     assert!(moe_gate_up2_q16(w, w, &xq, &[0]).is_err());
+}
+
+#[test]
+fn the_lane_quantizer_of_attn_combine_gives_the_same_blocks() {
+    // attn_combine: one element per thread, head_dim threads per block
+    let mut rng = Rng(19);
+    let mut x = activations(1, 1024, &mut rng);
+    x[40..48].fill(0.0);
+    let lanes = q16_quantize_lanes8(&x, 128).expect("geometry");
+    check_q16(&x, &lanes, "lanes8");
+    let blocks = q16_quantize(&x).expect("geometry");
+    assert_eq!(
+        lanes.bytes, blocks.bytes,
+        "the two quantizers must agree byte for byte"
+    );
+}
+
+#[test]
+fn matvec_q16_is_the_dot_product_with_the_quantized_activation() {
+    // 45 rows (a last block of one warp), K = 4096 (four tasks per lane in flight, then the rest)
+    let (rows, k) = (45usize, 4096usize + 256);
+    for (i, qt) in Q16_QTYPES.into_iter().enumerate() {
+        let mut rng = Rng(1900 + i as u64);
+        let f = random_matrix(qt, rows, k, &mut rng);
+        let d = device(qt, &f);
+        let x = activations(1, k, &mut rng);
+        let xq = q16_quantize(&x).expect("geometry");
+        let xd = xq.dequantized();
+        let y0 = activations(1, rows, &mut rng);
+        let rf = Reference::new(qt, &f, 1, rows, k).expect("reference");
+        for add in [false, true] {
+            let y = matvec_q16(wts(qt, &d, rows, k, 1), &xq, &y0, add).expect("geometry");
+            for r in 0..rows {
+                let (v, m) = dot64(&rf, 0, r, &xd);
+                let want = v + if add { y0[r] as f64 } else { 0.0 };
+                let e = (y[r] as f64 - want).abs() / (1e-5 * m + 1e-30);
+                assert!(
+                    e <= 1.0,
+                    "{} row {r} (add {add}): {e:.3e} of the bound",
+                    qt.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn decode_router_matches_the_float64_router_and_writes_h_as_q16() {
+    // the decode router (kernels.cu): the norm folded into the dot product, the top-k by rank in
+    // the last block; 128 experts as in Qwen3-30B-A3B and 8 as in the tiny models
+    for (case, (n_exp, k)) in [(128usize, 8usize), (8, 2)].into_iter().enumerate() {
+        let kk = 512usize;
+        let mut rng = Rng(2000 + case as u64);
+        let f = random_matrix(GpuQType::F32, n_exp, kk, &mut rng);
+        let x = activations(1, kk, &mut rng);
+        let nw: Vec<f32> = activations(1, kk, &mut rng)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect();
+        let got = router_decode(wts(GpuQType::F32, &f, n_exp, kk, 1), &x, &nw, 1e-6, k)
+            .expect("geometry");
+        assert_eq!(got.counter_after, 0, "the ticket counter must return to 0");
+        let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+        let scale = 1.0 / (ss / kk as f64 + 1e-6).sqrt();
+        let h: Vec<f64> = x
+            .iter()
+            .zip(&nw)
+            .map(|(&a, &b)| a as f64 * scale * b as f64)
+            .collect();
+        for (i, (&g, &w)) in got.h.iter().zip(&h).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 1e-6 * w.abs().max(1e-30),
+                "h[{i}] {g} against {w}"
+            );
+        }
+        check_q16(&got.h, &got.hq, "router hq");
+        let rf = Reference::new(GpuQType::F32, &f, 1, n_exp, kk).expect("reference");
+        let logits: Vec<f64> = (0..n_exp).map(|r| dot64(&rf, 0, r, &h).0).collect();
+        for r in 0..n_exp {
+            let m = dot64(&rf, 0, r, &h).1;
+            assert!(
+                (got.logits[r] as f64 - logits[r]).abs() <= 1e-5 * m,
+                "logit {r}"
+            );
+        }
+        let mut order: Vec<usize> = (0..n_exp).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let mx = logits[order[0]];
+        let p: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+        let psel: f64 = order[..k].iter().map(|&i| p[i]).sum();
+        for s in 0..k {
+            assert_eq!(got.ids[s], order[s] as i32, "slot {s}: expert");
+            let w = p[order[s]] / psel;
+            assert!(
+                (got.wts[s] as f64 - w).abs() <= 1e-5,
+                "slot {s}: weight {} against {w}",
+                got.wts[s]
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_router_makes_a_nan_logit_visible_and_fills_every_slot() {
+    let (n_exp, k, kk) = (16usize, 4usize, 256usize);
+    let mut rng = Rng(2100);
+    let mut f = random_matrix(GpuQType::F32, n_exp, kk, &mut rng);
+    // row 5 all NaN: its logit is NaN
+    for c in f[5 * 4 * kk..6 * 4 * kk].chunks_exact_mut(4) {
+        c.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let x = activations(1, kk, &mut rng);
+    let got = router_decode(
+        wts(GpuQType::F32, &f, n_exp, kk, 1),
+        &x,
+        &vec![1.0; kk],
+        1e-6,
+        k,
+    )
+    .expect("geometry");
+    let mut ids = got.ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        k,
+        "every slot set, no expert twice: {:?}",
+        got.ids
+    );
+    assert!(ids
+        .iter()
+        .all(|&e| e >= 0 && (e as usize) < n_exp && e != 5));
+    assert!(
+        got.wts.iter().all(|w| w.is_nan()),
+        "weights {:?} must be NaN",
+        got.wts
+    );
 }

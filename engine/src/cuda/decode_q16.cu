@@ -105,6 +105,28 @@ __device__ void q16_quantize_blocks(const float* x, int K, u8* out, int first, i
     for (int b = first; b < K / Q16_BLOCK; b += step) q16_quantize_one(x + 8 * b, out, K, b);
 }
 
+// Element e of a Q16 vector of K elements, held by this lane as x: the block of 8 is lanes
+// 8j .. 8j + 7 of the warp (e % 8 == lane % 8, all 32 lanes present), which find its largest
+// magnitude and integer sum by shuffles; each lane stores its own two bytes.
+__device__ void q16_quantize_lanes8(float x, u8* out, int K, int e) {
+    float amax = fabsf(x);
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    float inv;
+    float d = q16_scale(amax, inv);
+    int v = q16_rint(x * inv), hi, lo;
+    q16_split(v, hi, lo);
+    int s = v;
+#pragma unroll
+    for (int o = 1; o < 8; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    out[e] = (u8)(hi & 0xFF);
+    out[K + e] = (u8)(lo & 0xFF);
+    if ((e & 7) == 0) {
+        ((float*)(out + 2 * (i64)K))[e / 8] = d;
+        ((int*)(out + 2 * (i64)K + 4 * (i64)(K / Q16_BLOCK)))[e / 8] = s;
+    }
+}
+
 // sum_i q_i v_i over the 8 elements of one block, q in two words of four signed bytes (the
 // quants), v's halves in (h0, h1) and (l0, l1): |result| <= 8 * 63 * Q16_MAX < 2^24 for quants
 // below 64, so its float is exact.
@@ -296,6 +318,38 @@ __device__ void moe_down_q16_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes,
     if (lane == 0) x[r] += acc;
 }
 
+// ---------------------------------------------------------------------------------------------
+// matvec_q16: y[r] (=|+=) W[r,:] . x for the Q16 vector xq (the decode o projection, whose
+// input attn_combine writes as Q16 too), one warp per row, four tasks in flight per lane as in
+// kernels.cu's warp_row_dot. mode 0: store, 1: add (residual).
+// ---------------------------------------------------------------------------------------------
+template <int QT>
+__device__ void matvec_q16_impl(const u8* W, i64 row_bytes, int nrows, int K, const u8* xq,
+                                float* y, int mode) {
+    int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (r < nrows) prefetch_l2_warp(W + (i64)r * row_bytes, row_bytes, lane);
+    pdl_begin();
+    if (r >= nrows) return;
+    const u8* row = W + (i64)r * row_bytes;
+    const Q16Vec x = q16_vec(xq, K);
+    const int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    float acc = 0.f;
+    int t = lane;
+    for (; t + 3 * WARP < ntasks; t += 4 * WARP) {
+        tdot_q16<QT>(row, t, x, acc);
+        tdot_q16<QT>(row, t + WARP, x, acc);
+        tdot_q16<QT>(row, t + 2 * WARP, x, acc);
+        tdot_q16<QT>(row, t + 3 * WARP, x, acc);
+    }
+    for (; t < ntasks; t += WARP) tdot_q16<QT>(row, t, x, acc);
+    acc = warp_sum(acc);
+    if (lane == 0) {
+        if (mode) y[r] += acc;
+        else y[r] = acc;
+    }
+}
+
 #define Q16_ENTRIES(NAME, QT)                                                                    \
     extern "C" __global__ void __launch_bounds__(128, 6) moe_gate_up2_q16_##NAME(               \
         const u8* Wg, const u8* Wu, i64 expert_bytes, i64 row_bytes, int ff, int K,             \
@@ -308,6 +362,10 @@ __device__ void moe_down_q16_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes,
                                                    const u8* actq, const int* ids,              \
                                                    const float* wts, float* x) {                 \
         moe_down_q16_impl<QT>(Wd, expert_bytes, row_bytes, nrows, ff, k, actq, ids, wts, x);     \
+    }                                                                                            \
+    extern "C" __global__ void matvec_q16_##NAME(const u8* W, i64 row_bytes, int nrows, int K,  \
+                                                 const u8* xq, float* y, int mode) {             \
+        matvec_q16_impl<QT>(W, row_bytes, nrows, K, xq, y, mode);                                \
     }
 
 Q16_ENTRIES(q4_k, QT_Q4_K)

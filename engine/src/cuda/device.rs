@@ -118,6 +118,7 @@ fn kernel_names() -> Vec<String> {
     for q in Q16_QTYPES {
         v.push(format!("moe_gate_up2_q16_{q}"));
         v.push(format!("moe_down_q16_{q}"));
+        v.push(format!("matvec_q16_{q}"));
     }
     for p in MATVEC3N_PAIRS {
         v.push(format!("matvec3n_{p}"));

@@ -422,15 +422,55 @@ __device__ void matvec3_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_b
 }
 
 __device__ void topk_row(const volatile float* l, int n_exp, int k, int* ids, float* wts, int lane);
+
+// topk_row's selection for a whole block (n_exp <= blockDim.x <= 1024, k <= n_exp): thread i
+// holds logit i and counts the logits that rank above it (larger, or equal with a lower index:
+// topk_row's tie rule), so the k selected experts are found in one parallel pass instead of k
+// rounds of warp reductions (which sat on the decode router's critical path: ~130 dependent
+// instructions with 10 shuffles per round). ids[rank] = i in order of decreasing probability;
+// weights p_i / sum of the selected p (p = exp(l - max): the softmax renormalised over the
+// selection, as topk_row computes it in another order). A NaN logit ranks as -inf (the ranks stay
+// a permutation, so no slot is left unset) and makes every weight NaN, so that it is not hidden.
+__device__ void topk_block(const volatile float* l, int n_exp, int k, int* ids, float* wts,
+                           float* red) {
+    __shared__ float keys[1024];
+    __shared__ float top;
+    __shared__ int nan_seen;
+    int i = threadIdx.x;
+    float li = i < n_exp ? l[i] : 0.f;
+    float key = (i < n_exp && li == li) ? li : -INFINITY;
+    if (i == 0) nan_seen = 0;
+    keys[i] = key;
+    __syncthreads();
+    if (i < n_exp && !(li == li)) nan_seen = 1;
+    int rank = 0;
+    if (i < n_exp)
+        for (int j = 0; j < n_exp; j++) {
+            float kj = keys[j];
+            rank += (kj > key) || (kj == key && j < i);
+        }
+    if (i < n_exp && rank == 0) top = key;
+    __syncthreads();
+    bool sel = i < n_exp && rank < k;
+    float p = sel ? expf(key - top) : 0.f;
+    float sum = block_sum(p, red);
+    if (sel) {
+        ids[rank] = i;
+        wts[rank] = nan_seen ? __int_as_float(0x7fc00000) : p / sum;
+    }
+}
 // decode_q16.cu (appended after this file)
 __device__ void q16_quantize_blocks(const float* x, int K, u8* out, int first, int step);
 
-// Decode router in one launch: h = RMSNorm(x) * nw (each block computes it into shared memory,
-// block 0 also writes it out for the expert kernels), logits[r] = W[r,:] . h (one block of
-// ROUTER_THREADS per row, so that a row's loads are spread over 8 warps and take one round trip),
-// and the last block to finish (atomic ticket) runs the softmax / top-k. Dynamic shared memory:
-// K floats. The ticket counter returns to 0 for the next launch (graph replays). With hq set,
-// block 0 also writes h as a Q16 vector (decode_q16.cu) for the q16 gate/up kernel.
+// Decode router in one launch: logits[r] = W[r,:] . RMSNorm(x) * nw (one block of ROUTER_THREADS
+// per row, so that a row's loads are spread over 8 warps and take one round trip), and the last
+// block to finish (atomic ticket) runs the softmax / top-k. The norm's scale factors out of the
+// dot product (logit = scale * W[r,:] . (x * nw)), so each block keeps x * nw in shared memory,
+// and one block reduction gives both the sum of squares and the dot product: one pass over x
+// and one reduction fewer than normalising first. Block 0 then writes h = scale * x * nw for the
+// expert kernels (and, with hq set, h as a Q16 vector for the q16 gate/up kernel,
+// decode_q16.cu). Dynamic shared memory: K floats. The ticket counter returns to 0 for the next
+// launch (graph replays).
 // (Tried and dropped: the last block asking the copy engine to prefetch the chosen experts'
 // matrices into L2. One block's bulk prefetches of ~25 MB ran ~100 us: a single SM's copy engine
 // is far slower than the DRAM. The down matrices are prefetched by moe_gate_up instead.)
@@ -441,6 +481,7 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
                                    int* ids, float* wts, unsigned* counter, u8* hq) {
     extern __shared__ __align__(16) float sh[];
     __shared__ float red[32];
+    __shared__ float red2[32];
     __shared__ unsigned ticket;
     int tid = threadIdx.x;
     int r = blockIdx.x;  // grid = n_exp
@@ -452,21 +493,12 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
     const float4* w4 = (const float4*)nw;
     int n4 = K / 4;
     float ss = 0.f;
-#pragma unroll 4
-    for (int i = tid; i < n4; i += ROUTER_THREADS) {
-        float4 v = x4[i];
-        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
-    }
-    ss = block_sum(ss, red);
-    float scale = rsqrtf(ss / (float)K + eps);
     for (int i = tid; i < n4; i += ROUTER_THREADS) {
         float4 v = x4[i], ww = w4[i];
-        float4 hv = make_float4(v.x * scale * ww.x, v.y * scale * ww.y, v.z * scale * ww.z, v.w * scale * ww.w);
-        ((float4*)sh)[i] = hv;
-        if (blockIdx.x == 0) ((float4*)h_out)[i] = hv;
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        ((float4*)sh)[i] = make_float4(v.x * ww.x, v.y * ww.y, v.z * ww.z, v.w * ww.w);
     }
     __syncthreads();
-    if (blockIdx.x == 0 && hq) q16_quantize_blocks(sh, K, hq, tid, ROUTER_THREADS);
     int ntasks = K / QT_traits<QT>::TASK_ELEMS;
     float acc[1] = {0.f};
     const float* xs[1] = {sh};
@@ -476,17 +508,47 @@ __device__ void router_decode_impl(const u8* W, i64 row_bytes, int n_exp, int K,
         tdot<QT, 1>(row, t + ROUTER_THREADS, xs, acc);
     }
     if (t < ntasks) tdot<QT, 1>(row, t, xs, acc);
-    float d = block_sum(acc[0], red);
-    if (tid == 0) logits[r] = d;
+    // the two block sums in one pass (block_sum's steps for a pair)
+    float d = warp_sum(acc[0]);
+    ss = warp_sum(ss);
+    int lane = tid & 31, w = tid >> 5;
+    if (lane == 0) {
+        red[w] = d;
+        red2[w] = ss;
+    }
+    __syncthreads();
+    if (w == 0) {
+        float a = lane < ROUTER_THREADS / 32 ? red[lane] : 0.f;
+        float b = lane < ROUTER_THREADS / 32 ? red2[lane] : 0.f;
+        a = warp_sum(a);
+        b = warp_sum(b);
+        if (lane == 0) {
+            red[0] = a;
+            red2[0] = b;
+        }
+    }
+    __syncthreads();
+    float scale = rsqrtf(red2[0] / (float)K + eps);
+    if (tid == 0) logits[r] = scale * red[0];
     __threadfence();
     __syncthreads();
     if (tid == 0) ticket = atomicAdd(counter, 1u);
+    if (blockIdx.x == 0) {  // block-uniform: h for the expert kernels
+        for (int i = tid; i < n4; i += ROUTER_THREADS) {
+            float4 v = ((float4*)sh)[i];
+            float4 hv = make_float4(v.x * scale, v.y * scale, v.z * scale, v.w * scale);
+            ((float4*)sh)[i] = hv;
+            ((float4*)h_out)[i] = hv;
+        }
+        if (hq) {
+            __syncthreads();
+            q16_quantize_blocks(sh, K, hq, tid, ROUTER_THREADS);
+        }
+    }
     __syncthreads();
     if (ticket == gridDim.x - 1) {
         __threadfence();
-        if (tid < 32) {
-            topk_row(logits, n_exp, k, ids, wts, tid);
-        }
+        topk_block(logits, n_exp, k, ids, wts, red);
         if (tid == 0) *counter = 0u;
     }
 }
@@ -1118,8 +1180,11 @@ extern "C" __global__ void attn_partial(const float* q, const float* kc, const f
 }
 
 // out[t, h, :] = sum_c exp(m_c - M) o_c / sum_c exp(m_c - M) l_c. grid = (n_head, T), block hd.
+__device__ void q16_quantize_lanes8(float x, u8* out, int K, int e);  // decode_q16.cu
+// outq (decode only, may be 0): the output also as a Q16 vector of n_head hd elements for the
+// q16 o projection (hd % 8 == 0: each block of 8 is 8 adjacent lanes of one warp).
 extern "C" __global__ void attn_combine(const float* part, float* out, const int* pos_ptr,
-                                        int n_head, int hd, int n_chunks) {
+                                        int n_head, int hd, int n_chunks, u8* outq) {
     pdl_begin();
     int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
     int n = *pos_ptr + t + 1;
@@ -1134,6 +1199,7 @@ extern "C" __global__ void attn_combine(const float* part, float* out, const int
         acc += f * pp[c * (hd + 2) + d];
     }
     out[(long long)t * n_head * hd + h * hd + d] = acc / L;
+    if (outq) q16_quantize_lanes8(acc / L, outq, n_head * hd, h * hd + d);
 }
 
 // Router: p = softmax(l[:n_exp]); the k largest p (ties: lower index first), weights

@@ -170,6 +170,9 @@ struct State {
     /// by moe_gate_up2_q16 for moe_down_q16).
     hq: Buf<u8>,
     actq: Buf<u8>,
+    /// Decode, q16 path: the attention output as a Q16 vector (3 n_head head_dim bytes, written
+    /// by attn_combine) for the o projection.
+    attq: Buf<u8>,
 }
 
 /// A Qwen3-MoE model resident on one GPU, with its KV cache.
@@ -896,6 +899,19 @@ impl GpuModel {
             && self.cfg.expert_ff % 32 == 0
     }
 
+    /// Whether the decode o projection runs on Q16 activations (decode_q16.cu's matvec_q16 on
+    /// attn_combine's Q16 output): a Q4_K / Q5_K / Q6_K matrix below matvec4's row count, heads
+    /// whose width splits into blocks of 8, and a Q16 vector that keeps its alignment.
+    fn q16_o(&self, ly: &Layer) -> bool {
+        let c = &self.cfg;
+        self.use_q16
+            && matches!(ly.o.qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K)
+            && ly.o.rows < self.mv4_min_rows
+            && c.head_dim % 8 == 0
+            && (c.n_head * c.head_dim) % 32 == 0
+            && ly.o.k == c.n_head * c.head_dim
+    }
+
     /// Whether the decode down projection reads the Q16 SwiGLU outputs that the Q16 gate/up
     /// wrote (its qtype has a Q16 kernel).
     fn q16_down(&self, ly: &Layer) -> bool {
@@ -1139,6 +1155,8 @@ impl GpuModel {
             self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false, split)?;
         }
         let nch = n_chunks(self.opts.max_ctx);
+        // whether attn_combine writes the attention output as Q16 for the o projection
+        let mut att_q16 = false;
         if t == 1 && self.use_fused_attn {
             // q/k norm, RoPE, K/V store, chunk partials and their merge in one launch
             let cfg = LaunchConfig {
@@ -1281,6 +1299,7 @@ impl GpuModel {
                     block_dim: (c.head_dim as u32, 1, 1),
                     shared_mem_bytes: 0,
                 };
+                att_q16 = t == 1 && self.q16_o(ly);
                 launch!(
                     self,
                     "attn_combine",
@@ -1290,7 +1309,8 @@ impl GpuModel {
                     s.pos.ptr,
                     c.n_head as i32,
                     c.head_dim as i32,
-                    nch as i32
+                    nch as i32,
+                    if att_q16 { s.attq.ptr } else { 0u64 }
                 );
             }
         }
@@ -1298,7 +1318,24 @@ impl GpuModel {
         if split_o {
             self.encode_split(s.att.ptr, ly.o.k, t)?;
         }
-        self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true, split_o)?;
+        if att_q16 {
+            // the o projection on attn_combine's Q16 output (decode_q16.cu), added to x
+            let name = self.kernel_for(&ly.o, Some(l), "matvec_q16");
+            launch!(
+                self,
+                name.as_str(),
+                cfg1(ceil_div(ly.o.rows, MV_WARPS), 32 * MV_WARPS),
+                ly.o.ptr,
+                ly.o.row_bytes as i64,
+                ly.o.rows as i32,
+                ly.o.k as i32,
+                s.attq.ptr,
+                s.x.ptr,
+                1i32
+            );
+        } else {
+            self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true, split_o)?;
+        }
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
             // one block per expert row
@@ -1711,6 +1748,7 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         att_counter: i(c.n_head_kv, "attention tickets")?,
         qk_counter: i(c.n_head + c.n_head_kv, "q/k head tickets")?,
         hq: bytes(3 * c.n_embd, "the decode router's Q16 output")?,
+        attq: bytes(3 * qd, "the decode attention output as Q16")?,
         actq: bytes(3 * k * c.expert_ff, "the decode SwiGLU outputs as Q16")?,
     })
 }
