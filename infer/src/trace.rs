@@ -133,7 +133,7 @@ fn trace_cuda(_: &TraceArgs, _: &[u32], _: &PlanSpec, _: Option<usize>) -> Resul
     bail!("GPU tracing not built: this `infer` was built without `--features cuda`")
 }
 
-/// The CUDA forward as a trace target (engine::tracing::gpu: layer outputs, router, logits).
+/// The CUDA forward as a trace target (engine::tracing::gpu: every stage it holds as a buffer).
 #[cfg(feature = "cuda")]
 struct CudaTarget {
     model: engine::cuda::GpuModel,

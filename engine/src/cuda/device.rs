@@ -384,6 +384,23 @@ impl GpuDevice {
         Ok(out)
     }
 
+    /// `n` elements of `src` from element `start`, copied back on the stream (so after every
+    /// launch encoded before it) and synchronised. For the traced prefill's sub-stage copies,
+    /// which read rows of this chunk out of buffers such as the KV cache.
+    pub fn download_range<T: cudarc::driver::DeviceRepr + Default + Clone>(
+        &self,
+        src: &CudaSlice<T>,
+        start: usize,
+        n: usize,
+    ) -> Result<Vec<T>, CudaError> {
+        let mut out = vec![T::default(); n];
+        self.stream
+            .memcpy_dtoh(&src.slice(start..start + n), &mut out[..])
+            .map_err(drv("copying from the device"))?;
+        self.sync()?;
+        Ok(out)
+    }
+
     pub fn sync(&self) -> Result<(), CudaError> {
         self.stream
             .synchronize()

@@ -8,6 +8,7 @@ use cudarc::driver::{sys, CudaGraph, CudaSlice, LaunchConfig};
 use super::device::{dptr, drv, GpuDevice};
 use super::qtype::{dequantize_row_file, repack_for_device, GpuQType};
 use super::{CudaError, GpuConfig, HostModel, HostTensor};
+use crate::tracing::{emit_rows, Stage, TensorKey, TraceHook};
 
 /// Rows (warps) per block of the mat-vec / mat-mat kernels: MV_WARPS in kernels.cu.
 const MV_WARPS: usize = 4;
@@ -485,7 +486,40 @@ impl GpuModel {
         &mut self,
         tokens: &[u32],
         all_logits: bool,
+        obs: Option<&mut dyn FnMut(LayerObservation)>,
+    ) -> Result<Vec<f32>, CudaError> {
+        self.prefill_with(tokens, all_logits, obs, None)
+    }
+
+    /// [`GpuModel::prefill`] calling the trace hook at every stage the forward materializes as a
+    /// buffer (engine::tracing::gpu lists them): the embedding, inside each layer of a chunk of
+    /// two or more tokens `attn_norm`, `q`, `k`, `v`, `rope` (q, k), `attn_residual`,
+    /// `ffn_norm`, `moe_router` (logits, topk_ids, topk_weights), the per-expert gate / up /
+    /// SwiGLU / output rows and `layer_out`, then `final_norm` and `logits`. A chunk of one token
+    /// runs the decode kernels, which fuse most of a layer: only its `moe_router` top-k and
+    /// `layer_out` are handed over there.
+    ///
+    /// Each wanted buffer is copied back right after the launch that writes it, on the same
+    /// stream (the copy waits for that launch and the host waits for the copy), before a later
+    /// launch can overwrite it (st.h holds attn_norm, then ffn_norm; st.q is normed and rotated
+    /// in place). Copies only read: the launches, their order and their results are the same as
+    /// without a hook, and with `None` (or a hook that wants nothing) nothing is copied at all.
+    /// This synchronises once per copied stage: for tracing, never for serving.
+    pub fn prefill_traced(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
+        hook: Option<&mut dyn TraceHook>,
+    ) -> Result<Vec<f32>, CudaError> {
+        self.prefill_with(tokens, all_logits, None, hook)
+    }
+
+    fn prefill_with(
+        &mut self,
+        tokens: &[u32],
+        all_logits: bool,
         mut obs: Option<&mut dyn FnMut(LayerObservation)>,
+        mut hook: Option<&mut dyn TraceHook>,
     ) -> Result<Vec<f32>, CudaError> {
         if tokens.is_empty() {
             return Err(CudaError::Model("prefill of an empty prompt".into()));
@@ -517,9 +551,18 @@ impl GpuModel {
                 .stream
                 .memcpy_htod(&off[..], &mut dst)
                 .map_err(drv("writing the router's token tiles"))?;
+            let (pos0, hid) = (self.pos, self.cfg.n_embd);
             self.encode_embed(t)?;
+            let x = &self.st.x._buf;
+            self.tap_rows(&mut hook, Stage::Embed, None, None, x, 0, pos0, t, &[hid])?;
             for l in 0..self.cfg.n_layer {
-                self.encode_layer(l, t)?;
+                self.encode_layer_traced(l, t, &mut hook)?;
+                if t == 1 {
+                    // the decode kernels ran (see prefill_traced): the layer's end state only
+                    self.tap_router(&mut hook, l, t)?;
+                    let (li, x) = (Some(l), &self.st.x._buf);
+                    self.tap_rows(&mut hook, Stage::LayerOut, None, li, x, 0, pos0, t, &[hid])?;
+                }
                 if let Some(f) = obs.as_deref_mut() {
                     f(self.observe(l, t)?);
                 }
@@ -528,6 +571,19 @@ impl GpuModel {
             let rows = if all_logits { t } else { 1 };
             if last {
                 self.encode_head(t, rows)?;
+                // st.h holds the final norm of this chunk's last `rows` tokens
+                let (h, p) = (&self.st.h._buf, pos0 + t - rows);
+                self.tap_rows(
+                    &mut hook,
+                    Stage::FinalNorm,
+                    None,
+                    None,
+                    h,
+                    0,
+                    p,
+                    rows,
+                    &[hid],
+                )?;
             }
             launch!(self, "advance_pos", cfg1(1, 1), self.st.pos.ptr, t as i32);
             self.pos += t;
@@ -535,6 +591,8 @@ impl GpuModel {
                 out = self
                     .dev
                     .download(&self.st.logits._buf, rows * self.cfg.vocab)?;
+                let (p, vocab) = (pos0 + t - rows, self.cfg.vocab);
+                emit_rows(&mut hook, Stage::Logits, None, None, p, &[vocab], &out);
             }
         }
         Ok(out)
@@ -1042,11 +1100,29 @@ impl GpuModel {
     }
 
     fn encode_layer(&self, l: usize, t: usize) -> Result<(), CudaError> {
+        self.encode_layer_traced(l, t, &mut None)
+    }
+
+    /// The launches of layer `l` for `t` tokens; with a hook and `t > 1` (a prefill chunk), each
+    /// stage's buffer is handed to it right after the launch that writes it (`tap_*`, see
+    /// prefill_traced). The decode step (`t == 1`, and the captured graph) never taps: the hook
+    /// is dropped below, so its launches are exactly those of an untraced step.
+    fn encode_layer_traced(
+        &self,
+        l: usize,
+        t: usize,
+        hook: &mut Option<&mut dyn TraceHook>,
+    ) -> Result<(), CudaError> {
         let c = &self.cfg;
         let s = &self.st;
         let ly = &self.layers[l];
         let e = c.n_embd as i32;
         let k = c.n_expert_used;
+        let mut no_hook: Option<&mut dyn TraceHook> = None;
+        let hook = if t > 1 { hook } else { &mut no_hook };
+        // row shapes of the taps: as the CPU forward hands its stages over
+        let (li, pos0, hid) = (Some(l), self.pos, c.n_embd);
+        let (nh, nkv, hd) = (c.n_head, c.n_head_kv, c.head_dim);
         let fused_qkv = if t == 1 {
             self.matvec3n_kernel(l)
         } else {
@@ -1064,6 +1140,18 @@ impl GpuModel {
                 c.rms_eps
             );
         }
+        // t > 1: st.h = attn_norm (overwritten by ffn_norm later in the layer)
+        self.tap_rows(
+            hook,
+            Stage::AttnNorm,
+            None,
+            li,
+            &s.h._buf,
+            0,
+            pos0,
+            t,
+            &[hid],
+        )?;
         // matvec3n with the q/k norm and RoPE in its epilogue (the warp that completes a head)
         let fused_rope = fused_qkv.is_some()
             && self.use_fused_rope
@@ -1154,6 +1242,11 @@ impl GpuModel {
             self.encode_dense(&ly.k, Some(l), t, s.h.ptr, s.k.ptr, false, split)?;
             self.encode_dense(&ly.v, Some(l), t, s.h.ptr, s.v.ptr, false, split)?;
         }
+        // t > 1: the three products above, T x rows each (q before qk_norm_rope_store, which
+        // normalises and rotates it in place)
+        self.tap_rows(hook, Stage::Q, None, li, &s.q._buf, 0, pos0, t, &[nh, hd])?;
+        self.tap_rows(hook, Stage::K, None, li, &s.k._buf, 0, pos0, t, &[nkv, hd])?;
+        self.tap_rows(hook, Stage::V, None, li, &s.v._buf, 0, pos0, t, &[nkv, hd])?;
         let nch = n_chunks(self.opts.max_ctx);
         // whether attn_combine writes the attention output as Q16 for the o projection
         let mut att_q16 = false;
@@ -1213,6 +1306,21 @@ impl GpuModel {
                     c.rope_base,
                     c.rms_eps
                 );
+                // t > 1: q normed and rotated in place (T x q_dim); k normed, rotated and stored
+                // into the K cache only, at rows pos0 .. pos0 + T (st.k keeps the raw product)
+                let (q, kc) = (&s.q._buf, &s.kc[l]._buf);
+                self.tap_rows(hook, Stage::Rope, Some("q"), li, q, 0, pos0, t, &[nh, hd])?;
+                self.tap_rows(
+                    hook,
+                    Stage::Rope,
+                    Some("k"),
+                    li,
+                    kc,
+                    pos0,
+                    pos0,
+                    t,
+                    &[nkv, hd],
+                )?;
             }
             let g = c.n_head / c.n_head_kv;
             if fused_rope && self.use_attn_merge && c.head_dim <= 128 && g <= 8 {
@@ -1336,6 +1444,19 @@ impl GpuModel {
         } else {
             self.encode_dense(&ly.o, Some(l), t, s.att.ptr, s.x.ptr, true, split_o)?;
         }
+        // t > 1: x += attn_output(att), the residual stream after attention. (The projection
+        // alone, the CPU's attn_out, is never a buffer here: the product adds into x.)
+        self.tap_rows(
+            hook,
+            Stage::AttnResidual,
+            None,
+            li,
+            &s.x._buf,
+            0,
+            pos0,
+            t,
+            &[hid],
+        )?;
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
             // one block per expert row
@@ -1375,11 +1496,35 @@ impl GpuModel {
                 e,
                 c.rms_eps
             );
+            self.tap_rows(
+                hook,
+                Stage::FfnNorm,
+                None,
+                li,
+                &s.h._buf,
+                0,
+                pos0,
+                t,
+                &[hid],
+            )?;
             if self.use_rt {
                 self.encode_router_tiles(&ly.router, Some(l), t)?;
             } else {
                 self.encode_dense(&ly.router, Some(l), t, s.h.ptr, s.rl.ptr, false, false)?;
             }
+            // T x n_expert router logits (either product writes rows of stride n_expert)
+            let (rl, ne) = (&s.rl._buf, c.n_expert);
+            self.tap_rows(
+                hook,
+                Stage::MoeRouter,
+                Some("logits"),
+                li,
+                rl,
+                0,
+                pos0,
+                t,
+                &[ne],
+            )?;
             launch!(
                 self,
                 "router_topk",
@@ -1390,6 +1535,7 @@ impl GpuModel {
                 s.ids.ptr,
                 s.wts.ptr
             );
+            self.tap_router(hook, l, t)?;
         }
         let ff = c.expert_ff;
         if t == 1 && self.q16_gate_up(ly) {
@@ -1556,8 +1702,12 @@ impl GpuModel {
             if split_gu {
                 self.encode_split(s.h.ptr, c.n_embd, t)?;
             }
+            // Each grouped product writes row p = token * k + slot of its output (pair p, expert
+            // ids[p]); tap_experts hands row p over as that expert's tensor at that position.
             grouped(&ly.gate, ff, s.h.ptr, c.n_embd, k, s.g.ptr, ff, split_gu)?;
+            self.tap_experts(hook, Stage::MoeExpertGate, l, t, &s.g._buf, ff)?;
             grouped(&ly.up, ff, s.h.ptr, c.n_embd, k, s.u.ptr, ff, split_gu)?;
+            self.tap_experts(hook, Stage::MoeExpertUp, l, t, &s.u._buf, ff)?;
             let n = (pairs * ff) as i64;
             launch!(
                 self,
@@ -1568,6 +1718,7 @@ impl GpuModel {
                 s.act.ptr,
                 n
             );
+            self.tap_experts(hook, Stage::MoeExpertSwiglu, l, t, &s.act._buf, ff)?;
             let split_d = self.mq_ok(&ly.down);
             if split_d {
                 self.encode_split(s.act.ptr, ff, pairs)?;
@@ -1575,6 +1726,8 @@ impl GpuModel {
             grouped(
                 &ly.down, c.n_embd, s.act.ptr, ff, 1, s.y.ptr, c.n_embd, split_d,
             )?;
+            self.tap_experts(hook, Stage::MoeExpertOut, l, t, &s.y._buf, hid)?;
+            // moe_combine adds the weighted sum into x: the CPU's moe_ffn_out is never a buffer
             launch!(
                 self,
                 "moe_combine",
@@ -1585,6 +1738,112 @@ impl GpuModel {
                 e,
                 s.x.ptr
             );
+            self.tap_rows(
+                hook,
+                Stage::LayerOut,
+                None,
+                li,
+                &s.x._buf,
+                0,
+                pos0,
+                t,
+                &[hid],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Traced prefill: hands rows `row0 .. row0 + n` of `src` (each `row_shape` elements, row i
+    /// at position `pos0 + i`) to the hook as `stage` / `part`, when it wants any of them. Called
+    /// right after the launch that writes `src`; the copy is on the forward's stream and waits.
+    #[allow(clippy::too_many_arguments)]
+    fn tap_rows(
+        &self,
+        hook: &mut Option<&mut dyn TraceHook>,
+        stage: Stage,
+        part: Option<&str>,
+        layer: Option<usize>,
+        src: &CudaSlice<f32>,
+        row0: usize,
+        pos0: usize,
+        n: usize,
+        row_shape: &[usize],
+    ) -> Result<(), CudaError> {
+        let Some(h) = hook.as_deref_mut() else {
+            return Ok(());
+        };
+        if !(pos0..pos0 + n).any(|p| h.wants(stage, layer, p)) {
+            return Ok(());
+        }
+        let width: usize = row_shape.iter().product();
+        let rows = self.dev.download_range(src, row0 * width, n * width)?;
+        emit_rows(hook, stage, part, layer, pos0, row_shape, &rows);
+        Ok(())
+    }
+
+    /// Traced prefill: the router's choice for this chunk's `t` tokens (st.ids / st.wts, T x k
+    /// in selection order) as `moe_router` topk_ids and topk_weights.
+    fn tap_router(
+        &self,
+        hook: &mut Option<&mut dyn TraceHook>,
+        l: usize,
+        t: usize,
+    ) -> Result<(), CudaError> {
+        let Some(h) = hook.as_deref_mut() else {
+            return Ok(());
+        };
+        let pos0 = self.pos;
+        if !(pos0..pos0 + t).any(|p| h.wants(Stage::MoeRouter, Some(l), p)) {
+            return Ok(());
+        }
+        let k = self.cfg.n_expert_used;
+        let ids = self.dev.download(&self.st.ids._buf, t * k)?;
+        let wts = self.dev.download(&self.st.wts._buf, t * k)?;
+        for i in 0..t {
+            let pos = pos0 + i;
+            if h.wants(Stage::MoeRouter, Some(l), pos) {
+                let key = TensorKey::new(Stage::MoeRouter, Some(l), pos);
+                let r = i * k..(i + 1) * k;
+                h.record_i32(key.clone().part("topk_ids"), &[k], &ids[r.clone()]);
+                h.record_f32(key.part("topk_weights"), &[k], &wts[r]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Traced prefill: a per-expert stage of layer `l`, `src` holding one row of `width` per
+    /// (token, slot) pair p = token * k + slot (the grouped products' output layout), for the
+    /// expert st.ids[p] chose.
+    fn tap_experts(
+        &self,
+        hook: &mut Option<&mut dyn TraceHook>,
+        stage: Stage,
+        l: usize,
+        t: usize,
+        src: &CudaSlice<f32>,
+        width: usize,
+    ) -> Result<(), CudaError> {
+        let Some(h) = hook.as_deref_mut() else {
+            return Ok(());
+        };
+        let pos0 = self.pos;
+        // for a per-expert stage, `wants` says whether any expert is wanted at that position
+        if !(pos0..pos0 + t).any(|p| h.wants(stage, Some(l), p)) {
+            return Ok(());
+        }
+        let k = self.cfg.n_expert_used;
+        let ids = self.dev.download(&self.st.ids._buf, t * k)?;
+        let rows = self.dev.download(src, t * k * width)?;
+        for (p, row) in rows.chunks_exact(width).enumerate() {
+            let pos = pos0 + p / k;
+            // an id outside 0..n_expert (a broken router) is never wanted, so never recorded
+            let Ok(e) = usize::try_from(ids[p]) else {
+                continue;
+            };
+            if h.wants_expert(stage, l, pos, e) {
+                let key = TensorKey::new(stage, Some(l), pos).expert(e);
+                h.record_f32(key, &[width], row);
+            }
         }
         Ok(())
     }

@@ -1,22 +1,50 @@
 //! Tracing the CUDA forward (feature `cuda`).
 //!
-//! The CUDA forward does not call [`TraceHook`] inside its layers yet. What it offers is a
-//! per-layer observation callback of its production prefill (`GpuModel::prefill`), which copies
-//! back each layer's output and the router's choice. This adapter turns those observations into
-//! hook calls, so that a GPU trace holds [`GPU_TRACED_STAGES`] and can be diffed against a CPU
-//! trace: enough to find the first bad layer (step 2 of the bisection in docs/tracing.md). The
-//! sub-stages of that layer need the hook inside the CUDA layer.
+//! The CUDA forward calls [`TraceHook`] itself, inside its layers (`GpuModel::prefill_traced`):
+//! at every stage it materializes as a buffer, it copies that buffer back right after the launch
+//! that writes it, on the forward's stream, when the hook wants it, and hands it over under the
+//! CPU forward's keys, parts and row shapes, so that a GPU trace diffs against a CPU trace stage
+//! by stage ([`GPU_TRACED`]). The stages that live only inside fused kernels are not traced:
+//! `q_norm` and `k_norm` (qk_norm_rope_store normalises and rotates in one pass), `attn_out`
+//! (the output projection adds into the residual stream; st.att, the attention before that
+//! projection, is not the CPU's `attn_out`), `moe_ffn_out` (moe_combine adds the weighted expert
+//! sum into the residual stream) and the router's `margin` (not computed on the GPU; trace-diff
+//! derives it from the traced router logits). Chunks of one token run the decode kernels, which
+//! fuse more: there only `moe_router` top-k and `layer_out` are handed over inside the layers.
 
-use crate::cuda::{CudaError, GpuConfig, GpuModel, HostModel, HostTensor, LayerObservation};
+use crate::cuda::{CudaError, GpuConfig, GpuModel, HostModel, HostTensor};
 use crate::model::{GgufFile, Model, TensorSource};
 
-use super::hook::{emit_rows, TraceHook};
-use super::sink::TensorKey;
-use super::stage::Stage;
+use super::hook::TraceHook;
 
-/// What a GPU trace holds.
-pub const GPU_TRACED_STAGES: &str =
-    "layer_out, moe_router.topk_ids, moe_router.topk_weights, logits";
+/// What a GPU trace holds (prefill chunks of two or more tokens), for messages.
+pub const GPU_TRACED_STAGES: &str = "embed, attn_norm, q, k, v, rope (q, k), attn_residual, \
+     ffn_norm, moe_router (logits, topk_ids, topk_weights), moe_expert_gate, moe_expert_up, \
+     moe_expert_swiglu, moe_expert_out, layer_out, final_norm, logits";
+
+/// The stages (`stage` or `stage.part`) a GPU trace holds, in forward order: those the CUDA
+/// forward materializes as buffers (prefill chunks of two or more tokens).
+pub const GPU_TRACED: &[&str] = &[
+    "embed",
+    "attn_norm",
+    "q",
+    "k",
+    "v",
+    "rope.q",
+    "rope.k",
+    "attn_residual",
+    "ffn_norm",
+    "moe_router.logits",
+    "moe_router.topk_ids",
+    "moe_router.topk_weights",
+    "moe_expert_gate",
+    "moe_expert_up",
+    "moe_expert_swiglu",
+    "moe_expert_out",
+    "layer_out",
+    "final_norm",
+    "logits",
+];
 
 /// The GGUF file's tensors and the model's configuration, as the CUDA backend loads them.
 pub fn host_model<'f>(file: &'f GgufFile, model: &Model<'_>) -> HostModel<'f> {
@@ -50,48 +78,14 @@ pub fn host_model<'f>(file: &'f GgufFile, model: &Model<'_>) -> HostModel<'f> {
     HostModel { config, tensors }
 }
 
-/// Runs the CUDA prefill over `tokens` from position 0 (the context is reset first), hands the
-/// observed stages to `hook`, and returns the logits of every position.
+/// Runs the CUDA prefill over `tokens` from position 0 (the context is reset first), the CUDA
+/// forward handing its stages to `hook` (see the module docs), and returns the logits of every
+/// position. Without a hook this is the plain prefill: nothing is copied back but the logits.
 pub fn traced_prefill(
     gpu: &mut GpuModel,
     tokens: &[u32],
-    mut hook: Option<&mut dyn TraceHook>,
+    hook: Option<&mut dyn TraceHook>,
 ) -> Result<Vec<f32>, CudaError> {
     gpu.reset()?;
-    let n = tokens.len().max(1);
-    let traced = hook.is_some();
-    let mut observe = |o: LayerObservation| {
-        let Some(h) = hook.as_deref_mut() else { return };
-        let hid = o.hidden.len() / n;
-        let k = o.expert_ids.len() / n;
-        for t in 0..tokens.len() {
-            let (l, pos) = (Some(o.layer), o.pos0 + t);
-            if h.wants(Stage::MoeRouter, l, pos) {
-                let key = TensorKey::new(Stage::MoeRouter, l, pos);
-                h.record_i32(
-                    key.clone().part("topk_ids"),
-                    &[k],
-                    &o.expert_ids[t * k..(t + 1) * k],
-                );
-                h.record_f32(
-                    key.part("topk_weights"),
-                    &[k],
-                    &o.expert_weights[t * k..(t + 1) * k],
-                );
-            }
-            if h.wants(Stage::LayerOut, l, pos) {
-                let key = TensorKey::new(Stage::LayerOut, l, pos);
-                h.record_f32(key, &[hid], &o.hidden[t * hid..(t + 1) * hid]);
-            }
-        }
-    };
-    // Without a hook, pass no callback: the forward then skips the per-layer copies entirely.
-    let logits = if traced {
-        gpu.prefill(tokens, true, Some(&mut observe))?
-    } else {
-        gpu.prefill(tokens, true, None)?
-    };
-    let vocab = logits.len() / n;
-    emit_rows(&mut hook, Stage::Logits, None, None, 0, &[vocab], &logits);
-    Ok(logits)
+    gpu.prefill_traced(tokens, true, hook)
 }
