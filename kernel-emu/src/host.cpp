@@ -288,3 +288,26 @@ extern "C" int emu_router_decode(int qt, const u8* W, i64 row_bytes, int n_exp, 
     })
     EMU_DISPATCH_ALL(qt, RD_CALL);
 }
+
+// decode_q16.cu's matvec3n_q16_* (matvec3n with the dots on the block's Q16 copy of h).
+extern "C" int emu_matvec3n_q16(int qt, int qt2, const u8* W0, const u8* W1, const u8* W2,
+                                i64 row_bytes, i64 row_bytes2, int n0, int n1, int n2, int K,
+                                const float* x, const float* nw, float eps, float* h_out,
+                                float* y0, float* y1, float* y2) {
+    unsigned warps = qt == qt2 ? (unsigned)(n0 + n1 + n2 + 1) / 2 : (unsigned)((n0 + n1) / 2 + n2);
+    emu_dim3 grid{(warps + MV_WARPS - 1) / MV_WARPS, 1, 1};
+#define MV3NQ_CALL(NAME)                                                                          \
+    emu::launch(grid, {32 * MV_WARPS, 1, 1}, (size_t)K * 7, [&] {                                \
+        matvec3n_q16_##NAME(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps, h_out, \
+                            y0, y1, y2, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0.f,     \
+                            nullptr);                                                            \
+    });                                                                                          \
+    return 0
+    if (qt == QT_Q4_K && qt2 == QT_Q4_K) { MV3NQ_CALL(q4_k_q4_k); }
+    if (qt == QT_Q4_K && qt2 == QT_Q6_K) { MV3NQ_CALL(q4_k_q6_k); }
+    if (qt == QT_Q4_K && qt2 == QT_Q5_K) { MV3NQ_CALL(q4_k_q5_k); }
+    if (qt == QT_Q5_K && qt2 == QT_Q5_K) { MV3NQ_CALL(q5_k_q5_k); }
+    if (qt == QT_Q5_K && qt2 == QT_Q6_K) { MV3NQ_CALL(q5_k_q6_k); }
+    if (qt == QT_Q6_K && qt2 == QT_Q6_K) { MV3NQ_CALL(q6_k_q6_k); }
+    return 1;
+}

@@ -224,6 +224,26 @@ mod ffi {
             wts: *const f32,
             x: *mut f32,
         ) -> i32;
+        pub fn emu_matvec3n_q16(
+            qt: i32,
+            qt2: i32,
+            w0: *const u8,
+            w1: *const u8,
+            w2: *const u8,
+            row_bytes: i64,
+            row_bytes2: i64,
+            n0: i32,
+            n1: i32,
+            n2: i32,
+            k: i32,
+            x: *const f32,
+            nw: *const f32,
+            eps: f32,
+            h_out: *mut f32,
+            y0: *mut f32,
+            y1: *mut f32,
+            y2: *mut f32,
+        ) -> i32;
         pub fn emu_matvec4(
             qt: i32,
             w: *const u8,
@@ -986,6 +1006,28 @@ pub fn matvec3n(
     nw: &[f32],
     eps: f32,
 ) -> Result<(Vec<f32>, [Vec<f32>; 3]), EmuError> {
+    matvec3n_variant(false, w, x, nw, eps)
+}
+
+/// decode_q16.cu's matvec3n_q16_*: matvec3n with the dots on the block's Q16 copy of h (so y is
+/// W times q16_quantize(h)'s values).
+pub fn matvec3n_q16(
+    w: [Weights<'_>; 3],
+    x: &[f32],
+    nw: &[f32],
+    eps: f32,
+) -> Result<(Vec<f32>, [Vec<f32>; 3]), EmuError> {
+    q16_geometry(w[0].k)?;
+    matvec3n_variant(true, w, x, nw, eps)
+}
+
+fn matvec3n_variant(
+    q16: bool,
+    w: [Weights<'_>; 3],
+    x: &[f32],
+    nw: &[f32],
+    eps: f32,
+) -> Result<(Vec<f32>, [Vec<f32>; 3]), EmuError> {
     let row_bytes = check_rows(&w[0])?;
     let row_bytes2 = check_rows(&w[2])?;
     check_rows(&w[1])?;
@@ -1011,8 +1053,13 @@ pub fn matvec3n(
     ];
     let [y0, y1, y2] = &mut y;
     // SAFETY: each matrix holds its rows (checked); h holds k floats, y_i w_i.rows floats.
+    let launch = if q16 {
+        ffi::emu_matvec3n_q16
+    } else {
+        ffi::emu_matvec3n
+    };
     let rc = unsafe {
-        ffi::emu_matvec3n(
+        launch(
             w[0].qt.ggml_id() as i32,
             w[2].qt.ggml_id() as i32,
             a[0].ptr(),

@@ -11,8 +11,8 @@
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
 use kernel_emu::{
-    matvec_q16, moe_down_q16, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8, router_decode,
-    Weights, Q16,
+    matvec3n_q16, matvec_q16, moe_down_q16, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8,
+    router_decode, Weights, Q16,
 };
 
 const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
@@ -364,4 +364,47 @@ fn decode_router_makes_a_nan_logit_visible_and_fills_every_slot() {
         "weights {:?} must be NaN",
         got.wts
     );
+}
+
+#[test]
+fn fused_norm_qkv_q16_is_the_dot_product_with_the_quantized_norm() {
+    // matvec3n_q16: 38 + 10 q/k rows and 7 v rows (as the f32 kernel's test), K = 512
+    let (rows, k, eps) = ([38usize, 10, 7], 512usize, 1e-6f32);
+    let pairs = [
+        (GpuQType::Q4K, GpuQType::Q4K),
+        (GpuQType::Q4K, GpuQType::Q6K),
+        (GpuQType::Q4K, GpuQType::Q5K),
+        (GpuQType::Q5K, GpuQType::Q5K),
+        (GpuQType::Q5K, GpuQType::Q6K),
+        (GpuQType::Q6K, GpuQType::Q6K),
+    ];
+    for (i, (qt, vt)) in pairs.into_iter().enumerate() {
+        let mut rng = Rng(2200 + i as u64);
+        let qts = [qt, qt, vt];
+        let files: Vec<Vec<u8>> = (0..3)
+            .map(|j| random_matrix(qts[j], rows[j], k, &mut rng))
+            .collect();
+        let devs: Vec<Vec<u8>> = (0..3).map(|j| device(qts[j], &files[j])).collect();
+        let x = activations(1, k, &mut rng);
+        let nw: Vec<f32> = activations(1, k, &mut rng)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect();
+        let w = |j: usize| wts(qts[j], &devs[j], rows[j], k, 1);
+        let (h, y) = matvec3n_q16([w(0), w(1), w(2)], &x, &nw, eps).expect("geometry");
+        let hd = q16_quantize(&h).expect("geometry").dequantized();
+        for j in 0..3 {
+            let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).expect("reference");
+            for (r, &got) in y[j].iter().enumerate() {
+                let (want, mag) = dot64(&rf, 0, r, &hd);
+                let e = (got as f64 - want).abs() / (1e-5 * mag + 1e-30);
+                assert!(
+                    e <= 1.0,
+                    "{} / {} matrix {j} row {r}: {e:.3e} of the bound",
+                    qt.name(),
+                    vt.name()
+                );
+            }
+        }
+    }
 }

@@ -449,7 +449,14 @@ __device__ void warp_norm_rope_head(const float* src, float* dst, const float* n
 // written, is counted against its head (counter: n_head + n_head_kv zeros); the warp whose row
 // completes a head normalises and rotates it, in place for q, into the K cache for k, and puts
 // the head's count back to 0 (graph replays). Needs hd <= 128 (the host checks).
-template <int QT, int QT2>
+// decode_q16.cu: warp_dot2 against a Q16 vector (the Q16 instances of matvec3n).
+template <int QT>
+__device__ void warp_dot2_q16(const u8* ra, const u8* rb, int K, const u8* xq, float& sa,
+                              float& sb);
+
+// Q16 (decode_q16.cu's matvec3n_q16_* entries): each block also quantizes its h into a Q16
+// vector after the K floats of dynamic shared memory (3 K bytes more), and the dots run on it.
+template <int QT, int QT2, bool Q16 = false>
 __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_bytes,
                               i64 row_bytes2, int n0, int n1, int n2, int K, const float* x,
                               const float* nw, float eps, float* h_out, float* y0, float* y1,
@@ -486,13 +493,20 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     }
     pdl_begin();
     block_rmsnorm_to_smem(x, nw, eps, K, sh, h_out, red);
+    u8* shq = (u8*)(sh + K);
+    if constexpr (Q16) {
+        q16_quantize_blocks(sh, K, shq, threadIdx.x, blockDim.x);
+        __syncthreads();
+    }
     if (!has_a) return;
     float sa, sb;
     if (single) {
         float unused;
-        warp_dot2<QT2>(ra, ra, K, sh, sa, unused);
+        if constexpr (Q16) warp_dot2_q16<QT2>(ra, ra, K, shq, sa, unused);
+        else warp_dot2<QT2>(ra, ra, K, sh, sa, unused);
     } else {
-        warp_dot2<QT>(ra, has_b ? rb : ra, K, sh, sa, sb);
+        if constexpr (Q16) warp_dot2_q16<QT>(ra, has_b ? rb : ra, K, shq, sa, sb);
+        else warp_dot2<QT>(ra, has_b ? rb : ra, K, sh, sa, sb);
     }
     if (counter == nullptr) {
         if (lane == 0) {

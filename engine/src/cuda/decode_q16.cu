@@ -372,6 +372,49 @@ Q16_ENTRIES(q4_k, QT_Q4_K)
 Q16_ENTRIES(q5_k, QT_Q5_K)
 Q16_ENTRIES(q6_k, QT_Q6_K)
 
+// warp_dot2 (decode.cu) against a Q16 vector: two rows' dots of one warp (rb == ra: the second
+// is computed, not used).
+template <int QT>
+__device__ void warp_dot2_q16(const u8* ra, const u8* rb, int K, const u8* xq, float& sa,
+                              float& sb) {
+    const int lane = threadIdx.x & 31;
+    const int ntasks = K / QT_traits<QT>::TASK_ELEMS;
+    const Q16Vec x = q16_vec(xq, K);
+    float aa = 0.f, ab = 0.f;
+    int t = lane;
+    for (; t + WARP < ntasks; t += 2 * WARP) {
+        tdot_q16<QT>(ra, t, x, aa);
+        tdot_q16<QT>(rb, t, x, ab);
+        tdot_q16<QT>(ra, t + WARP, x, aa);
+        tdot_q16<QT>(rb, t + WARP, x, ab);
+    }
+    if (t < ntasks) {
+        tdot_q16<QT>(ra, t, x, aa);
+        tdot_q16<QT>(rb, t, x, ab);
+    }
+    sa = warp_sum(aa);
+    sb = warp_sum(ab);
+}
+
+// matvec3n (decode.cu) with the dots on the block's Q16 copy of h: the pairs of Q16 qtypes
+// (MATVEC3N_Q16_PAIRS in device.rs). Dynamic shared memory: 7 K bytes.
+#define MATVEC3N_Q16_ENTRY(NAME, QT, QT2, MINB)                                                  \
+    extern "C" __global__ void __launch_bounds__(128, MINB) matvec3n_q16_##NAME(                \
+        const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, i64 row_bytes2, int n0, int n1, \
+        int n2, int K, const float* x, const float* nw, float eps, float* h_out, float* y0,      \
+        float* y1, float* y2, const float* qnw, const float* knw, float* kc, float* vc,          \
+        const int* pos_ptr, int hd, float base, unsigned* counter) {                             \
+        matvec3n_impl<QT, QT2, true>(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw,    \
+                                     eps, h_out, y0, y1, y2, qnw, knw, kc, vc, pos_ptr, hd, base, \
+                                     counter);                                                   \
+    }
+MATVEC3N_Q16_ENTRY(q4_k_q4_k, QT_Q4_K, QT_Q4_K, 6)
+MATVEC3N_Q16_ENTRY(q4_k_q6_k, QT_Q4_K, QT_Q6_K, 6)
+MATVEC3N_Q16_ENTRY(q4_k_q5_k, QT_Q4_K, QT_Q5_K, 6)
+MATVEC3N_Q16_ENTRY(q5_k_q5_k, QT_Q5_K, QT_Q5_K, 6)
+MATVEC3N_Q16_ENTRY(q5_k_q6_k, QT_Q5_K, QT_Q6_K, 6)
+MATVEC3N_Q16_ENTRY(q6_k_q6_k, QT_Q6_K, QT_Q6_K, 1)
+
 // The decode router's input as Q16 for the gate/up kernel, for callers other than
 // router_decode (which writes it itself): grid = 1, any block size.
 extern "C" __global__ void q16_quantize(const float* x, int K, u8* out) {

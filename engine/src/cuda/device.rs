@@ -123,11 +123,24 @@ fn kernel_names() -> Vec<String> {
     for p in MATVEC3N_PAIRS {
         v.push(format!("matvec3n_{p}"));
     }
+    for p in MATVEC3N_Q16_PAIRS {
+        v.push(format!("matvec3n_q16_{p}"));
+    }
     v
 }
 
 /// The weight qtypes decode_q16.cu instantiates its expert kernels for.
 pub(crate) const Q16_QTYPES: [&str; 3] = ["q4_k", "q5_k", "q6_k"];
+
+/// The matvec3n pairs decode_q16.cu also instantiates on Q16 activations (both qtypes Q16 ones).
+pub(crate) const MATVEC3N_Q16_PAIRS: [&str; 6] = [
+    "q4_k_q4_k",
+    "q4_k_q6_k",
+    "q4_k_q5_k",
+    "q5_k_q5_k",
+    "q5_k_q6_k",
+    "q6_k_q6_k",
+];
 
 /// The (q/k qtype, v qtype) pairs decode.cu instantiates matvec3n for (the synthetic files'
 /// Q4_K_M and mixed presets); other pairs run the unfused RMSNorm + q/k/v path.

@@ -232,6 +232,9 @@ pub struct GpuModel {
     /// (decode_q16.cu), where the experts are Q4_K / Q5_K / Q6_K; off with PV_GPU_NO_Q16=1 (the
     /// f32-activation kernels, for A/B timing and as the reference path).
     use_q16: bool,
+    /// Decode q/k/v on the Q16 copy of the attention norm (decode_q16.cu's matvec3n_q16_*), with
+    /// use_q16; off with PV_GPU_NO_QKV_Q16=1 (A/B timing).
+    use_qkv_q16: bool,
     /// Programmatic dependent launch (compute capability >= 9.0, opt-in with PV_GPU_PDL=1): a
     /// kernel may be scheduled while the one before it finishes, and waits for it in
     /// `pdl_begin()` (kernels.cu).
@@ -415,6 +418,7 @@ impl GpuModel {
                 1
             },
             use_q16: !env_set("PV_GPU_NO_Q16"),
+            use_qkv_q16: !env_set("PV_GPU_NO_QKV_Q16"),
             mv4_min_rows: if env_set("PV_GPU_NO_MV4") {
                 usize::MAX
             } else if env_set("PV_GPU_MV4_ALL") {
@@ -938,10 +942,21 @@ impl GpuModel {
         let q = self.kernel_for(&ly.q, Some(l), "matvec3n");
         let v = self.kernel_for(&ly.v, Some(l), "");
         let name = format!("{q}{v}");
-        super::device::MATVEC3N_PAIRS
-            .iter()
-            .any(|p| name.strip_prefix("matvec3n_") == Some(*p))
-            .then_some(name)
+        let pair = name.strip_prefix("matvec3n_")?;
+        if !super::device::MATVEC3N_PAIRS.contains(&pair) {
+            return None;
+        }
+        // the Q16 instance (decode_q16.cu) where both qtypes have Q16 dots and the block's
+        // Q16 copy of h (3 e bytes after its e floats) fits
+        if self.use_q16
+            && self.use_qkv_q16
+            && super::device::MATVEC3N_Q16_PAIRS.contains(&pair)
+            && e % 32 == 0
+            && e * 7 <= 48 * 1024
+        {
+            return Some(format!("matvec3n_q16_{pair}"));
+        }
+        Some(name)
     }
 
     /// Whether this layer's decode gate/up runs on Q16 activations (decode_q16.cu): Q4_K / Q5_K /
@@ -1167,10 +1182,16 @@ impl GpuModel {
             } else {
                 (ly.q.rows + ly.k.rows) / 2 + ly.v.rows
             };
+            // h as floats, and for a Q16 instance its Q16 copy (3 bytes per element) after them
+            let smem = if name.starts_with("matvec3n_q16_") {
+                7
+            } else {
+                4
+            } * c.n_embd;
             let cfg = LaunchConfig {
                 grid_dim: (ceil_div(warps, MV_WARPS) as u32, 1, 1),
                 block_dim: (32 * MV_WARPS as u32, 1, 1),
-                shared_mem_bytes: (c.n_embd * 4) as u32,
+                shared_mem_bytes: smem as u32,
             };
             launch!(
                 self,
