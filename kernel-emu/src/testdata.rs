@@ -7,7 +7,7 @@ use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
 
-use crate::{DecodeAttn, EmuError, Heads};
+use crate::{DecodeAttn, EmuError, Heads, Weights};
 
 /// Every qtype the engine has GPU kernels for, in the order the tests seed them by.
 pub const ALL_QTYPES: [GpuQType; 6] = [
@@ -114,6 +114,14 @@ impl Reference {
                 .map_err(|e| EmuError::Geometry(format!("dequantizing row {r}: {e}")))?;
         }
         Ok(Reference { w, rows, k })
+    }
+    /// (value, sum of |w x|) of expert e's row r with float64 activations x (e.g. a Q16
+    /// vector's dequantized values).
+    pub fn dot64(&self, e: usize, r: usize, x: &[f64]) -> (f64, f64) {
+        let w = &self.w[(e * self.rows + r) * self.k..][..self.k];
+        w.iter().zip(x).fold((0.0, 0.0), |(s, m), (&a, &b)| {
+            (s + a as f64 * b, m + (a as f64 * b).abs())
+        })
     }
     /// (value, sum of |w x|) of expert e's row r with activation row x.
     pub fn dot(&self, e: usize, r: usize, x: &[f32]) -> (f64, f64) {
@@ -263,4 +271,20 @@ pub fn decode_attn_case(h: Heads, pos: usize, max_ctx: usize, seed: u64) -> Deco
         rope_base: 1_000_000.0,
         eps: 1e-6,
     }
+}
+
+/// A matrix of `experts` x `rows` rows of K = `k` in the device layout, for a launch.
+pub fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
+    Weights {
+        qt,
+        bytes,
+        rows,
+        k,
+        experts,
+    }
+}
+
+/// SiLU in float64 (the SwiGLU references).
+pub fn silu(g: f64) -> f64 {
+    g / (1.0 + (-g).exp())
 }

@@ -5,24 +5,10 @@
 
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
-    activations, decode_attn_case as decode_case, device, random_matrix, Reference, Rng,
-    ALL_QTYPES, DECODE_ATTN_CASES,
+    activations, decode_attn_case as decode_case, device, random_matrix, silu, weights, Reference,
+    Rng, ALL_QTYPES, DECODE_ATTN_CASES,
 };
-use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode, Weights};
-
-fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
-    Weights {
-        qt,
-        bytes,
-        rows,
-        k,
-        experts,
-    }
-}
-
-fn silu(g: f64) -> f64 {
-    g / (1.0 + (-g).exp())
-}
+use kernel_emu::{attn_decode, matmat_token_tiles, matvec3, moe_gate_up, Decode};
 
 #[test]
 fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
@@ -35,7 +21,10 @@ fn two_rows_per_warp_gate_up_equals_the_engines_kernel() {
         let uf = random_matrix(qt, experts * ff, k, &mut rng);
         let (gd, ud) = (device(qt, &gf), device(qt, &uf));
         let x = activations(3, k, &mut rng);
-        let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
+        let (g, u) = (
+            weights(qt, &gd, ff, k, experts),
+            weights(qt, &ud, ff, k, experts),
+        );
         let engine = moe_gate_up(Decode::KernelsCu, g, u, &x, 2, &ids).expect("geometry");
         let two_row = moe_gate_up(Decode::DecodeCu, g, u, &x, 2, &ids).expect("geometry");
         let differ = engine
@@ -91,7 +80,7 @@ fn two_rows_per_warp_qkv_equals_the_engines_kernel() {
             .collect();
         let devs: Vec<Vec<u8>> = files.iter().map(|f| device(qt, f)).collect();
         let x = activations(1, k, &mut rng);
-        let w = |j: usize| wts(qt, &devs[j], rows[j], k, 1);
+        let w = |j: usize| weights(qt, &devs[j], rows[j], k, 1);
         let engine = matvec3(Decode::KernelsCu, [w(0), w(1), w(2)], &x).expect("geometry");
         let two_row = matvec3(Decode::DecodeCu, [w(0), w(1), w(2)], &x).expect("geometry");
         for j in 0..3 {
@@ -136,7 +125,7 @@ fn token_tiled_router_product_matches_the_cpu_dequantizer() {
         let file = random_matrix(qt, rows, k, &mut rng);
         let dev = device(qt, &file);
         let x = activations(t, k, &mut rng);
-        let y = matmat_token_tiles(wts(qt, &dev, rows, k, 1), &x, t).expect("geometry");
+        let y = matmat_token_tiles(weights(qt, &dev, rows, k, 1), &x, t).expect("geometry");
         let w: Vec<f64> = Reference::new(qt, &file, 1, rows, k)
             .expect("reference")
             .w

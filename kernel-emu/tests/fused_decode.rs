@@ -5,18 +5,10 @@
 //! equality.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng, ALL_QTYPES};
-use kernel_emu::{matvec3n, matvec4, Weights};
-
-fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize) -> Weights<'_> {
-    Weights {
-        qt,
-        bytes,
-        rows,
-        k,
-        experts: 1,
-    }
-}
+use kernel_emu::testdata::{
+    activations, device, random_matrix, weights, Reference, Rng, ALL_QTYPES,
+};
+use kernel_emu::{matvec3n, matvec4};
 
 /// The (q/k, v) qtype pairs the engine instantiates, as the synthetic files hold them.
 const PAIRS: [(GpuQType, GpuQType); 13] = [
@@ -52,7 +44,7 @@ fn fused_norm_qkv_matches_the_cpu_dequantizer() {
             .iter()
             .map(|v| 1.0 + 0.5 * v)
             .collect();
-        let w = |j: usize| wts(qts[j], &devs[j], rows[j], k);
+        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
         let (h, y) = matvec3n([w(0), w(1), w(2)], &x, &nw, eps).expect("geometry");
         // the norm in float64
         let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
@@ -87,14 +79,14 @@ fn fused_norm_qkv_refuses_what_the_engine_does_not_instantiate() {
     let mut rng = Rng(1);
     let f = random_matrix(GpuQType::Q8_0, 4, 64, &mut rng);
     let d = device(GpuQType::Q8_0, &f);
-    let w = wts(GpuQType::Q8_0, &d, 4, 64);
-    let v = wts(GpuQType::Q8_0, &d, 4, 64);
+    let w = weights(GpuQType::Q8_0, &d, 4, 64, 1);
+    let v = weights(GpuQType::Q8_0, &d, 4, 64, 1);
     let x = vec![1.0f32; 64];
     // q8_0 with a q8_0 v is instantiated; f16 with a q8_0 v (another pair) is not
     assert!(matvec3n([w, w, v], &x, &x, 1e-6).is_ok());
     let f16m = random_matrix(GpuQType::F16, 4, 64, &mut rng);
     let d16 = device(GpuQType::F16, &f16m);
-    let v16 = wts(GpuQType::F16, &d16, 4, 64);
+    let v16 = weights(GpuQType::F16, &d16, 4, 64, 1);
     assert!(matvec3n([v16, v16, w], &x, &x, 1e-6).is_err());
 }
 
@@ -107,7 +99,7 @@ fn four_rows_per_warp_matches_the_cpu_dequantizer() {
         let file = random_matrix(qt, rows, k, &mut rng);
         let dev = device(qt, &file);
         let x = activations(1, k, &mut rng);
-        let y = matvec4(wts(qt, &dev, rows, k), &x).expect("geometry");
+        let y = matvec4(weights(qt, &dev, rows, k, 1), &x).expect("geometry");
         let rf = Reference::new(qt, &file, 1, rows, k).expect("reference");
         for (r, &got) in y.iter().enumerate() {
             let (want, mag) = rf.dot(0, r, &x);

@@ -9,36 +9,14 @@
 //! checks for the kernel's output directly.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, Reference, Rng};
+use kernel_emu::testdata::{activations, device, random_matrix, silu, weights, Reference, Rng};
 use kernel_emu::{
     matvec3n_q16, matvec_q16, moe_down_q16, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8,
-    router_decode, Weights, Q16,
+    router_decode, Q16,
 };
 
 const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
 const Q16_MAX: f32 = 32639.0;
-
-fn wts(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
-    Weights {
-        qt,
-        bytes,
-        rows,
-        k,
-        experts,
-    }
-}
-
-fn silu(g: f64) -> f64 {
-    g / (1.0 + (-g).exp())
-}
-
-/// (value, sum of |w x|) of expert e's row r against float64 activations.
-fn dot64(rf: &Reference, e: usize, r: usize, x: &[f64]) -> (f64, f64) {
-    let w = &rf.w[(e * rf.rows + r) * rf.k..][..rf.k];
-    w.iter().zip(x).fold((0.0, 0.0), |(s, m), (&a, &b)| {
-        (s + a as f64 * b, m + (a as f64 * b).abs())
-    })
-}
 
 /// The quantizer's contract for the elements x and their Q16 form q.
 fn check_q16(x: &[f32], q: &Q16, what: &str) {
@@ -111,7 +89,10 @@ fn gate_up_q16_is_the_dot_product_with_the_quantized_activation() {
         let x = activations(1, k, &mut rng);
         let xq = q16_quantize(&x).expect("geometry");
         let xd = xq.dequantized();
-        let (g, u) = (wts(qt, &gd, ff, k, experts), wts(qt, &ud, ff, k, experts));
+        let (g, u) = (
+            weights(qt, &gd, ff, k, experts),
+            weights(qt, &ud, ff, k, experts),
+        );
         let (act, actq) = moe_gate_up2_q16(g, u, &xq, &ids).expect("geometry");
         let (rg, ru) = (
             Reference::new(qt, &gf, experts, ff, k).expect("reference"),
@@ -120,8 +101,8 @@ fn gate_up_q16_is_the_dot_product_with_the_quantized_activation() {
         let mut worst = 0f64;
         for (p, &e) in ids.iter().enumerate() {
             for r in 0..ff {
-                let (g, gm) = dot64(&rg, e as usize, r, &xd);
-                let (u, um) = dot64(&ru, e as usize, r, &xd);
+                let (g, gm) = rg.dot64(e as usize, r, &xd);
+                let (u, um) = ru.dot64(e as usize, r, &xd);
                 let want = silu(g) * u;
                 // |d(silu(g) u)| <= |u| |dg| (silu' <= 1.1) + |silu(g)| |du|
                 let bound = 1e-5 * (1.1 * u.abs() * gm + silu(g).abs() * um) + 1e-30;
@@ -159,14 +140,14 @@ fn down_q16_is_the_weighted_dot_product_with_the_quantized_activations() {
             .map(|a| q16_quantize(a).expect("geometry"))
             .collect();
         let x = activations(1, rows, &mut rng);
-        let y =
-            moe_down_q16(wts(qt, &dd, rows, ff, experts), &actq, &ids, &sw, &x).expect("geometry");
+        let y = moe_down_q16(weights(qt, &dd, rows, ff, experts), &actq, &ids, &sw, &x)
+            .expect("geometry");
         let rf = Reference::new(qt, &df, experts, rows, ff).expect("reference");
         let mut worst = 0f64;
         for r in 0..rows {
             let (mut want, mut mag) = (x[r] as f64, (x[r] as f64).abs());
             for (s, &e) in ids.iter().enumerate() {
-                let (d, m) = dot64(&rf, e as usize, r, &actq[s].dequantized());
+                let (d, m) = rf.dot64(e as usize, r, &actq[s].dequantized());
                 want += sw[s] as f64 * d;
                 mag += sw[s] as f64 * m;
             }
@@ -195,12 +176,12 @@ fn gate_up_q16_stays_within_the_stated_bound_of_the_f32_activation() {
         let xq = q16_quantize(&x).expect("geometry");
         let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
         // gate = up: act = silu(g) g, so the check goes through one dot product per row
-        let g = wts(qt, &gd, ff, k, experts);
+        let g = weights(qt, &gd, ff, k, experts);
         let (act, _) = moe_gate_up2_q16(g, g, &xq, &ids).expect("geometry");
         let rf = Reference::new(qt, &gf, experts, ff, k).expect("reference");
         for (p, &e) in ids.iter().enumerate() {
             for r in 0..ff {
-                let (gv, gm) = dot64(&rf, e as usize, r, &x64);
+                let (gv, gm) = rf.dot64(e as usize, r, &x64);
                 let w = &rf.w[(e as usize * ff + r) * k..][..k];
                 let qerr: f64 = w
                     .iter()
@@ -227,7 +208,7 @@ fn q16_kernels_refuse_qtypes_they_do_not_have() {
     let mut rng = Rng(2);
     let f = random_matrix(GpuQType::Q8_0, 32, 256, &mut rng);
     let d = device(GpuQType::Q8_0, &f);
-    let w = wts(GpuQType::Q8_0, &d, 32, 256, 1);
+    let w = weights(GpuQType::Q8_0, &d, 32, 256, 1);
     let xq = q16_quantize(&[0.5; 256]).expect("geometry");
     assert!(moe_gate_up2_q16(w, w, &xq, &[0]).is_err());
 }
@@ -261,9 +242,9 @@ fn matvec_q16_is_the_dot_product_with_the_quantized_activation() {
         let y0 = activations(1, rows, &mut rng);
         let rf = Reference::new(qt, &f, 1, rows, k).expect("reference");
         for add in [false, true] {
-            let y = matvec_q16(wts(qt, &d, rows, k, 1), &xq, &y0, add).expect("geometry");
+            let y = matvec_q16(weights(qt, &d, rows, k, 1), &xq, &y0, add).expect("geometry");
             for r in 0..rows {
-                let (v, m) = dot64(&rf, 0, r, &xd);
+                let (v, m) = rf.dot64(0, r, &xd);
                 let want = v + if add { y0[r] as f64 } else { 0.0 };
                 let e = (y[r] as f64 - want).abs() / (1e-5 * m + 1e-30);
                 assert!(
@@ -289,7 +270,7 @@ fn decode_router_matches_the_float64_router_and_writes_h_as_q16() {
             .iter()
             .map(|v| 1.0 + 0.5 * v)
             .collect();
-        let got = router_decode(wts(GpuQType::F32, &f, n_exp, kk, 1), &x, &nw, 1e-6, k)
+        let got = router_decode(weights(GpuQType::F32, &f, n_exp, kk, 1), &x, &nw, 1e-6, k)
             .expect("geometry");
         assert_eq!(got.counter_after, 0, "the ticket counter must return to 0");
         let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
@@ -307,9 +288,9 @@ fn decode_router_matches_the_float64_router_and_writes_h_as_q16() {
         }
         check_q16(&got.h, &got.hq, "router hq");
         let rf = Reference::new(GpuQType::F32, &f, 1, n_exp, kk).expect("reference");
-        let logits: Vec<f64> = (0..n_exp).map(|r| dot64(&rf, 0, r, &h).0).collect();
+        let logits: Vec<f64> = (0..n_exp).map(|r| rf.dot64(0, r, &h).0).collect();
         for (r, (&g, &want)) in got.logits.iter().zip(&logits).enumerate() {
-            let m = dot64(&rf, 0, r, &h).1;
+            let m = rf.dot64(0, r, &h).1;
             assert!((g as f64 - want).abs() <= 1e-5 * m, "logit {r}");
         }
         let mut order: Vec<usize> = (0..n_exp).collect();
@@ -340,7 +321,7 @@ fn decode_router_makes_a_nan_logit_visible_and_fills_every_slot() {
     }
     let x = activations(1, kk, &mut rng);
     let got = router_decode(
-        wts(GpuQType::F32, &f, n_exp, kk, 1),
+        weights(GpuQType::F32, &f, n_exp, kk, 1),
         &x,
         &vec![1.0; kk],
         1e-6,
@@ -390,13 +371,13 @@ fn fused_norm_qkv_q16_is_the_dot_product_with_the_quantized_norm() {
             .iter()
             .map(|v| 1.0 + 0.5 * v)
             .collect();
-        let w = |j: usize| wts(qts[j], &devs[j], rows[j], k, 1);
+        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
         let (h, y) = matvec3n_q16([w(0), w(1), w(2)], &x, &nw, eps).expect("geometry");
         let hd = q16_quantize(&h).expect("geometry").dequantized();
         for j in 0..3 {
             let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).expect("reference");
             for (r, &got) in y[j].iter().enumerate() {
-                let (want, mag) = dot64(&rf, 0, r, &hd);
+                let (want, mag) = rf.dot64(0, r, &hd);
                 let e = (got as f64 - want).abs() / (1e-5 * mag + 1e-30);
                 assert!(
                     e <= 1.0,
