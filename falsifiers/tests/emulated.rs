@@ -6,24 +6,15 @@ use contract_macros::falsifier;
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, causal_attention_f64, decode_attn_case, device, group_pairs, max_abs_error,
-    random_matrix, relative_error, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES,
+    random_matrix, relative_error, silu, weights, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES,
     PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
-    attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, moe_gate_up,
-    split_act, Decode, Pairs, Weights,
+    attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, matvec3n_q16,
+    matvec_q16, moe_down_q16, moe_gate_up, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8,
+    router_decode, split_act, Decode, Pairs, Q16,
 };
 use pv_evidence::{Ctx, FalsifierResult, ResultExt};
-
-fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize) -> Weights<'_> {
-    Weights {
-        qt,
-        bytes,
-        rows,
-        k,
-        experts,
-    }
-}
 
 /// The worst ratio and where it was, across every checked output.
 #[derive(Default)]
@@ -439,5 +430,228 @@ fn the_adopted_kernels_checks_fail_on_a_corrupted_input() {
     assert!(
         notes.len() >= 18,
         "planted differences not all seen: {notes:?}"
+    );
+}
+
+const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
+
+/// The quantizer's bound for each element of x and its Q16 form q: |x - dx v| / (0.51 dx), and
+/// dx against amax / 32639 (a wrong scale is an infinite ratio).
+fn q16_check(x: &[f32], q: &Q16, what: &str, worst: &mut Worst) {
+    for (b, blk) in x.chunks_exact(8).enumerate() {
+        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let dx = q.dx(b);
+        if dx.to_bits() != (amax / 32639.0).to_bits() {
+            worst.add(f64::INFINITY, || {
+                format!("{what} block {b}: dx {dx} for amax {amax}")
+            });
+        }
+        for (i, &xv) in blk.iter().enumerate() {
+            let e = (xv as f64 - dx as f64 * q.v(8 * b + i) as f64).abs();
+            worst.add(relative_error(e as f32, 0.0, 0.51 * dx as f64), || {
+                format!("{what} element {}", 8 * b + i)
+            });
+        }
+    }
+}
+
+/// FALSIFY-EMU-Q16-001's checks, kept apart: the quantizers' elements against 0.51 dx (which a
+/// correct quantizer approaches, 0.5 / 0.51), the kernels' outputs against 1e-5 sum |w x^|, and
+/// the router's id mismatches.
+struct Q16Worst {
+    quantizer: Worst,
+    products: Worst,
+    router_id_mismatches: usize,
+}
+
+fn q16_worst(pl: Plant) -> Result<Q16Worst, pv_evidence::FalsifierError> {
+    let mut quant = Worst::default();
+    let mut worst = Worst::default();
+    let mut rng = Rng(1616);
+    // the two quantizers
+    let x = activations(1, 1024, &mut rng);
+    let q = q16_quantize(&x).context("q16_quantize")?;
+    q16_check(&x, &q, "q16_quantize", &mut quant);
+    let ql = q16_quantize_lanes8(&x, 128).context("q16_quantize_lanes8")?;
+    q16_check(&x, &ql, "q16_quantize_lanes8", &mut quant);
+    for (i, qt) in Q16_QTYPES.into_iter().enumerate() {
+        // gate / up with SwiGLU, and its own Q16 outputs
+        let (experts, ff, k) = (4usize, 64usize, 512usize);
+        let ids = [2i32, 0, 3, 1];
+        let mut rng = Rng(1610 + i as u64);
+        let gf = random_matrix(qt, experts * ff, k, &mut rng);
+        let uf = random_matrix(qt, experts * ff, k, &mut rng);
+        let (mut gd, ud) = (device(qt, &gf), device(qt, &uf));
+        plant(&mut gd, pl);
+        let xq = q16_quantize(&activations(1, k, &mut rng)).context("q16_quantize")?;
+        let xd = xq.dequantized();
+        let (g, u) = (
+            weights(qt, &gd, ff, k, experts),
+            weights(qt, &ud, ff, k, experts),
+        );
+        let (act, actq) = moe_gate_up2_q16(g, u, &xq, &ids).context("moe_gate_up2_q16")?;
+        let rg = Reference::new(qt, &gf, experts, ff, k).context("reference")?;
+        let ru = Reference::new(qt, &uf, experts, ff, k).context("reference")?;
+        for (p, &e) in ids.iter().enumerate() {
+            for r in 0..ff {
+                let (gv, gm) = rg.dot64(e as usize, r, &xd);
+                let (uv, um) = ru.dot64(e as usize, r, &xd);
+                let bound = 1e-5 * (1.1 * uv.abs() * gm + silu(gv).abs() * um);
+                worst.add(
+                    relative_error(act[p * ff + r], silu(gv) * uv, bound),
+                    || format!("moe_gate_up2_q16 {} pair {p} row {r}", qt.name()),
+                );
+            }
+            let a = &act[p * ff..(p + 1) * ff];
+            let what = format!("moe_gate_up2_q16 {} output {p}", qt.name());
+            q16_check(a, &actq[p], &what, &mut quant);
+        }
+        // down of three slots, weighted, added to x
+        let (rows, ffd) = (70usize, 512usize);
+        let (dids, sw) = ([3i32, 1, 0], [0.5f32, 0.3, 0.2]);
+        let df = random_matrix(qt, experts * rows, ffd, &mut rng);
+        let mut dd = device(qt, &df);
+        plant(&mut dd, pl);
+        let acts: Vec<Q16> = activations(3, ffd, &mut rng)
+            .chunks_exact(ffd)
+            .map(q16_quantize)
+            .collect::<Result<_, _>>()
+            .context("q16_quantize")?;
+        let x0 = activations(1, rows, &mut rng);
+        let y = moe_down_q16(weights(qt, &dd, rows, ffd, experts), &acts, &dids, &sw, &x0)
+            .context("moe_down_q16")?;
+        let rd = Reference::new(qt, &df, experts, rows, ffd).context("reference")?;
+        for r in 0..rows {
+            let (mut want, mut mag) = (x0[r] as f64, (x0[r] as f64).abs());
+            for (s, &e) in dids.iter().enumerate() {
+                let (d, m) = rd.dot64(e as usize, r, &acts[s].dequantized());
+                want += sw[s] as f64 * d;
+                mag += sw[s] as f64 * m;
+            }
+            worst.add(relative_error(y[r], want, 1e-5 * mag), || {
+                format!("moe_down_q16 {} row {r}", qt.name())
+            });
+        }
+        // the o projection: 45 rows, K = 4352 (four tasks in flight, then the rest), added
+        let (rows, ko) = (45usize, 4352usize);
+        let of = random_matrix(qt, rows, ko, &mut rng);
+        let mut od = device(qt, &of);
+        plant(&mut od, pl);
+        let xq = q16_quantize(&activations(1, ko, &mut rng)).context("q16_quantize")?;
+        let y0 = activations(1, rows, &mut rng);
+        let y = matvec_q16(weights(qt, &od, rows, ko, 1), &xq, &y0, true).context("matvec_q16")?;
+        let ro = Reference::new(qt, &of, 1, rows, ko).context("reference")?;
+        let xd = xq.dequantized();
+        for r in 0..rows {
+            let (v, m) = ro.dot64(0, r, &xd);
+            worst.add(relative_error(y[r], v + y0[r] as f64, 1e-5 * m), || {
+                format!("matvec_q16 {} row {r}", qt.name())
+            });
+        }
+    }
+    // q / k / v on the block's Q16 norm (matvec3n_q16), v of the q qtype or Q6_K
+    for (i, vt) in [GpuQType::Q4K, GpuQType::Q6K].into_iter().enumerate() {
+        let (rows, k) = ([38usize, 10, 7], 512usize);
+        let qts = [GpuQType::Q4K, GpuQType::Q4K, vt];
+        let mut rng = Rng(1620 + i as u64);
+        let files: Vec<Vec<u8>> = (0..3)
+            .map(|j| random_matrix(qts[j], rows[j], k, &mut rng))
+            .collect();
+        let mut devs: Vec<Vec<u8>> = (0..3).map(|j| device(qts[j], &files[j])).collect();
+        plant(&mut devs[0], pl);
+        let x = activations(1, k, &mut rng);
+        let nw: Vec<f32> = activations(1, k, &mut rng)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect();
+        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
+        let (h, y) = matvec3n_q16([w(0), w(1), w(2)], &x, &nw, 1e-6).context("matvec3n_q16")?;
+        let hd = q16_quantize(&h).context("q16_quantize")?.dequantized();
+        for j in 0..3 {
+            let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).context("reference")?;
+            for (r, &got) in y[j].iter().enumerate() {
+                let (v, m) = rf.dot64(0, r, &hd);
+                worst.add(relative_error(got, v, 1e-5 * m), || {
+                    format!("matvec3n_q16 q4_k/{} matrix {j} row {r}", vt.name())
+                });
+            }
+        }
+    }
+    // the decode router against a float64 router
+    let mut mismatches = 0usize;
+    for (c, (n_exp, k)) in [(128usize, 8usize), (8, 2)].into_iter().enumerate() {
+        let kk = 512usize;
+        let mut rng = Rng(1630 + c as u64);
+        let f = random_matrix(GpuQType::F32, n_exp, kk, &mut rng);
+        let mut fd = f.clone();
+        plant(&mut fd, pl);
+        let x = activations(1, kk, &mut rng);
+        let nw: Vec<f32> = activations(1, kk, &mut rng)
+            .iter()
+            .map(|v| 1.0 + 0.5 * v)
+            .collect();
+        let got = router_decode(weights(GpuQType::F32, &fd, n_exp, kk, 1), &x, &nw, 1e-6, k)
+            .context("router_decode")?;
+        if got.counter_after != 0 {
+            mismatches += 1;
+        }
+        let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+        let scale = 1.0 / (ss / kk as f64 + 1e-6).sqrt();
+        let h: Vec<f64> = x
+            .iter()
+            .zip(&nw)
+            .map(|(&a, &b)| a as f64 * scale * b as f64)
+            .collect();
+        let rf = Reference::new(GpuQType::F32, &f, 1, n_exp, kk).context("reference")?;
+        let logits: Vec<f64> = (0..n_exp).map(|r| rf.dot64(0, r, &h).0).collect();
+        let mut order: Vec<usize> = (0..n_exp).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+        let p: Vec<f64> = logits
+            .iter()
+            .map(|l| (l - logits[order[0]]).exp())
+            .collect();
+        let psel: f64 = order[..k].iter().map(|&i| p[i]).sum();
+        for s in 0..k {
+            if got.ids[s] != order[s] as i32 {
+                mismatches += 1;
+            }
+            worst.add(relative_error(got.wts[s], p[order[s]] / psel, 1e-5), || {
+                format!("router_decode {n_exp} experts slot {s}")
+            });
+        }
+    }
+    Ok(Q16Worst {
+        quantizer: quant,
+        products: worst,
+        router_id_mismatches: mismatches,
+    })
+}
+
+#[falsifier("FALSIFY-EMU-Q16-001")]
+fn q16_decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
+    let w = q16_worst(Plant::None)?;
+    ctx.metric("worst_quantizer_error_over_bound", w.quantizer.ratio);
+    ctx.metric("worst_product_error_over_bound", w.products.ratio);
+    ctx.metric("router_id_mismatches", w.router_id_mismatches as f64);
+    ctx.metric(
+        "outputs_compared",
+        (w.quantizer.compared + w.products.compared) as f64,
+    );
+    ctx.note(format!(
+        "worst quantizer element at {}; worst product at {}",
+        w.quantizer.at, w.products.at
+    ));
+    Ok(())
+}
+
+/// FALSIFY-EMU-Q16-001 fails on a planted bug: one flipped weight byte in every matrix makes
+/// the products miss their bound by orders of magnitude.
+#[test]
+fn the_q16_check_fails_on_a_flipped_weight_byte() {
+    let w = q16_worst(Plant::CorruptOneInput).expect("runs");
+    assert!(
+        w.products.ratio > 1.0,
+        "FALSIFY-EMU-Q16-001's product check missed it ({:.3e})",
+        w.products.ratio
     );
 }
