@@ -6,8 +6,8 @@ use contract_macros::falsifier;
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, causal_attention_f64, decode_attn_case, device, group_pairs, max_abs_error,
-    random_matrix, relative_error, silu, weights, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES,
-    PREFILL_ATTN_CASES,
+    norm_weights, q16_error_ratios, random_matrix, relative_error, rmsnorm_f64, router_f64, silu,
+    weights, QkvCase, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
     attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, matvec3n_q16,
@@ -435,23 +435,11 @@ fn the_adopted_kernels_checks_fail_on_a_corrupted_input() {
 
 const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
 
-/// The quantizer's bound for each element of x and its Q16 form q: |x - dx v| / (0.51 dx), and
-/// dx against amax / 32639 (a wrong scale is an infinite ratio).
+/// The quantizer's bound for each element of x and its Q16 form q (testdata::q16_error_ratios:
+/// |x - dx v| / (0.51 dx), infinite where a block's dx is not amax / 32639).
 fn q16_check(x: &[f32], q: &Q16, what: &str, worst: &mut Worst) {
-    for (b, blk) in x.chunks_exact(8).enumerate() {
-        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let dx = q.dx(b);
-        if dx.to_bits() != (amax / 32639.0).to_bits() {
-            worst.add(f64::INFINITY, || {
-                format!("{what} block {b}: dx {dx} for amax {amax}")
-            });
-        }
-        for (i, &xv) in blk.iter().enumerate() {
-            let e = (xv as f64 - dx as f64 * q.v(8 * b + i) as f64).abs();
-            worst.add(relative_error(e as f32, 0.0, 0.51 * dx as f64), || {
-                format!("{what} element {}", 8 * b + i)
-            });
-        }
+    for (i, r) in q16_error_ratios(x, q).into_iter().enumerate() {
+        worst.add(r, || format!("{what} element {i}"));
     }
 }
 
@@ -551,25 +539,19 @@ fn q16_worst(pl: Plant) -> Result<Q16Worst, pv_evidence::FalsifierError> {
     }
     // q / k / v on the block's Q16 norm (matvec3n_q16), v of the q qtype or Q6_K
     for (i, vt) in [GpuQType::Q4K, GpuQType::Q6K].into_iter().enumerate() {
-        let (rows, k) = ([38usize, 10, 7], 512usize);
-        let qts = [GpuQType::Q4K, GpuQType::Q4K, vt];
         let mut rng = Rng(1620 + i as u64);
-        let files: Vec<Vec<u8>> = (0..3)
-            .map(|j| random_matrix(qts[j], rows[j], k, &mut rng))
-            .collect();
-        let mut devs: Vec<Vec<u8>> = (0..3).map(|j| device(qts[j], &files[j])).collect();
-        plant(&mut devs[0], pl);
-        let x = activations(1, k, &mut rng);
-        let nw: Vec<f32> = activations(1, k, &mut rng)
-            .iter()
-            .map(|v| 1.0 + 0.5 * v)
-            .collect();
-        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
-        let (h, y) = matvec3n_q16([w(0), w(1), w(2)], &x, &nw, 1e-6).context("matvec3n_q16")?;
+        let mut c = QkvCase::new(
+            [GpuQType::Q4K, GpuQType::Q4K, vt],
+            [38, 10, 7],
+            512,
+            &mut rng,
+        );
+        plant(&mut c.devs[0], pl);
+        let (h, y) = matvec3n_q16(c.weights(), &c.x, &c.nw, 1e-6).context("matvec3n_q16")?;
         let hd = q16_quantize(&h).context("q16_quantize")?.dequantized();
-        for j in 0..3 {
-            let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).context("reference")?;
-            for (r, &got) in y[j].iter().enumerate() {
+        for (j, yj) in y.iter().enumerate() {
+            let rf = c.reference(j).context("reference")?;
+            for (r, &got) in yj.iter().enumerate() {
                 let (v, m) = rf.dot64(0, r, &hd);
                 worst.add(relative_error(got, v, 1e-5 * m), || {
                     format!("matvec3n_q16 q4_k/{} matrix {j} row {r}", vt.name())
@@ -586,36 +568,19 @@ fn q16_worst(pl: Plant) -> Result<Q16Worst, pv_evidence::FalsifierError> {
         let mut fd = f.clone();
         plant(&mut fd, pl);
         let x = activations(1, kk, &mut rng);
-        let nw: Vec<f32> = activations(1, kk, &mut rng)
-            .iter()
-            .map(|v| 1.0 + 0.5 * v)
-            .collect();
+        let nw = norm_weights(kk, &mut rng);
         let got = router_decode(weights(GpuQType::F32, &fd, n_exp, kk, 1), &x, &nw, 1e-6, k)
             .context("router_decode")?;
         if got.counter_after != 0 {
             mismatches += 1;
         }
-        let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-        let scale = 1.0 / (ss / kk as f64 + 1e-6).sqrt();
-        let h: Vec<f64> = x
-            .iter()
-            .zip(&nw)
-            .map(|(&a, &b)| a as f64 * scale * b as f64)
-            .collect();
         let rf = Reference::new(GpuQType::F32, &f, 1, n_exp, kk).context("reference")?;
-        let logits: Vec<f64> = (0..n_exp).map(|r| rf.dot64(0, r, &h).0).collect();
-        let mut order: Vec<usize> = (0..n_exp).collect();
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        let p: Vec<f64> = logits
-            .iter()
-            .map(|l| (l - logits[order[0]]).exp())
-            .collect();
-        let psel: f64 = order[..k].iter().map(|&i| p[i]).sum();
+        let want = router_f64(&rf, &rmsnorm_f64(&x, &nw, 1e-6), k);
         for s in 0..k {
-            if got.ids[s] != order[s] as i32 {
+            if got.ids[s] != want.order[s] as i32 {
                 mismatches += 1;
             }
-            worst.add(relative_error(got.wts[s], p[order[s]] / psel, 1e-5), || {
+            worst.add(relative_error(got.wts[s], want.weights[s], 1e-5), || {
                 format!("router_decode {n_exp} experts slot {s}")
             });
         }

@@ -7,7 +7,7 @@ use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
 
-use crate::{DecodeAttn, EmuError, Heads, Weights};
+use crate::{DecodeAttn, EmuError, Heads, Weights, Q16};
 
 /// Every qtype the engine has GPU kernels for, in the order the tests seed them by.
 pub const ALL_QTYPES: [GpuQType; 6] = [
@@ -287,4 +287,106 @@ pub fn weights(qt: GpuQType, bytes: &[u8], rows: usize, k: usize, experts: usize
 /// SiLU in float64 (the SwiGLU references).
 pub fn silu(g: f64) -> f64 {
     g / (1.0 + (-g).exp())
+}
+
+/// The norm weights of the fused-norm tests: 1 + v / 2 for v drawn as [`activations`].
+pub fn norm_weights(k: usize, rng: &mut Rng) -> Vec<f32> {
+    activations(1, k, rng)
+        .iter()
+        .map(|v| 1.0 + 0.5 * v)
+        .collect()
+}
+
+/// RMSNorm(x) * nw in float64.
+pub fn rmsnorm_f64(x: &[f32], nw: &[f32], eps: f64) -> Vec<f64> {
+    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let scale = 1.0 / (ss / x.len() as f64 + eps).sqrt();
+    x.iter()
+        .zip(nw)
+        .map(|(&a, &b)| a as f64 * scale * b as f64)
+        .collect()
+}
+
+/// A decode q / k / v case: three random matrices (file and device layouts) of `qts` and
+/// `rows`, all of K = `k`, then the token x and the norm weights, drawn from `rng` in that order.
+pub struct QkvCase {
+    pub qts: [GpuQType; 3],
+    pub rows: [usize; 3],
+    pub k: usize,
+    pub files: Vec<Vec<u8>>,
+    pub devs: Vec<Vec<u8>>,
+    pub x: Vec<f32>,
+    pub nw: Vec<f32>,
+}
+
+impl QkvCase {
+    pub fn new(qts: [GpuQType; 3], rows: [usize; 3], k: usize, rng: &mut Rng) -> Self {
+        let files: Vec<Vec<u8>> = (0..3)
+            .map(|j| random_matrix(qts[j], rows[j], k, rng))
+            .collect();
+        let devs = (0..3).map(|j| device(qts[j], &files[j])).collect();
+        let x = activations(1, k, rng);
+        let nw = norm_weights(k, rng);
+        QkvCase {
+            qts,
+            rows,
+            k,
+            files,
+            devs,
+            x,
+            nw,
+        }
+    }
+    /// The three matrices in the device layout, for a launch.
+    pub fn weights(&self) -> [Weights<'_>; 3] {
+        [0, 1, 2].map(|j| weights(self.qts[j], &self.devs[j], self.rows[j], self.k, 1))
+    }
+    /// Matrix j's float64 reference.
+    pub fn reference(&self, j: usize) -> Result<Reference, EmuError> {
+        Reference::new(self.qts[j], &self.files[j], 1, self.rows[j], self.k)
+    }
+}
+
+/// The float64 router over `rf`'s rows (one per expert) for the normed token h: the logits, the
+/// experts in rank order (larger logit first, ties to the lower index) and the top `k`'s
+/// weights (the softmax renormalised over them).
+pub struct RouterF64 {
+    pub logits: Vec<f64>,
+    pub order: Vec<usize>,
+    pub weights: Vec<f64>,
+}
+
+pub fn router_f64(rf: &Reference, h: &[f64], k: usize) -> RouterF64 {
+    let logits: Vec<f64> = (0..rf.rows).map(|r| rf.dot64(0, r, h).0).collect();
+    let mut order: Vec<usize> = (0..rf.rows).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    let mx = logits[order[0]];
+    let p: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
+    let psel: f64 = order[..k].iter().map(|&i| p[i]).sum();
+    let weights = order[..k].iter().map(|&i| p[i] / psel).collect();
+    RouterF64 {
+        logits,
+        order,
+        weights,
+    }
+}
+
+/// For each element of x, its Q16 error over the stated bound: |x - dx v| / (0.51 dx), with
+/// dx = amax / 32639 of its block of 8; infinite where a block's dx is not that (bit for bit).
+pub fn q16_error_ratios(x: &[f32], q: &Q16) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.len());
+    for (b, blk) in x.chunks_exact(8).enumerate() {
+        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let dx = q.dx(b);
+        let scale_ok = dx.to_bits() == (amax / 32639.0).to_bits();
+        for (i, &xv) in blk.iter().enumerate() {
+            let e = (xv as f64 - dx as f64 * q.v(8 * b + i) as f64).abs();
+            out.push(if scale_ok && e.is_finite() {
+                e / (0.51 * dx as f64).max(1e-30)
+            } else {
+                f64::INFINITY
+            });
+        }
+    }
+    out
 }

@@ -6,7 +6,7 @@
 
 use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
-    activations, device, random_matrix, weights, Reference, Rng, ALL_QTYPES,
+    activations, device, random_matrix, rmsnorm_f64, weights, QkvCase, Reference, Rng, ALL_QTYPES,
 };
 use kernel_emu::{matvec3n, matvec4};
 
@@ -34,23 +34,11 @@ fn fused_norm_qkv_matches_the_cpu_dequantizer() {
     let (rows, k, eps) = ([38usize, 10, 7], 512usize, 1e-6f32);
     for (i, (qt, vt)) in PAIRS.into_iter().enumerate() {
         let mut rng = Rng(300 + i as u64);
-        let qts = [qt, qt, vt];
-        let files: Vec<Vec<u8>> = (0..3)
-            .map(|j| random_matrix(qts[j], rows[j], k, &mut rng))
-            .collect();
-        let devs: Vec<Vec<u8>> = (0..3).map(|j| device(qts[j], &files[j])).collect();
-        let x = activations(1, k, &mut rng);
-        let nw: Vec<f32> = activations(1, k, &mut rng)
-            .iter()
-            .map(|v| 1.0 + 0.5 * v)
-            .collect();
-        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
-        let (h, y) = matvec3n([w(0), w(1), w(2)], &x, &nw, eps).expect("geometry");
+        let c = QkvCase::new([qt, qt, vt], rows, k, &mut rng);
+        let (x, nw) = (&c.x, &c.nw);
+        let (h, y) = matvec3n(c.weights(), x, nw, eps).expect("geometry");
         // the norm in float64
-        let ss: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
-        let scale = 1.0 / (ss / k as f64 + eps as f64).sqrt();
-        for (i, &got) in h.iter().enumerate() {
-            let want = x[i] as f64 * scale * nw[i] as f64;
+        for (i, (&got, &want)) in h.iter().zip(&rmsnorm_f64(x, nw, eps as f64)).enumerate() {
             assert!(
                 (got as f64 - want).abs() <= 1e-6 * want.abs().max(1e-30),
                 "{} / {}: h[{i}] {got} against {want}",
@@ -58,9 +46,9 @@ fn fused_norm_qkv_matches_the_cpu_dequantizer() {
                 vt.name()
             );
         }
-        for j in 0..3 {
-            let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).expect("reference");
-            for (r, &got) in y[j].iter().enumerate() {
+        for (j, yj) in y.iter().enumerate() {
+            let rf = c.reference(j).expect("reference");
+            for (r, &got) in yj.iter().enumerate() {
                 let (want, mag) = rf.dot(0, r, &h);
                 let e = (got as f64 - want).abs() / mag.max(1e-30);
                 assert!(

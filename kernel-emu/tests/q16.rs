@@ -9,7 +9,10 @@
 //! checks for the kernel's output directly.
 
 use engine::cuda::GpuQType;
-use kernel_emu::testdata::{activations, device, random_matrix, silu, weights, Reference, Rng};
+use kernel_emu::testdata::{
+    activations, device, norm_weights, q16_error_ratios, random_matrix, rmsnorm_f64, router_f64,
+    silu, weights, QkvCase, Reference, Rng,
+};
 use kernel_emu::{
     matvec3n_q16, matvec_q16, moe_down_q16, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8,
     router_decode, Q16,
@@ -18,32 +21,21 @@ use kernel_emu::{
 const Q16_QTYPES: [GpuQType; 3] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K];
 const Q16_MAX: f32 = 32639.0;
 
-/// The quantizer's contract for the elements x and their Q16 form q.
+/// The quantizer's contract for the elements x and their Q16 form q: dx = amax / 32639 and
+/// every element within 0.51 dx (testdata::q16_error_ratios), |v| <= 32639, the block's sum exact.
 fn check_q16(x: &[f32], q: &Q16, what: &str) {
     assert_eq!(q.k, x.len());
-    for (b, blk) in x.chunks_exact(8).enumerate() {
-        let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let dx = q.dx(b);
-        assert_eq!(
-            dx.to_bits(),
-            (amax / Q16_MAX).to_bits(),
-            "{what} block {b}: dx"
+    for (i, r) in q16_error_ratios(x, q).into_iter().enumerate() {
+        assert!(
+            r <= 1.0,
+            "{what} element {i}: |x - dx v| at {r:.3e} of 0.51 dx (or a wrong dx)"
         );
+    }
+    for b in 0..x.len() / 8 {
         let mut sum = 0i32;
-        for (i, &xv) in blk.iter().enumerate() {
-            let v = q.v(8 * b + i);
-            assert!(
-                v.abs() <= Q16_MAX as i32,
-                "{what} element {}: v = {v}",
-                8 * b + i
-            );
-            let err = (xv as f64 - dx as f64 * v as f64).abs();
-            assert!(
-                err <= 0.51 * dx as f64,
-                "{what} element {}: |x - dx v| = {err:.3e} > 0.51 dx = {:.3e}",
-                8 * b + i,
-                0.51 * dx
-            );
+        for i in 8 * b..8 * b + 8 {
+            let v = q.v(i);
+            assert!(v.abs() <= Q16_MAX as i32, "{what} element {i}: v = {v}");
             sum += v;
         }
         assert_eq!(q.isum(b), sum, "{what} block {b}: isum");
@@ -266,20 +258,11 @@ fn decode_router_matches_the_float64_router_and_writes_h_as_q16() {
         let mut rng = Rng(2000 + case as u64);
         let f = random_matrix(GpuQType::F32, n_exp, kk, &mut rng);
         let x = activations(1, kk, &mut rng);
-        let nw: Vec<f32> = activations(1, kk, &mut rng)
-            .iter()
-            .map(|v| 1.0 + 0.5 * v)
-            .collect();
+        let nw = norm_weights(kk, &mut rng);
         let got = router_decode(weights(GpuQType::F32, &f, n_exp, kk, 1), &x, &nw, 1e-6, k)
             .expect("geometry");
         assert_eq!(got.counter_after, 0, "the ticket counter must return to 0");
-        let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-        let scale = 1.0 / (ss / kk as f64 + 1e-6).sqrt();
-        let h: Vec<f64> = x
-            .iter()
-            .zip(&nw)
-            .map(|(&a, &b)| a as f64 * scale * b as f64)
-            .collect();
+        let h = rmsnorm_f64(&x, &nw, 1e-6);
         for (i, (&g, &w)) in got.h.iter().zip(&h).enumerate() {
             assert!(
                 (g as f64 - w).abs() <= 1e-6 * w.abs().max(1e-30),
@@ -288,19 +271,14 @@ fn decode_router_matches_the_float64_router_and_writes_h_as_q16() {
         }
         check_q16(&got.h, &got.hq, "router hq");
         let rf = Reference::new(GpuQType::F32, &f, 1, n_exp, kk).expect("reference");
-        let logits: Vec<f64> = (0..n_exp).map(|r| rf.dot64(0, r, &h).0).collect();
-        for (r, (&g, &want)) in got.logits.iter().zip(&logits).enumerate() {
+        let want = router_f64(&rf, &h, k);
+        for (r, (&g, &l)) in got.logits.iter().zip(&want.logits).enumerate() {
             let m = rf.dot64(0, r, &h).1;
-            assert!((g as f64 - want).abs() <= 1e-5 * m, "logit {r}");
+            assert!((g as f64 - l).abs() <= 1e-5 * m, "logit {r}");
         }
-        let mut order: Vec<usize> = (0..n_exp).collect();
-        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-        let mx = logits[order[0]];
-        let p: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
-        let psel: f64 = order[..k].iter().map(|&i| p[i]).sum();
         for s in 0..k {
-            assert_eq!(got.ids[s], order[s] as i32, "slot {s}: expert");
-            let w = p[order[s]] / psel;
+            assert_eq!(got.ids[s], want.order[s] as i32, "slot {s}: expert");
+            let w = want.weights[s];
             assert!(
                 (got.wts[s] as f64 - w).abs() <= 1e-5,
                 "slot {s}: weight {} against {w}",
@@ -361,22 +339,12 @@ fn fused_norm_qkv_q16_is_the_dot_product_with_the_quantized_norm() {
     ];
     for (i, (qt, vt)) in pairs.into_iter().enumerate() {
         let mut rng = Rng(2200 + i as u64);
-        let qts = [qt, qt, vt];
-        let files: Vec<Vec<u8>> = (0..3)
-            .map(|j| random_matrix(qts[j], rows[j], k, &mut rng))
-            .collect();
-        let devs: Vec<Vec<u8>> = (0..3).map(|j| device(qts[j], &files[j])).collect();
-        let x = activations(1, k, &mut rng);
-        let nw: Vec<f32> = activations(1, k, &mut rng)
-            .iter()
-            .map(|v| 1.0 + 0.5 * v)
-            .collect();
-        let w = |j: usize| weights(qts[j], &devs[j], rows[j], k, 1);
-        let (h, y) = matvec3n_q16([w(0), w(1), w(2)], &x, &nw, eps).expect("geometry");
+        let c = QkvCase::new([qt, qt, vt], rows, k, &mut rng);
+        let (h, y) = matvec3n_q16(c.weights(), &c.x, &c.nw, eps).expect("geometry");
         let hd = q16_quantize(&h).expect("geometry").dequantized();
-        for j in 0..3 {
-            let rf = Reference::new(qts[j], &files[j], 1, rows[j], k).expect("reference");
-            for (r, &got) in y[j].iter().enumerate() {
+        for (j, yj) in y.iter().enumerate() {
+            let rf = c.reference(j).expect("reference");
+            for (r, &got) in yj.iter().enumerate() {
                 let (want, mag) = rf.dot64(0, r, &hd);
                 let e = (got as f64 - want).abs() / (1e-5 * mag + 1e-30);
                 assert!(
