@@ -212,8 +212,13 @@ extern "C" int emu_attn_decode(int variant, float* q, const float* k, const floa
 }
 
 // The decode expert products on Q16 activations (decode_q16.cu).
+// q16_quantize_blocks as router_decode and matvec3n_q16 call it: one block, threads striding
+// over the blocks of 8 (a test kernel; the engine has no launch of its own for it).
+__global__ void q16_quantize_kernel(const float* x, int K, u8* out) {
+    q16_quantize_blocks(x, K, out, threadIdx.x, blockDim.x);
+}
 extern "C" int emu_q16_quantize(const float* x, int K, u8* out) {
-    emu::launch({1, 1, 1}, {64, 1, 1}, 0, [&] { q16_quantize(x, K, out); });
+    emu::launch({1, 1, 1}, {64, 1, 1}, 0, [&] { q16_quantize_kernel(x, K, out); });
     return 0;
 }
 

@@ -1158,7 +1158,8 @@ fn q16_geometry(k: usize) -> Result<(), EmuError> {
     })
 }
 
-/// decode_q16.cu's q16_quantize: `x` as a Q16 vector.
+/// decode_q16.cu's q16_quantize_blocks (as router_decode and matvec3n_q16 quantize their normed
+/// input): `x` as a Q16 vector.
 pub fn q16_quantize(x: &[f32]) -> Result<Q16, EmuError> {
     let k = x.len();
     q16_geometry(k)?;

@@ -414,10 +414,3 @@ MATVEC3N_Q16_ENTRY(q4_k_q5_k, QT_Q4_K, QT_Q5_K, 6)
 MATVEC3N_Q16_ENTRY(q5_k_q5_k, QT_Q5_K, QT_Q5_K, 6)
 MATVEC3N_Q16_ENTRY(q5_k_q6_k, QT_Q5_K, QT_Q6_K, 6)
 MATVEC3N_Q16_ENTRY(q6_k_q6_k, QT_Q6_K, QT_Q6_K, 1)
-
-// The decode router's input as Q16 for the gate/up kernel, for callers other than
-// router_decode (which writes it itself): grid = 1, any block size.
-extern "C" __global__ void q16_quantize(const float* x, int K, u8* out) {
-    pdl_begin();
-    q16_quantize_blocks(x, K, out, threadIdx.x, blockDim.x);
-}

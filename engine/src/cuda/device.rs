@@ -90,7 +90,6 @@ fn kernel_names() -> Vec<String> {
         "split_act",
         "attn_prefill",
         "attn_decode",
-        "q16_quantize",
     ]
     .iter()
     .map(|s| s.to_string())

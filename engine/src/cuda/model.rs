@@ -925,8 +925,10 @@ impl GpuModel {
 
     /// decode.cu's matvec3n for layer l's q/k/v when it applies: the qtype pair is one the
     /// kernels are instantiated for, every product reads the n_embd-wide normed input, and the
-    /// norm fits in the default 48 KB of dynamic shared memory.
-    fn matvec3n_kernel(&self, l: usize) -> Option<String> {
+    /// norm fits in the default 48 KB of dynamic shared memory. Returns the kernel's name and its
+    /// dynamic shared memory per element of h: the f32 norm, and for a Q16 instance also the
+    /// block's Q16 copy of it (3 bytes per element after the floats).
+    fn matvec3n_kernel(&self, l: usize) -> Option<(String, usize)> {
         let ly = &self.layers[l];
         let e = self.cfg.n_embd;
         let fits = self.use_fused_norm
@@ -954,9 +956,9 @@ impl GpuModel {
             && e % 32 == 0
             && e * 7 <= 48 * 1024
         {
-            return Some(format!("matvec3n_q16_{pair}"));
+            return Some((format!("matvec3n_q16_{pair}"), 7));
         }
-        Some(name)
+        Some((name, 4))
     }
 
     /// Whether this layer's decode gate/up runs on Q16 activations (decode_q16.cu): Q4_K / Q5_K /
@@ -989,6 +991,48 @@ impl GpuModel {
     /// wrote (its qtype has a Q16 kernel).
     fn q16_down(&self, ly: &Layer) -> bool {
         self.q16_gate_up(ly) && matches!(ly.down.qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K)
+    }
+
+    /// decode.cu's attn_decode for layer l: one block per (KV head, chunk). `prenormed`: matvec3n
+    /// already applied the q/k norm, RoPE and the K/V store, so the kernel skips its prologue.
+    fn encode_attn_decode(
+        &self,
+        ly: &Layer,
+        l: usize,
+        nch: usize,
+        prenormed: bool,
+    ) -> Result<(), CudaError> {
+        let (c, s) = (&self.cfg, &self.st);
+        let cfg = LaunchConfig {
+            grid_dim: (c.n_head_kv as u32, nch as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(
+            self,
+            "attn_decode",
+            cfg,
+            s.q.ptr,
+            s.k.ptr,
+            s.v.ptr,
+            ly.q_norm.ptr,
+            ly.k_norm.ptr,
+            s.kc[l].ptr,
+            s.vc[l].ptr,
+            s.part.ptr,
+            s.att.ptr,
+            s.pos.ptr,
+            c.n_head as i32,
+            c.n_head_kv as i32,
+            c.head_dim as i32,
+            nch as i32,
+            1.0f32 / (c.head_dim as f32).sqrt(),
+            c.rope_base,
+            c.rms_eps,
+            s.att_counter.ptr,
+            prenormed as i32
+        );
+        Ok(())
     }
 
     /// The decode down projection on the f32 SwiGLU outputs (kernels.cu's moe_down_decode, or
@@ -1175,19 +1219,14 @@ impl GpuModel {
             && ly.q.rows == c.n_head * c.head_dim
             && ly.k.rows == c.n_head_kv * c.head_dim
             && ly.v.rows == ly.k.rows;
-        if let Some(name) = fused_qkv {
+        if let Some((name, smem_per_elem)) = fused_qkv {
             let same = ly.v.qt == ly.q.qt;
             let warps = if same {
                 ceil_div(ly.q.rows + ly.k.rows + ly.v.rows, 2)
             } else {
                 (ly.q.rows + ly.k.rows) / 2 + ly.v.rows
             };
-            // h as floats, and for a Q16 instance its Q16 copy (3 bytes per element) after them
-            let smem = if name.starts_with("matvec3n_q16_") {
-                7
-            } else {
-                4
-            } * c.n_embd;
+            let smem = smem_per_elem * c.n_embd;
             let cfg = LaunchConfig {
                 grid_dim: (ceil_div(warps, MV_WARPS) as u32, 1, 1),
                 block_dim: (32 * MV_WARPS as u32, 1, 1),
@@ -1273,35 +1312,7 @@ impl GpuModel {
         let mut att_q16 = false;
         if t == 1 && self.use_fused_attn {
             // q/k norm, RoPE, K/V store, chunk partials and their merge in one launch
-            let cfg = LaunchConfig {
-                grid_dim: (c.n_head_kv as u32, nch as u32, 1),
-                block_dim: (256, 1, 1),
-                shared_mem_bytes: 0,
-            };
-            launch!(
-                self,
-                "attn_decode",
-                cfg,
-                s.q.ptr,
-                s.k.ptr,
-                s.v.ptr,
-                ly.q_norm.ptr,
-                ly.k_norm.ptr,
-                s.kc[l].ptr,
-                s.vc[l].ptr,
-                s.part.ptr,
-                s.att.ptr,
-                s.pos.ptr,
-                c.n_head as i32,
-                c.n_head_kv as i32,
-                c.head_dim as i32,
-                nch as i32,
-                1.0f32 / (c.head_dim as f32).sqrt(),
-                c.rope_base,
-                c.rms_eps,
-                s.att_counter.ptr,
-                0i32
-            );
+            self.encode_attn_decode(ly, l, nch, false)?;
         } else {
             if !fused_rope {
                 let qk_cfg = LaunchConfig {
@@ -1347,35 +1358,7 @@ impl GpuModel {
             if fused_rope && self.use_attn_merge && c.head_dim <= 128 && g <= 8 {
                 // attn_decode without its prologue (matvec3n did it): chunk partials and the
                 // last block's merge in one launch, no attn_combine
-                let cfg = LaunchConfig {
-                    grid_dim: (c.n_head_kv as u32, nch as u32, 1),
-                    block_dim: (256, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                launch!(
-                    self,
-                    "attn_decode",
-                    cfg,
-                    s.q.ptr,
-                    s.k.ptr,
-                    s.v.ptr,
-                    ly.q_norm.ptr,
-                    ly.k_norm.ptr,
-                    s.kc[l].ptr,
-                    s.vc[l].ptr,
-                    s.part.ptr,
-                    s.att.ptr,
-                    s.pos.ptr,
-                    c.n_head as i32,
-                    c.n_head_kv as i32,
-                    c.head_dim as i32,
-                    nch as i32,
-                    1.0f32 / (c.head_dim as f32).sqrt(),
-                    c.rope_base,
-                    c.rms_eps,
-                    s.att_counter.ptr,
-                    1i32
-                );
+                self.encode_attn_decode(ly, l, nch, true)?;
             } else if t > 1
                 && self.use_ap
                 && c.head_dim % 32 == 0
@@ -1478,6 +1461,8 @@ impl GpuModel {
             t,
             &[hid],
         )?;
+        // decode only: the gate/up product reads the router's Q16 copy of the normed h
+        let q16_gate_up = t == 1 && self.q16_gate_up(ly);
         if t == 1 {
             // ffn RMSNorm + router mat-vec + top-k in one launch
             // one block per expert row
@@ -1504,7 +1489,7 @@ impl GpuModel {
                 s.ids.ptr,
                 s.wts.ptr,
                 s.counter.ptr,
-                if self.q16_gate_up(ly) { s.hq.ptr } else { 0u64 }
+                if q16_gate_up { s.hq.ptr } else { 0u64 }
             );
         } else {
             launch!(
@@ -1559,7 +1544,7 @@ impl GpuModel {
             self.tap_router(hook, l, t)?;
         }
         let ff = c.expert_ff;
-        if t == 1 && self.q16_gate_up(ly) {
+        if q16_gate_up {
             let name = self.kernel_for(&ly.gate, Some(l), "moe_gate_up2_q16");
             let gu_cfg = LaunchConfig {
                 grid_dim: ((ff / 8) as u32, k as u32, 1),
