@@ -20,6 +20,7 @@
 //     2c, 2c + 1 and + 8, column g; C: rows g and g + 8, columns 2c, 2c + 1; g = lane / 4,
 //     c = lane % 4). Products are exact (f16 x f16 fits in f64); the sum is rounded to f32 once
 //     per instruction. The hardware's accumulation may round differently in the last bits.
+//   mma.sync.aligned.m16n8k32 / m16n8k16 .row.col.s32.u8.s8.s32 (emu_mma_u8s8): exact int32.
 //   cvt f16 <-> f32 (round to nearest even, via _Float16), sub.rn.f16x2, cp.async (16 bytes).
 #pragma once
 
@@ -48,6 +49,7 @@ struct alignas(8) float2 {
     float x, y;
 };
 inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 struct alignas(16) uint4 {
     unsigned x, y, z, w;
 };
@@ -260,6 +262,39 @@ inline void emu_mma16816(float* c, const uint32_t* a, const uint32_t* b) {
         double s = 0;
         for (int k = 0; k < 16; k++) s += A(row, k) * B(k, col);
         out[i] = (float)((double)c[i] + s);
+    }
+    emu::warp_sync();
+    for (int i = 0; i < 4; i++) c[i] = out[i];
+}
+
+// D = A x B + C for one warp, mma.sync.aligned.m16n8k{K}.row.col.s32.u8.s8.s32 with K = 32 or 16:
+// A 16 x K unsigned bytes in K / 8 registers (register (row >= 8) + 2 (k >= 16) of lane
+// 4 (row % 8) + (k % 16) / 4, byte k % 4), B K x 8 signed bytes in K / 16 registers (register
+// k >= 16 of lane 4 col + (k % 16) / 4, byte k % 4), C / D as emu_mma16816's. Exact in int32;
+// the sum wraps on overflow as the instruction without .satfinite does.
+template <int K>
+inline void emu_mma_u8s8(int* c, const uint32_t* a, const uint32_t* b) {
+    static_assert(K == 16 || K == 32, "m16n8k16 or m16n8k32");
+    auto& w = emu::warp();
+    unsigned lane = emu::linear_tid() & 31;
+    std::memcpy(w.a[lane], a, 4 * (K / 8));
+    std::memcpy(w.b[lane], b, 4 * (K / 16));
+    emu::warp_sync();
+    auto A = [&](int row, int k) {
+        int l = 4 * (row % 8) + (k % 16) / 4;
+        return (int)(uint8_t)(w.a[l][(row >= 8) + 2 * (k >= 16)] >> (8 * (k % 4)));
+    };
+    auto B = [&](int k, int col) {
+        int l = 4 * col + (k % 16) / 4;
+        return (int)(int8_t)(w.b[l][k >= 16] >> (8 * (k % 4)));
+    };
+    int g = lane / 4, cq = lane % 4;
+    int out[4];
+    for (int i = 0; i < 4; i++) {
+        int row = g + ((i & 2) ? 8 : 0), col = 2 * cq + (i & 1);
+        uint32_t s = (uint32_t)c[i];
+        for (int k = 0; k < K; k++) s += (uint32_t)(A(row, k) * B(k, col));
+        out[i] = (int)s;
     }
     emu::warp_sync();
     for (int i = 0; i < 4; i++) c[i] = out[i];

@@ -2,14 +2,14 @@
 #include "../simt.h"
 
 #define PV_EMU 1
-// The engine's kernels.cu with its inline PTX replaced (build.rs), then mmq.cu, attn_prefill.cu,
-// decode.cu and decode_q16.cu, which reuse its types (PV_KERNELS_PRELUDE), as they do in the engine.
+// The engine's kernels.cu with its inline PTX replaced (build.rs), then attn_prefill.cu, decode.cu,
+// decode_q16.cu and mmq.cu, which reuse its types (PV_KERNELS_PRELUDE), in the engine's order.
 #include "kernels_emu.cu"
 #define PV_KERNELS_PRELUDE
-#include "../../engine/src/cuda/mmq.cu"
 #include "../../engine/src/cuda/attn_prefill.cu"
 #include "../../engine/src/cuda/decode.cu"
 #include "../../engine/src/cuda/decode_q16.cu"
+#include "../../engine/src/cuda/mmq.cu"
 
 // Run CALL(suffix) for the kernel of qtype `qt` (the entry points are named <kernel>_<suffix>);
 // return 0, or 1 for a qtype without such a kernel.
@@ -51,6 +51,29 @@ extern "C" int emu_matmat_q(int qt, const u8* W, i64 expert_bytes, i64 row_bytes
 }
 
 extern "C" int emu_mq_smem_bytes() { return MQ_SMEM_BYTES; }
+
+extern "C" int emu_split_act_q16(const float* X, int x_stride, int K, int rows, i8* Xh, i8* Xl,
+                                 float* Xd, float* Xs) {
+    emu::launch({(unsigned)rows, 1, 1}, {64, 1, 1}, 0,
+                [&] { split_act_q16(X, x_stride, K, rows, Xh, Xl, Xd, Xs); });
+    return 0;
+}
+
+extern "C" int emu_matmat_qi(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, int nrows,
+                             int K, const i8* Xh, const i8* Xl, const float* Xd, const float* Xs,
+                             int in_div, int n_dense, const int* list, const int* off, int groups,
+                             int max_pairs, float* Y, int y_stride, int mode) {
+    emu_dim3 grid{(unsigned)((nrows + MQ_BM - 1) / MQ_BM), (unsigned)((max_pairs + MQ_BN - 1) / MQ_BN),
+                  (unsigned)groups};
+#define QI_CALL(NAME)                                                                              \
+    emu::launch(grid, {128, 1, 1}, QI_SMEM_BYTES, [&] {                                            \
+        matmat_qi_##NAME(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xd, Xs, in_div, n_dense, list, \
+                         off, Y, y_stride, mode);                                                  \
+    })
+    EMU_DISPATCH_QUANT(qt, QI_CALL);
+}
+
+extern "C" int emu_qi_smem_bytes() { return QI_SMEM_BYTES; }
 
 extern "C" int emu_attn_prefill(const float* q, const float* kc, const float* vc, float* out,
                                 int pos0, int T, int n_head, int n_head_kv, int hd, float scale) {

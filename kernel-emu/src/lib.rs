@@ -30,6 +30,38 @@ fn need(ok: bool, what: impl FnOnce() -> String) -> Result<(), EmuError> {
 
 mod ffi {
     extern "C" {
+        pub fn emu_split_act_q16(
+            x: *const f32,
+            x_stride: i32,
+            k: i32,
+            rows: i32,
+            xh: *mut i8,
+            xl: *mut i8,
+            xd: *mut f32,
+            xs: *mut f32,
+        ) -> i32;
+        pub fn emu_matmat_qi(
+            qt: i32,
+            w: *const u8,
+            expert_bytes: i64,
+            row_bytes: i64,
+            nrows: i32,
+            k: i32,
+            xh: *const i8,
+            xl: *const i8,
+            xd: *const f32,
+            xs: *const f32,
+            in_div: i32,
+            n_dense: i32,
+            list: *const i32,
+            off: *const i32,
+            groups: i32,
+            max_pairs: i32,
+            y: *mut f32,
+            y_stride: i32,
+            mode: i32,
+        ) -> i32;
+        pub fn emu_qi_smem_bytes() -> i32;
         pub fn emu_split_act(
             x: *const f32,
             x_stride: i32,
@@ -553,6 +585,142 @@ pub fn matmat_q(
             w.k as i32,
             xh.ptr(),
             xl.ptr(),
+            xs.ptr(),
+            in_div as i32,
+            l.n_dense as i32,
+            l.list,
+            l.off,
+            l.groups as i32,
+            l.max_pairs as i32,
+            y.as_mut_ptr(),
+            y_stride as i32,
+            add as i32,
+        )
+    };
+    need(rc == 0, || format!("the emulated launch returned {rc}"))
+}
+
+/// Dynamic shared memory one matmat_qi block asks for (two pipeline stages).
+pub fn qi_smem_bytes() -> usize {
+    // SAFETY: a constant, no arguments.
+    unsafe { ffi::emu_qi_smem_bytes() as usize }
+}
+
+/// split_act_q16's output, per row of k activations: per 32 elements a scale `dx` and 16-bit
+/// integers v = 256 hi + lo (x ~ dx v), and per 16 elements `sums` = dx times the sum of v.
+#[derive(Clone, Debug)]
+pub struct SplitQ16 {
+    pub rows: usize,
+    pub k: usize,
+    pub hi: Vec<i8>,
+    pub lo: Vec<i8>,
+    pub dx: Vec<f32>,
+    pub sums: Vec<f32>,
+}
+
+impl SplitQ16 {
+    /// Element i of row r as an integer.
+    pub fn v(&self, r: usize, i: usize) -> i32 {
+        256 * self.hi[r * self.k + i] as i32 + self.lo[r * self.k + i] as i32
+    }
+    /// Row r as the values the kernel multiplies: dx v, in float64 (exact).
+    pub fn values(&self, r: usize) -> Vec<f64> {
+        (0..self.k)
+            .map(|i| self.dx[r * self.k / 32 + i / 32] as f64 * self.v(r, i) as f64)
+            .collect()
+    }
+}
+
+/// Run split_act_q16 over `rows` rows of `x` (row stride `x_stride`, `k` used columns).
+pub fn split_act_q16(
+    x: &[f32],
+    x_stride: usize,
+    k: usize,
+    rows: usize,
+) -> Result<SplitQ16, EmuError> {
+    need(k % 32 == 0 && k > 0, || {
+        format!("k = {k} is not a positive multiple of 32")
+    })?;
+    need(x_stride >= k && x_stride % 4 == 0, || {
+        format!("x_stride = {x_stride} must be >= k and a multiple of 4")
+    })?;
+    need(rows > 0 && x.len() >= (rows - 1) * x_stride + k, || {
+        format!(
+            "x holds {} floats, {rows} rows of stride {x_stride} need more",
+            x.len()
+        )
+    })?;
+    let xa = Aligned::from_f32(x);
+    let mut hi = Aligned::zeroed(rows * k);
+    let mut lo = Aligned::zeroed(rows * k);
+    let mut dx = Aligned::zeroed(4 * rows * k / 32);
+    let mut sums = Aligned::zeroed(4 * rows * k / 16);
+    // SAFETY: the lengths were checked above against what the kernel touches: row r reads
+    // x[r * x_stride .. + k] and writes hi/lo[r * k .. + k], dx[r * k / 32 .. + k / 32] and
+    // sums[r * k / 16 .. + k / 16]; every buffer is 16-byte aligned (Aligned).
+    unsafe {
+        ffi::emu_split_act_q16(
+            xa.ptr(),
+            x_stride as i32,
+            k as i32,
+            rows as i32,
+            hi.mut_ptr(),
+            lo.mut_ptr(),
+            dx.mut_ptr(),
+            sums.mut_ptr(),
+        );
+    }
+    let bytes = |a: &Aligned| a.bytes()[..rows * k].iter().map(|&b| b as i8).collect();
+    Ok(SplitQ16 {
+        rows,
+        k,
+        hi: bytes(&hi),
+        lo: bytes(&lo),
+        dx: dx.to_f32(rows * k / 32),
+        sums: sums.to_f32(rows * k / 16),
+    })
+}
+
+/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as mmq.cu's matmat_qi kernel computes it on
+/// split_act_q16's activations.
+pub fn matmat_qi(
+    w: Weights<'_>,
+    x: &SplitQ16,
+    in_div: usize,
+    pairs: Pairs<'_>,
+    y: &mut [f32],
+    y_stride: usize,
+    add: bool,
+) -> Result<(), EmuError> {
+    need(x.k == w.k, || {
+        format!("activations have k = {}, weights {}", x.k, w.k)
+    })?;
+    let l = check_launch(&w, x.rows, in_div, pairs, y, y_stride)?;
+    if l.max_pairs == 0 {
+        return Ok(());
+    }
+    let wa = Aligned::from_bytes(w.bytes);
+    let xh: Vec<u8> = x.hi.iter().map(|&v| v as u8).collect();
+    let xl: Vec<u8> = x.lo.iter().map(|&v| v as u8).collect();
+    let (xh, xl, xd, xs) = (
+        Aligned::from_bytes(&xh),
+        Aligned::from_bytes(&xl),
+        Aligned::from_f32(&x.dx),
+        Aligned::from_f32(&x.sums),
+    );
+    // SAFETY: as in matmat_q: check_launch checked every extent against the launch geometry, and
+    // the activations hold x.rows rows of k bytes, k / 32 scales and k / 16 sums each.
+    let rc = unsafe {
+        ffi::emu_matmat_qi(
+            l.qt_id,
+            wa.ptr(),
+            l.expert_bytes as i64,
+            l.row_bytes as i64,
+            w.rows as i32,
+            w.k as i32,
+            xh.ptr(),
+            xl.ptr(),
+            xd.ptr(),
             xs.ptr(),
             in_div as i32,
             l.n_dense as i32,

@@ -1,7 +1,12 @@
-//! The integer-operand matmat_q kernel (engine/src/cuda/mmq.cu), run by the SIMT emulator, against the CPU
-//! engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
+//! The integer-operand kernels matmat_q (f16 mma on f16 hi + lo activations) and matmat_qi
+//! (int8 mma on Q16 activations) of engine/src/cuda/mmq.cu, run by the SIMT emulator, against the
+//! CPU engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
 //! gguf package's by FALSIFY-QK-DEQ-001) and a float64 product. The engine's own matmat_tc is
 //! checked the same way by FALSIFY-EMU-TC-001 (falsifiers/tests/emulated.rs).
+//!
+//! matmat_q is held to the f32 activations; matmat_qi to the values split_act_q16 rounded them to
+//! (dx v), with the quantizer's own bound checked apart (`split_act_q16_rounds_each_group...`), as
+//! FALSIFY-EMU-Q16-001 does for the decode's Q16 vectors.
 //!
 //! Each case also plants a bug outside the kernel (a wrong qtype dispatch, group sums left out,
 //! activations of the wrong token) and requires the same check to fail on it, so a pass is not a
@@ -11,13 +16,74 @@ use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, device, group_pairs, random_matrix, relative_error, Reference, Rng,
 };
-use kernel_emu::{matmat_q, split_act, Pairs, SplitAct, Weights};
+use kernel_emu::{
+    matmat_q, matmat_qi, split_act, split_act_q16, Pairs, SplitAct, SplitQ16, Weights,
+};
 
 /// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
 /// f32 accumulation over k terms plus the 2^-22 of the activation split: 1e-5 of the magnitude.
 const TOL: f64 = 1e-5;
 
+/// Which prefill kernel a case runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kernel {
+    F16,
+    Q16,
+}
+const KERNELS: [Kernel; 2] = [Kernel::F16, Kernel::Q16];
+
+/// A kernel's split of the activations.
+enum Split {
+    F16(SplitAct),
+    Q16(SplitQ16),
+}
+
+impl Split {
+    fn new(kern: Kernel, x: &[f32], x_stride: usize, k: usize, rows: usize) -> Split {
+        match kern {
+            Kernel::F16 => Split::F16(split_act(x, x_stride, k, rows).expect("split_act geometry")),
+            Kernel::Q16 => {
+                Split::Q16(split_act_q16(x, x_stride, k, rows).expect("split_act_q16 geometry"))
+            }
+        }
+    }
+    fn zero_sums(&mut self) {
+        match self {
+            Split::F16(s) => s.sums.iter_mut().for_each(|v| *v = 0.0),
+            Split::Q16(s) => s.sums.iter_mut().for_each(|v| *v = 0.0),
+        }
+    }
+    /// Activation row r as the values the kernel is held to: x itself for matmat_q, dx v for
+    /// matmat_qi.
+    fn reference_row(&self, x: &[f32], r: usize) -> Vec<f64> {
+        match self {
+            Split::F16(s) => x[r * s.k..(r + 1) * s.k]
+                .iter()
+                .map(|&v| v as f64)
+                .collect(),
+            Split::Q16(s) => s.values(r),
+        }
+    }
+    fn run(
+        &self,
+        w: Weights<'_>,
+        in_div: usize,
+        pairs: Pairs<'_>,
+        y: &mut [f32],
+        y_stride: usize,
+        add: bool,
+    ) {
+        match self {
+            Split::F16(s) => matmat_q(w, s, in_div, pairs, y, y_stride, add),
+            Split::Q16(s) => matmat_qi(w, s, in_div, pairs, y, y_stride, add),
+        }
+        .expect("launch geometry")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn dense_error(
+    kern: Kernel,
     qt_kernel: GpuQType,
     qt: GpuQType,
     rows: usize,
@@ -31,9 +97,9 @@ fn dense_error(
     let dev = device(qt, &file);
     let x = activations(t, k, &mut rng);
     let reference = Reference::new(qt, &file, 1, rows, k).expect("reference");
-    let mut split = split_act(&x, k, k, t).expect("split_act geometry");
+    let mut split = Split::new(kern, &x, k, k, t);
     if plant == Plant::NoGroupSums {
-        split.sums.iter_mut().for_each(|s| *s = 0.0);
+        split.zero_sums();
     }
     let mut y = vec![f32::NAN; t * rows];
     let w = Weights {
@@ -54,15 +120,15 @@ fn dense_error(
             bytes: &dev[..qt_kernel.device_row_bytes(kk) * rows],
             ..w
         };
-        let split2 = split_act(&x, k, kk, t).expect("split_act geometry");
-        matmat_q(w2, &split2, 1, Pairs::Dense(t), &mut y, rows, false).expect("matmat_q geometry");
+        Split::new(kern, &x, k, kk, t).run(w2, 1, Pairs::Dense(t), &mut y, rows, false);
     } else {
-        matmat_q(w, &split, 1, Pairs::Dense(t), &mut y, rows, false).expect("matmat_q geometry");
+        split.run(w, 1, Pairs::Dense(t), &mut y, rows, false);
     }
     let mut worst = 0f64;
     for p in 0..t {
+        let xr = split.reference_row(&x, p);
         for r in 0..rows {
-            let (want, mag) = reference.dot(0, r, &x[p * k..(p + 1) * k]);
+            let (want, mag) = reference.dot64(0, r, &xr);
             worst = worst.max(relative_error(y[p * rows + r], want, mag));
         }
     }
@@ -82,30 +148,55 @@ const QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQ
 fn dense_products_match_the_cpu_dequantizer() {
     // 80 rows: a second, partial row tile; 40 tokens: a partial second pair tile; k = 512: four
     // K tiles, so both pipeline stages are used twice
-    for (i, qt) in QTYPES.into_iter().enumerate() {
-        let e = dense_error(qt, qt, 80, 512, 40, 11 + i as u64, Plant::None);
-        eprintln!("{}: worst relative error {e:.3e}", qt.name());
-        assert!(e <= TOL, "{}: relative error {e:.3e} > {TOL:e}", qt.name());
+    for kern in KERNELS {
+        for (i, qt) in QTYPES.into_iter().enumerate() {
+            let e = dense_error(kern, qt, qt, 80, 512, 40, 11 + i as u64, Plant::None);
+            eprintln!("{kern:?} {}: worst relative error {e:.3e}", qt.name());
+            assert!(
+                e <= TOL,
+                "{kern:?} {}: relative error {e:.3e} > {TOL:e}",
+                qt.name()
+            );
+        }
     }
 }
 
 #[test]
 fn dense_check_fails_on_planted_bugs() {
-    // Q6_K bytes run by the Q5_K kernel (the engine's own planted-bug case)
-    let e = dense_error(GpuQType::Q5K, GpuQType::Q6K, 64, 512, 8, 3, Plant::None);
-    assert!(e > TOL, "a wrong qtype dispatch went unnoticed ({e:.3e})");
-    // the min term's group sums left out: only Q4_K and Q5_K have mins
-    for qt in [GpuQType::Q4K, GpuQType::Q5K] {
-        let e = dense_error(qt, qt, 64, 256, 8, 5, Plant::NoGroupSums);
+    for kern in KERNELS {
+        // Q6_K bytes run by the Q5_K kernel (the engine's own planted-bug case)
+        let e = dense_error(
+            kern,
+            GpuQType::Q5K,
+            GpuQType::Q6K,
+            64,
+            512,
+            8,
+            3,
+            Plant::None,
+        );
         assert!(
             e > TOL,
-            "{}: missing group sums went unnoticed ({e:.3e})",
-            qt.name()
+            "{kern:?}: a wrong qtype dispatch went unnoticed ({e:.3e})"
         );
+        // the min term's group sums left out: matmat_q has mins for Q4_K and Q5_K only,
+        // matmat_qi for all four (Q6_K's and Q8_0's unsigned quants carry their offset there)
+        let with_mins: &[GpuQType] = match kern {
+            Kernel::F16 => &[GpuQType::Q4K, GpuQType::Q5K],
+            Kernel::Q16 => &QTYPES,
+        };
+        for &qt in with_mins {
+            let e = dense_error(kern, qt, qt, 64, 256, 8, 5, Plant::NoGroupSums);
+            assert!(
+                e > TOL,
+                "{kern:?} {}: missing group sums went unnoticed ({e:.3e})",
+                qt.name()
+            );
+        }
     }
 }
 
-fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
+fn grouped_error(kern: Kernel, qt: GpuQType, add: bool, plant: Plant) -> f64 {
     let (experts, rows, k, tokens, slots) = (3usize, 64usize, 256usize, 21usize, 2usize);
     let mut rng = Rng(77 + qt.ggml_id() as u64);
     let file = random_matrix(qt, experts * rows, k, &mut rng);
@@ -116,7 +207,7 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
     // pairs) and the others' differ in size
     let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
     let (list, off) = group_pairs(&ids, experts);
-    let split = split_act(&x, k, k, tokens).expect("split_act geometry");
+    let split = Split::new(kern, &x, k, k, tokens);
     let n_pairs = tokens * slots;
     let init: Vec<f32> = (0..n_pairs * rows)
         .map(|i| (i % 13) as f32 * 0.25)
@@ -136,9 +227,9 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
     };
     // WrongToken reads activation row p instead of p / 2: give it rows to read
     let big;
-    let split_used: &SplitAct = if plant == Plant::WrongToken {
+    let split_used: &Split = if plant == Plant::WrongToken {
         let xx: Vec<f32> = x.iter().cycle().take(n_pairs * k).cloned().collect();
-        big = split_act(&xx, k, k, n_pairs).expect("split_act geometry");
+        big = Split::new(kern, &xx, k, k, n_pairs);
         &big
     } else {
         &split
@@ -148,12 +239,12 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
         off: &off,
         max_pairs: tokens,
     };
-    matmat_q(w, split_used, in_div, pairs, &mut y, rows, add).expect("matmat_q geometry");
+    split_used.run(w, in_div, pairs, &mut y, rows, add);
     let mut worst = 0f64;
     for (p, &e) in ids.iter().enumerate() {
-        let tok = p / slots;
+        let xr = split.reference_row(&x, p / slots);
         for r in 0..rows {
-            let (mut want, mag) = reference.dot(e, r, &x[tok * k..(tok + 1) * k]);
+            let (mut want, mag) = reference.dot64(e, r, &xr);
             if add {
                 want += init[p * rows + r] as f64;
             }
@@ -165,26 +256,33 @@ fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
 
 #[test]
 fn grouped_moe_products_match_the_cpu_dequantizer() {
-    for qt in QTYPES {
-        for add in [false, true] {
-            let e = grouped_error(qt, add, Plant::None);
-            eprintln!("{} (add {add}): worst relative error {e:.3e}", qt.name());
-            assert!(
-                e <= TOL,
-                "{} add={add}: relative error {e:.3e} > {TOL:e}",
-                qt.name()
-            );
+    for kern in KERNELS {
+        for qt in QTYPES {
+            for add in [false, true] {
+                let e = grouped_error(kern, qt, add, Plant::None);
+                eprintln!(
+                    "{kern:?} {} (add {add}): worst relative error {e:.3e}",
+                    qt.name()
+                );
+                assert!(
+                    e <= TOL,
+                    "{kern:?} {} add={add}: relative error {e:.3e} > {TOL:e}",
+                    qt.name()
+                );
+            }
         }
     }
 }
 
 #[test]
 fn grouped_check_fails_on_the_wrong_token() {
-    let e = grouped_error(GpuQType::Q4K, false, Plant::WrongToken);
-    assert!(
-        e > TOL,
-        "activations of the wrong token went unnoticed ({e:.3e})"
-    );
+    for kern in KERNELS {
+        let e = grouped_error(kern, GpuQType::Q4K, false, Plant::WrongToken);
+        assert!(
+            e > TOL,
+            "{kern:?}: activations of the wrong token went unnoticed ({e:.3e})"
+        );
+    }
 }
 
 #[test]
@@ -207,6 +305,60 @@ fn split_act_parts_add_up() {
             "group {g}: {sum} vs {want}"
         );
     }
+}
+
+#[test]
+fn split_act_q16_rounds_each_group_to_16_bits_of_its_largest_magnitude() {
+    let mut rng = Rng(19);
+    let (rows, k) = (3usize, 256usize);
+    let mut x = activations(rows, k, &mut rng);
+    // a zero group, a group with one non-zero, groups of tiny and of huge values
+    x[..32].fill(0.0);
+    x[32..64].fill(0.0);
+    x[40] = -3.5;
+    x[64..96].iter_mut().for_each(|v| *v *= 1e-30);
+    x[96..128].iter_mut().for_each(|v| *v *= 1e30);
+    let s = split_act_q16(&x, k, k, rows).expect("split_act_q16 geometry");
+    for r in 0..rows {
+        for g in 0..k / 32 {
+            let blk = &x[r * k + 32 * g..][..32];
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let dx = s.dx[r * k / 32 + g];
+            assert_eq!(
+                dx.to_bits(),
+                (amax / 32639.0).to_bits(),
+                "row {r} group {g}: dx"
+            );
+            let mut sum = [0i64; 2];
+            for (i, &xv) in blk.iter().enumerate() {
+                let v = s.v(r, 32 * g + i);
+                assert!(v.abs() <= 32639, "row {r} element {}: v = {v}", 32 * g + i);
+                let err = (xv as f64 - dx as f64 * v as f64).abs();
+                assert!(
+                    err <= 0.51 * dx as f64,
+                    "row {r} element {}: |x - dx v| = {err:e} > 0.51 dx",
+                    32 * g + i
+                );
+                sum[i / 16] += v as i64;
+            }
+            for (h, &want) in sum.iter().enumerate() {
+                let got = s.sums[r * k / 16 + 2 * g + h];
+                assert_eq!(
+                    got.to_bits(),
+                    (dx * want as f32).to_bits(),
+                    "row {r} group {}: sum",
+                    2 * g + h
+                );
+            }
+        }
+    }
+    assert_eq!(s.dx[0], 0.0);
+    assert!((0..32).all(|i| s.v(0, i) == 0));
+    assert_eq!(s.v(0, 40), -32639);
+    assert!(
+        split_act_q16(&[1.0; 48], 48, 48, 1).is_err(),
+        "K % 32 != 0 must be refused"
+    );
 }
 
 #[test]
@@ -241,5 +393,9 @@ fn engine_reserves_the_kernels_shared_memory() {
     assert_eq!(
         engine::cuda::model::MQ_SMEM_BYTES as usize,
         kernel_emu::mq_smem_bytes()
+    );
+    assert_eq!(
+        engine::cuda::model::QI_SMEM_BYTES as usize,
+        kernel_emu::qi_smem_bytes()
     );
 }

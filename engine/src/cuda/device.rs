@@ -15,18 +15,18 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use super::CudaError;
 
 /// The kernel source, compiled at start-up (see docs/gpu.md for why NVRTC rather than nvcc).
-/// kernels.cu, then mmq.cu (the integer-operand prefill products), attn_prefill.cu (prefill
-/// attention), decode.cu (two-rows-per-warp decode mat-vecs) and decode_q16.cu (the decode
-/// expert products on 16-bit integer activations), which reuse kernels.cu's types, qtype ids and
-/// helpers (PV_KERNELS_PRELUDE). All five also run on the CPU under the SIMT emulator (crate
-/// kernel-emu).
+/// kernels.cu, then attn_prefill.cu (prefill attention), decode.cu (two-rows-per-warp decode
+/// mat-vecs), decode_q16.cu (the decode expert products on 16-bit integer activations) and
+/// mmq.cu (the integer-operand prefill products, which also use decode_q16.cu's Q16 rounding),
+/// which reuse kernels.cu's types, qtype ids and helpers (PV_KERNELS_PRELUDE). All five also run
+/// on the CPU under the SIMT emulator (crate kernel-emu).
 pub const KERNELS_CU: &str = concat!(
     include_str!("kernels.cu"),
     "\n#define PV_KERNELS_PRELUDE\n",
-    include_str!("mmq.cu"),
     include_str!("attn_prefill.cu"),
     include_str!("decode.cu"),
-    include_str!("decode_q16.cu")
+    include_str!("decode_q16.cu"),
+    include_str!("mmq.cu")
 );
 
 /// What the device reported about itself.
@@ -88,6 +88,7 @@ fn kernel_names() -> Vec<String> {
         "advance_pos",
         "fill_u32",
         "split_act",
+        "split_act_q16",
         "attn_prefill",
         "attn_decode",
     ]
@@ -113,6 +114,7 @@ fn kernel_names() -> Vec<String> {
     }
     for q in ["q8_0", "q4_k", "q5_k", "q6_k"] {
         v.push(format!("matmat_q_{q}"));
+        v.push(format!("matmat_qi_{q}"));
     }
     for q in Q16_QTYPES {
         v.push(format!("moe_gate_up2_q16_{q}"));
@@ -264,6 +266,17 @@ impl GpuDevice {
                 )
                 .map_err(drv(
                     "setting the shared-memory carveout of the integer-operand kernels",
+                ))?;
+            }
+            if name.starts_with("matmat_qi_") {
+                // 4 blocks of 35,328 bytes (the registers allow 4 for Q4_K) want more shared
+                // memory than a small carveout gives: prefer all of it
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
+                    100,
+                )
+                .map_err(drv(
+                    "setting the shared-memory carveout of the int8 tensor-core kernels",
                 ))?;
             }
             if name.starts_with("matmat_tc_") {

@@ -25,6 +25,11 @@ const MATMAT_TT: usize = 8;
 /// sizeof.
 pub const MQ_SMEM_BYTES: u32 =
     (64 * 136 * 2 + 2 * 64 * 9 * 4) + 2 * (2 * 32 * 136 * 2 + 32 * 8 * 4);
+/// Dynamic shared memory of the int8 tensor-core kernels (matmat_qi_*): mmq.cu's one `QiA` (64 x
+/// 144 quant bytes, 64 x 9 (scale, offset) pairs) and two `QiB`s (2 x 32 x 144 activation bytes,
+/// 32 x 4 scales, 32 x 8 sums each): 35,328 bytes. kernel-emu's tests check it.
+pub const QI_SMEM_BYTES: u32 =
+    (64 * 144 + 64 * 9 * 8) + 2 * (2 * 32 * 144 + 32 * 4 * 4 + 32 * 8 * 4);
 /// Dynamic shared memory of attn_prefill (attn_prefill.cu): 64 query rows and 32 K and V rows of
 /// 132 floats, 64 x 33 scores and 3 x 64 row statistics. kernel-emu's tests check it.
 pub const AP_SMEM_BYTES: u32 = ((64 + 2 * 32) * 132 + 64 * 33 + 3 * 64) * 4;
@@ -153,10 +158,13 @@ struct State {
     counter: Buf<i32>,
     hist: Buf<i32>,
     /// split_act's output for the prefill products (matmat_q): f16 hi and lo parts of the
-    /// current activation matrix and its 16-element group sums.
+    /// current activation matrix and its 16-element group sums. split_act_q16's (matmat_qi)
+    /// uses the first half of xh and of xl for its high and low bytes, xd for its 32-element
+    /// scales and xs for its 16-element sums.
     xh: Buf<u16>,
     xl: Buf<u16>,
     xs: Buf<f32>,
+    xd: Buf<f32>,
     /// The prefill router's token tiles: the identity pair list (0 .. max_batch, written at load)
     /// and tile offsets min(g * MATMAT_TT, t), written per prefill chunk.
     tok_list: Buf<i32>,
@@ -194,6 +202,9 @@ pub struct GpuModel {
     use_tc: bool,
     /// Integer-operand products for prefill (mmq.cu; off with PV_GPU_NO_MQ=1, for A/B timing).
     use_mq: bool,
+    /// Of those, matmat_q (f16 mma on f16 hi + lo activations) instead of matmat_qi (int8 mma
+    /// on Q16 activations): PV_GPU_MQ_F16=1, for A/B timing.
+    use_mq_f16: bool,
     /// Tiled prefill attention (attn_prefill.cu; off with PV_GPU_NO_AP=1, for A/B timing).
     use_ap: bool,
     /// Decode attention in one launch (decode.cu's attn_decode), on only with PV_GPU_FUSED_ATTN=1.
@@ -405,6 +416,7 @@ impl GpuModel {
             vram,
             use_tc: !env_set("PV_GPU_NO_TC"),
             use_mq: !env_set("PV_GPU_NO_MQ"),
+            use_mq_f16: env_set("PV_GPU_MQ_F16"),
             use_ap: !env_set("PV_GPU_NO_AP"),
             use_fused_attn: env_set("PV_GPU_FUSED_ATTN"),
             use_rt: !env_set("PV_GPU_NO_RT"),
@@ -805,6 +817,22 @@ impl GpuModel {
     /// matmat_q launches that follow (which read it as their activations).
     fn encode_split(&self, x: u64, k: usize, rows: usize) -> Result<(), CudaError> {
         let s = &self.st;
+        if !self.use_mq_f16 {
+            launch!(
+                self,
+                "split_act_q16",
+                cfg1(rows, 64),
+                x,
+                k as i32,
+                k as i32,
+                rows as i32,
+                s.xh.ptr,
+                s.xl.ptr,
+                s.xd.ptr,
+                s.xs.ptr
+            );
+            return Ok(());
+        }
         launch!(
             self,
             "split_act",
@@ -835,17 +863,53 @@ impl GpuModel {
         add: bool,
     ) -> Result<(), CudaError> {
         let s = &self.st;
-        let name = self.kernel_for(m, layer, "matmat_q");
         let (groups, max_pairs, list, off) = match grouped {
             Some((g, mp)) => (g, mp, s.list.ptr, s.off.ptr),
             None => (1, dense_pairs, 0u64, 0u64),
         };
+        let grid_dim = (
+            ceil_div(rows, 64) as u32,
+            ceil_div(max_pairs, 32) as u32,
+            groups as u32,
+        );
+        let expert_bytes = if grouped.is_some() {
+            m.mat_bytes as i64
+        } else {
+            0i64
+        };
+        if !self.use_mq_f16 {
+            let name = self.kernel_for(m, layer, "matmat_qi");
+            let cfg = LaunchConfig {
+                grid_dim,
+                block_dim: (128, 1, 1),
+                shared_mem_bytes: QI_SMEM_BYTES,
+            };
+            launch!(
+                self,
+                name.as_str(),
+                cfg,
+                m.ptr,
+                expert_bytes,
+                m.row_bytes as i64,
+                rows as i32,
+                m.k as i32,
+                s.xh.ptr,
+                s.xl.ptr,
+                s.xd.ptr,
+                s.xs.ptr,
+                in_div as i32,
+                dense_pairs as i32,
+                list,
+                off,
+                y,
+                y_stride as i32,
+                add as i32
+            );
+            return Ok(());
+        }
+        let name = self.kernel_for(m, layer, "matmat_q");
         let cfg = LaunchConfig {
-            grid_dim: (
-                ceil_div(rows, 64) as u32,
-                ceil_div(max_pairs, 32) as u32,
-                groups as u32,
-            ),
+            grid_dim,
             block_dim: (128, 1, 1),
             shared_mem_bytes: MQ_SMEM_BYTES,
         };
@@ -854,11 +918,7 @@ impl GpuModel {
             name.as_str(),
             cfg,
             m.ptr,
-            if grouped.is_some() {
-                m.mat_bytes as i64
-            } else {
-                0i64
-            },
+            expert_bytes,
             m.row_bytes as i64,
             rows as i32,
             m.k as i32,
@@ -1928,7 +1988,7 @@ fn scratch_bytes(c: &GpuConfig, o: &LoadOptions) -> usize {
     let n = split_elems(c, o);
     let tiles = b + b.div_ceil(MATMAT_TT) + 1; // the router's token list and tile offsets
     let tickets = c.n_head_kv; // attn_decode
-    4 * (f + i + tiles + tickets) + 2 * 2 * n + 4 * (n / 16)
+    4 * (f + i + tiles + tickets) + 2 * 2 * n + 4 * (n / 16) + 4 * (n / 32)
 }
 
 /// Elements of the largest activation matrix the prefill products split (split_act): the
@@ -2008,6 +2068,7 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         xh: h(n_split, "split activations")?,
         xl: h(n_split, "split activations")?,
         xs: f(n_split / 16, "activation group sums")?,
+        xd: f(n_split / 32, "activation group scales")?,
         tok_list,
         tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
         att_counter: i(c.n_head_kv, "attention tickets")?,
