@@ -21,7 +21,7 @@
 //     c = lane % 4). Products are exact (f16 x f16 fits in f64); the sum is rounded to f32 once
 //     per instruction. The hardware's accumulation may round differently in the last bits.
 //   mma.sync.aligned.m16n8k32 / m16n8k16 .row.col.s32.u8.s8.s32 (emu_mma_u8s8): exact int32.
-//   cvt f16 <-> f32 (round to nearest even, via _Float16), sub.rn.f16x2, cp.async (16 bytes).
+//   cvt f16 <-> f32 (round to nearest even, via _Float16), cp.async (16 bytes).
 #pragma once
 
 #include <algorithm>
@@ -233,11 +233,6 @@ inline uint16_t emu_f2h(float v) {
     return h;
 }
 inline uint32_t emu_pack_h2(float a, float b) { return (uint32_t)emu_f2h(a) | ((uint32_t)emu_f2h(b) << 16); }
-inline uint32_t emu_hsub2(uint32_t a, uint32_t b) {
-    float lo = emu_h2f((uint16_t)(a & 0xFFFF)) - emu_h2f((uint16_t)(b & 0xFFFF));
-    float hi = emu_h2f((uint16_t)(a >> 16)) - emu_h2f((uint16_t)(b >> 16));
-    return emu_pack_h2(lo, hi);
-}
 
 // D = A x B + C for one warp; each lane passes its own fragments and gets its own 4 outputs.
 inline void emu_mma16816(float* c, const uint32_t* a, const uint32_t* b) {

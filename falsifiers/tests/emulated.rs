@@ -10,9 +10,9 @@ use kernel_emu::testdata::{
     weights, QkvCase, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
-    attn_decode, attn_prefill, matmat_q, matmat_tc, matmat_token_tiles, matvec3, matvec3n_q16,
+    attn_decode, attn_prefill, matmat_qi, matmat_tc, matmat_token_tiles, matvec3, matvec3n_q16,
     matvec_q16, moe_down_q16, moe_gate_up, moe_gate_up2_q16, q16_quantize, q16_quantize_lanes8,
-    router_decode, split_act, Decode, Pairs, Q16,
+    router_decode, split_act_q16, Decode, Pairs, SplitQ16, Q16,
 };
 use pv_evidence::{Ctx, FalsifierResult, ResultExt};
 
@@ -177,7 +177,46 @@ fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
 
 const MQ_QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQType::Q8_0];
 
-fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
+/// split_act_q16's bound for each element of the rows x (row stride k) and their split: |x - dx v|
+/// / (0.51 dx), infinite where a 32-group's dx is not amax / 32639 (bit for bit) or a 16-group
+/// sum is not dx times the sum of v.
+fn split_q16_check(x: &[f32], s: &SplitQ16, what: &str, worst: &mut Worst) {
+    let k = s.k;
+    for r in 0..s.rows {
+        for g in 0..k / 32 {
+            let blk = &x[r * k + 32 * g..][..32];
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let dx = s.dx[r * k / 32 + g];
+            let mut sums = [0i64; 2];
+            for i in 0..32 {
+                sums[i / 16] += s.v(r, 32 * g + i) as i64;
+            }
+            let meta_ok = dx.to_bits() == (amax / 32639.0).to_bits()
+                && (0..2).all(|h| {
+                    s.sums[r * k / 16 + 2 * g + h].to_bits() == (dx * sums[h] as f32).to_bits()
+                });
+            for (i, &xv) in blk.iter().enumerate() {
+                let e = (xv as f64 - dx as f64 * s.v(r, 32 * g + i) as f64).abs();
+                let ratio = if meta_ok && e.is_finite() {
+                    e / (0.51 * dx as f64).max(1e-30)
+                } else {
+                    f64::INFINITY
+                };
+                worst.add(ratio, || format!("{what} row {r} element {}", 32 * g + i));
+            }
+        }
+    }
+}
+
+/// FALSIFY-EMU-MMQ-001's two checks, kept apart: split_act_q16's elements against 0.51 dx, and
+/// matmat_qi's outputs against 1e-5 sum |w x^| of the float64 product with x^ = dx v.
+struct MmqWorst {
+    quant: Worst,
+    product: Worst,
+}
+
+fn mmq_worst(pl: Plant) -> Result<MmqWorst, pv_evidence::FalsifierError> {
+    let mut quant = Worst::default();
     let mut worst = Worst::default();
     for (i, qt) in MQ_QTYPES.into_iter().enumerate() {
         // dense: a partial second row tile and pair tile, four K tiles
@@ -188,13 +227,20 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         plant(&mut dev, pl);
         let x = activations(t, k, &mut rng);
         let rf = Reference::new(qt, &file, 1, rows, k).context("reference")?;
-        let split = split_act(&x, k, k, t).context("split_act")?;
+        let xq = split_act_q16(&x, k, k, t).context("split_act_q16")?;
+        split_q16_check(
+            &x,
+            &xq,
+            &format!("dense {} activations", qt.name()),
+            &mut quant,
+        );
         let mut y = vec![f32::NAN; t * rows];
         let w = weights(qt, &dev, rows, k, 1);
-        matmat_q(w, &split, 1, Pairs::Dense(t), &mut y, rows, false).context("matmat_q")?;
+        matmat_qi(w, &xq, 1, Pairs::Dense(t), &mut y, rows, false).context("matmat_qi")?;
         for p in 0..t {
+            let xr = xq.values(p);
             for r in 0..rows {
-                let (want, mag) = rf.dot(0, r, &x[p * k..(p + 1) * k]);
+                let (want, mag) = rf.dot64(0, r, &xr);
                 worst.add(relative_error(y[p * rows + r], want, mag), || {
                     format!("dense {} token {p} row {r}", qt.name())
                 });
@@ -210,7 +256,13 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
         let rf = Reference::new(qt, &file, experts, rows, k).context("reference")?;
         let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
         let (list, off) = group_pairs(&ids, experts);
-        let split = split_act(&x, k, k, tokens).context("split_act")?;
+        let xq = split_act_q16(&x, k, k, tokens).context("split_act_q16")?;
+        split_q16_check(
+            &x,
+            &xq,
+            &format!("grouped {} activations", qt.name()),
+            &mut quant,
+        );
         for add in [false, true] {
             let init: Vec<f32> = (0..ids.len() * rows)
                 .map(|i| (i % 13) as f32 * 0.25)
@@ -226,10 +278,11 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
                 max_pairs: tokens,
             };
             let w = weights(qt, &dev, rows, k, experts);
-            matmat_q(w, &split, 2, pairs, &mut y, rows, add).context("matmat_q")?;
+            matmat_qi(w, &xq, 2, pairs, &mut y, rows, add).context("matmat_qi")?;
             for (p, &e) in ids.iter().enumerate() {
+                let xr = xq.values(p / 2);
                 for r in 0..rows {
-                    let (mut want, mag) = rf.dot(e, r, &x[(p / 2) * k..][..k]);
+                    let (mut want, mag) = rf.dot64(e, r, &xr);
                     if add {
                         want += init[p * rows + r] as f64;
                     }
@@ -240,13 +293,21 @@ fn mmq_worst(pl: Plant) -> Result<Worst, pv_evidence::FalsifierError> {
             }
         }
     }
-    Ok(worst)
+    Ok(MmqWorst {
+        quant,
+        product: worst,
+    })
 }
 
 #[falsifier("FALSIFY-EMU-MMQ-001")]
 fn integer_operand_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
-    let worst = mmq_worst(Plant::None)?;
-    worst.record(ctx, "worst_relative_error");
+    let w = mmq_worst(Plant::None)?;
+    ctx.metric("worst_quantizer_error_over_bound", w.quant.ratio);
+    ctx.note(format!(
+        "quantizer: {} elements, worst at {}",
+        w.quant.compared, w.quant.at
+    ));
+    w.product.record(ctx, "worst_relative_error");
     Ok(())
 }
 
@@ -411,9 +472,38 @@ fn the_checks_fail_on_a_flipped_weight_byte() {
 fn the_adopted_kernels_checks_fail_on_a_corrupted_input() {
     let mq = mmq_worst(Plant::CorruptOneInput).expect("runs");
     assert!(
-        mq.ratio > 1e-5,
+        mq.product.ratio > 1e-5,
         "FALSIFY-EMU-MMQ-001's check missed it ({:.3e})",
-        mq.ratio
+        mq.product.ratio
+    );
+    // the quantizer check, on one element's integer moved by 2 (2 dx off: 3.9 x the bound) and
+    // on one 16-group sum off by one ulp
+    let x = activations(2, 64, &mut Rng(5));
+    let good = split_act_q16(&x, 64, 64, 2).expect("runs");
+    let mut ok = Worst::default();
+    split_q16_check(&x, &good, "good", &mut ok);
+    assert!(
+        ok.ratio <= 1.0,
+        "a correct split fails its bound ({:.3})",
+        ok.ratio
+    );
+    let mut bad = good.clone();
+    bad.lo[37] = bad.lo[37].wrapping_add(2);
+    let mut w = Worst::default();
+    split_q16_check(&x, &bad, "planted", &mut w);
+    assert!(
+        w.ratio > 1.0,
+        "a moved element went unnoticed ({:.3})",
+        w.ratio
+    );
+    let mut bad = good.clone();
+    bad.sums[3] = f32::from_bits(bad.sums[3].to_bits() + 1);
+    let mut w = Worst::default();
+    split_q16_check(&x, &bad, "planted", &mut w);
+    assert!(
+        w.ratio > 1.0,
+        "a wrong group sum went unnoticed ({:.3})",
+        w.ratio
     );
     let (ap, _) = attn_prefill_worst(Plant::CorruptOneInput).expect("runs");
     assert!(

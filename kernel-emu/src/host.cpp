@@ -28,30 +28,6 @@
         default: EMU_DISPATCH_QUANT(qt, CALL)         \
     }
 
-extern "C" int emu_split_act(const float* X, int x_stride, int K, int rows, u16* Xh, u16* Xl,
-                             float* Xs) {
-    emu::launch({(unsigned)rows, 1, 1}, {64, 1, 1}, 0,
-                [&] { split_act(X, x_stride, K, rows, Xh, Xl, Xs); });
-    return 0;
-}
-
-extern "C" int emu_matmat_q(int qt, const u8* W, i64 expert_bytes, i64 row_bytes, int nrows,
-                            int K, const u16* Xh, const u16* Xl, const float* Xs, int in_div,
-                            int n_dense, const int* list, const int* off, int groups,
-                            int max_pairs, float* Y, int y_stride, int mode) {
-    emu_dim3 grid{(unsigned)((nrows + MQ_BM - 1) / MQ_BM), (unsigned)((max_pairs + MQ_BN - 1) / MQ_BN),
-                  (unsigned)groups};
-    emu_dim3 block{128, 1, 1};
-#define MQ_CALL(NAME)                                                                          \
-    emu::launch(grid, block, MQ_SMEM_BYTES, [&] {                                              \
-        matmat_q_##NAME(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xs, in_div, n_dense, list, \
-                        off, Y, y_stride, mode);                                               \
-    })
-    EMU_DISPATCH_QUANT(qt, MQ_CALL);
-}
-
-extern "C" int emu_mq_smem_bytes() { return MQ_SMEM_BYTES; }
-
 extern "C" int emu_split_act_q16(const float* X, int x_stride, int K, int rows, i8* Xh, i8* Xl,
                                  float* Xd, float* Xs) {
     emu::launch({(unsigned)rows, 1, 1}, {64, 1, 1}, 0,

@@ -16,7 +16,7 @@ pub mod testdata;
 pub enum EmuError {
     #[error("{0}")]
     Geometry(String),
-    #[error("qtype {0} has no matmat_q kernel (Q4_K, Q5_K, Q6_K and Q8_0 do)")]
+    #[error("qtype {0} has no matmat_qi kernel (Q4_K, Q5_K, Q6_K and Q8_0 do)")]
     QType(&'static str),
 }
 
@@ -62,36 +62,6 @@ mod ffi {
             mode: i32,
         ) -> i32;
         pub fn emu_qi_smem_bytes() -> i32;
-        pub fn emu_split_act(
-            x: *const f32,
-            x_stride: i32,
-            k: i32,
-            rows: i32,
-            xh: *mut u16,
-            xl: *mut u16,
-            xs: *mut f32,
-        ) -> i32;
-        pub fn emu_matmat_q(
-            qt: i32,
-            w: *const u8,
-            expert_bytes: i64,
-            row_bytes: i64,
-            nrows: i32,
-            k: i32,
-            xh: *const u16,
-            xl: *const u16,
-            xs: *const f32,
-            in_div: i32,
-            n_dense: i32,
-            list: *const i32,
-            off: *const i32,
-            groups: i32,
-            max_pairs: i32,
-            y: *mut f32,
-            y_stride: i32,
-            mode: i32,
-        ) -> i32;
-        pub fn emu_mq_smem_bytes() -> i32;
         pub fn emu_matmat_tc(
             qt: i32,
             w: *const u8,
@@ -352,12 +322,6 @@ impl Aligned {
     fn mut_ptr<T>(&mut self) -> *mut T {
         self.0.as_mut_ptr() as *mut T
     }
-    fn to_u16(&self, n: usize) -> Vec<u16> {
-        self.bytes()[..2 * n]
-            .chunks_exact(2)
-            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
-            .collect()
-    }
     fn to_f32(&self, n: usize) -> Vec<f32> {
         self.bytes()[..4 * n]
             .chunks_exact(4)
@@ -366,64 +330,7 @@ impl Aligned {
     }
 }
 
-/// Dynamic shared memory one matmat_q block asks for (two pipeline stages).
-pub fn mq_smem_bytes() -> usize {
-    // SAFETY: a constant, no arguments.
-    unsafe { ffi::emu_mq_smem_bytes() as usize }
-}
-
-/// split_act's output: f16 hi and lo parts (row stride k) and the sums of 16-element groups.
-#[derive(Clone, Debug)]
-pub struct SplitAct {
-    pub rows: usize,
-    pub k: usize,
-    pub hi: Vec<u16>,
-    pub lo: Vec<u16>,
-    pub sums: Vec<f32>,
-}
-
-/// Run split_act over `rows` rows of `x` (row stride `x_stride`, `k` used columns).
-pub fn split_act(x: &[f32], x_stride: usize, k: usize, rows: usize) -> Result<SplitAct, EmuError> {
-    need(k % 16 == 0 && k > 0, || {
-        format!("k = {k} is not a positive multiple of 16")
-    })?;
-    need(x_stride >= k && x_stride % 4 == 0, || {
-        format!("x_stride = {x_stride} must be >= k and a multiple of 4")
-    })?;
-    need(rows > 0 && x.len() >= (rows - 1) * x_stride + k, || {
-        format!(
-            "x holds {} floats, {rows} rows of stride {x_stride} need more",
-            x.len()
-        )
-    })?;
-    let xa = Aligned::from_f32(x);
-    let mut hi = Aligned::zeroed(2 * rows * k);
-    let mut lo = Aligned::zeroed(2 * rows * k);
-    let mut sums = Aligned::zeroed(4 * rows * k / 16);
-    // SAFETY: the lengths were checked above against what the kernel touches: row r reads
-    // x[r * x_stride .. + k] and writes hi/lo[r * k .. + k], sums[r * k / 16 .. + k / 16]; every
-    // buffer is 16-byte aligned (Aligned) like a device allocation.
-    unsafe {
-        ffi::emu_split_act(
-            xa.ptr(),
-            x_stride as i32,
-            k as i32,
-            rows as i32,
-            hi.mut_ptr(),
-            lo.mut_ptr(),
-            sums.mut_ptr(),
-        );
-    }
-    Ok(SplitAct {
-        rows,
-        k,
-        hi: hi.to_u16(rows * k),
-        lo: lo.to_u16(rows * k),
-        sums: sums.to_f32(rows * k / 16),
-    })
-}
-
-/// Which pairs a matmat_q launch multiplies.
+/// Which pairs a matmat_qi (or matmat_tc) launch multiplies.
 #[derive(Clone, Copy, Debug)]
 pub enum Pairs<'a> {
     /// One group (expert 0) holding pairs 0 .. n.
@@ -546,60 +453,6 @@ fn check_launch(
     })
 }
 
-/// Y[p, r] (= or +=) W_e[r, :] . X[p / in_div, :], as mmq.cu's matmat_q kernel computes it.
-pub fn matmat_q(
-    w: Weights<'_>,
-    x: &SplitAct,
-    in_div: usize,
-    pairs: Pairs<'_>,
-    y: &mut [f32],
-    y_stride: usize,
-    add: bool,
-) -> Result<(), EmuError> {
-    need(x.k == w.k, || {
-        format!("activations have k = {}, weights {}", x.k, w.k)
-    })?;
-    let l = check_launch(&w, x.rows, in_div, pairs, y, y_stride)?;
-    if l.max_pairs == 0 {
-        return Ok(());
-    }
-    let wa = Aligned::from_bytes(w.bytes);
-    let xh: Vec<u8> = x.hi.iter().flat_map(|v| v.to_ne_bytes()).collect();
-    let xl: Vec<u8> = x.lo.iter().flat_map(|v| v.to_ne_bytes()).collect();
-    let (xh, xl, xs) = (
-        Aligned::from_bytes(&xh),
-        Aligned::from_bytes(&xl),
-        Aligned::from_f32(&x.sums),
-    );
-    // SAFETY: check_launch checked every extent against the launch geometry: the kernel reads
-    // rows < w.rows of each expert < w.experts, activation rows p / in_div < x.rows, and writes
-    // y[p * y_stride + r] for the pairs p it was given and r < w.rows. The inputs it reads 16
-    // bytes at a time are 16-byte aligned copies (Aligned).
-    let rc = unsafe {
-        ffi::emu_matmat_q(
-            l.qt_id,
-            wa.ptr(),
-            l.expert_bytes as i64,
-            l.row_bytes as i64,
-            w.rows as i32,
-            w.k as i32,
-            xh.ptr(),
-            xl.ptr(),
-            xs.ptr(),
-            in_div as i32,
-            l.n_dense as i32,
-            l.list,
-            l.off,
-            l.groups as i32,
-            l.max_pairs as i32,
-            y.as_mut_ptr(),
-            y_stride as i32,
-            add as i32,
-        )
-    };
-    need(rc == 0, || format!("the emulated launch returned {rc}"))
-}
-
 /// Dynamic shared memory one matmat_qi block asks for (two pipeline stages).
 pub fn qi_smem_bytes() -> usize {
     // SAFETY: a constant, no arguments.
@@ -708,8 +561,11 @@ pub fn matmat_qi(
         Aligned::from_f32(&x.dx),
         Aligned::from_f32(&x.sums),
     );
-    // SAFETY: as in matmat_q: check_launch checked every extent against the launch geometry, and
-    // the activations hold x.rows rows of k bytes, k / 32 scales and k / 16 sums each.
+    // SAFETY: check_launch checked every extent against the launch geometry: the kernel reads
+    // rows < w.rows of each expert < w.experts, activation rows p / in_div < x.rows (k bytes,
+    // k / 32 scales and k / 16 sums each), and writes y[p * y_stride + r] for the pairs p it was
+    // given and r < w.rows. The inputs it reads 16 bytes at a time are 16-byte aligned copies
+    // (Aligned).
     let rc = unsafe {
         ffi::emu_matmat_qi(
             l.qt_id,
@@ -761,7 +617,7 @@ pub fn matmat_tc(
         return Ok(());
     }
     let (wa, xa) = (Aligned::from_bytes(w.bytes), Aligned::from_f32(x));
-    // SAFETY: as in matmat_q; x's extent was checked above.
+    // SAFETY: as in matmat_qi; x's extent was checked above.
     let rc = unsafe {
         ffi::emu_matmat_tc(
             l.qt_id,

@@ -1,12 +1,12 @@
-//! The integer-operand kernels matmat_q (f16 mma on f16 hi + lo activations) and matmat_qi
-//! (int8 mma on Q16 activations) of engine/src/cuda/mmq.cu, run by the SIMT emulator, against the
-//! CPU engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
+//! The prefill products of engine/src/cuda/mmq.cu (split_act_q16 + matmat_qi: int8 mma on Q16
+//! activations), run by the SIMT emulator, against the CPU engine's dequantizer (engine::quant::dequantize_row, itself checked bit for bit against the
 //! gguf package's by FALSIFY-QK-DEQ-001) and a float64 product. The engine's own matmat_tc is
 //! checked the same way by FALSIFY-EMU-TC-001 (falsifiers/tests/emulated.rs).
 //!
-//! matmat_q is held to the f32 activations; matmat_qi to the values split_act_q16 rounded them to
-//! (dx v), with the quantizer's own bound checked apart (`split_act_q16_rounds_each_group...`), as
-//! FALSIFY-EMU-Q16-001 does for the decode's Q16 vectors.
+//! Two claims, kept apart as FALSIFY-EMU-Q16-001 keeps them for the decode's Q16 vectors: the
+//! quantizer rounds every element to within 0.51 dx (`split_act_q16_rounds_each_group...`), and
+//! matmat_qi's output is the float64 product with the values it rounded them to (dx v), up to
+//! f32 rounding.
 //!
 //! Each case also plants a bug outside the kernel (a wrong qtype dispatch, group sums left out,
 //! activations of the wrong token) and requires the same check to fail on it, so a pass is not a
@@ -16,74 +16,19 @@ use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, device, group_pairs, random_matrix, relative_error, Reference, Rng,
 };
-use kernel_emu::{
-    matmat_q, matmat_qi, split_act, split_act_q16, Pairs, SplitAct, SplitQ16, Weights,
-};
+use kernel_emu::{matmat_qi, split_act_q16, Pairs, SplitQ16, Weights};
 
-/// Largest |got - want| / (sum |w x|) over the checked outputs. The kernel's error budget is the
-/// f32 accumulation over k terms plus the 2^-22 of the activation split: 1e-5 of the magnitude.
+/// Largest |got - want| / (sum |w x|) over the checked outputs, against the rounded activations
+/// dx v: the kernel's integer dots are exact, what is left is the f32 scaling and accumulation
+/// over k terms: 1e-5 of the magnitude.
 const TOL: f64 = 1e-5;
 
-/// Which prefill kernel a case runs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Kernel {
-    F16,
-    Q16,
-}
-const KERNELS: [Kernel; 2] = [Kernel::F16, Kernel::Q16];
-
-/// A kernel's split of the activations.
-enum Split {
-    F16(SplitAct),
-    Q16(SplitQ16),
-}
-
-impl Split {
-    fn new(kern: Kernel, x: &[f32], x_stride: usize, k: usize, rows: usize) -> Split {
-        match kern {
-            Kernel::F16 => Split::F16(split_act(x, x_stride, k, rows).expect("split_act geometry")),
-            Kernel::Q16 => {
-                Split::Q16(split_act_q16(x, x_stride, k, rows).expect("split_act_q16 geometry"))
-            }
-        }
-    }
-    fn zero_sums(&mut self) {
-        match self {
-            Split::F16(s) => s.sums.iter_mut().for_each(|v| *v = 0.0),
-            Split::Q16(s) => s.sums.iter_mut().for_each(|v| *v = 0.0),
-        }
-    }
-    /// Activation row r as the values the kernel is held to: x itself for matmat_q, dx v for
-    /// matmat_qi.
-    fn reference_row(&self, x: &[f32], r: usize) -> Vec<f64> {
-        match self {
-            Split::F16(s) => x[r * s.k..(r + 1) * s.k]
-                .iter()
-                .map(|&v| v as f64)
-                .collect(),
-            Split::Q16(s) => s.values(r),
-        }
-    }
-    fn run(
-        &self,
-        w: Weights<'_>,
-        in_div: usize,
-        pairs: Pairs<'_>,
-        y: &mut [f32],
-        y_stride: usize,
-        add: bool,
-    ) {
-        match self {
-            Split::F16(s) => matmat_q(w, s, in_div, pairs, y, y_stride, add),
-            Split::Q16(s) => matmat_qi(w, s, in_div, pairs, y, y_stride, add),
-        }
-        .expect("launch geometry")
-    }
+fn split(x: &[f32], x_stride: usize, k: usize, rows: usize) -> SplitQ16 {
+    split_act_q16(x, x_stride, k, rows).expect("split_act_q16 geometry")
 }
 
 #[allow(clippy::too_many_arguments)]
 fn dense_error(
-    kern: Kernel,
     qt_kernel: GpuQType,
     qt: GpuQType,
     rows: usize,
@@ -97,9 +42,9 @@ fn dense_error(
     let dev = device(qt, &file);
     let x = activations(t, k, &mut rng);
     let reference = Reference::new(qt, &file, 1, rows, k).expect("reference");
-    let mut split = Split::new(kern, &x, k, k, t);
+    let mut xq = split(&x, k, k, t);
     if plant == Plant::NoGroupSums {
-        split.zero_sums();
+        xq.sums.iter_mut().for_each(|v| *v = 0.0);
     }
     let mut y = vec![f32::NAN; t * rows];
     let w = Weights {
@@ -120,13 +65,22 @@ fn dense_error(
             bytes: &dev[..qt_kernel.device_row_bytes(kk) * rows],
             ..w
         };
-        Split::new(kern, &x, k, kk, t).run(w2, 1, Pairs::Dense(t), &mut y, rows, false);
+        matmat_qi(
+            w2,
+            &split(&x, k, kk, t),
+            1,
+            Pairs::Dense(t),
+            &mut y,
+            rows,
+            false,
+        )
+        .expect("matmat_qi geometry");
     } else {
-        split.run(w, 1, Pairs::Dense(t), &mut y, rows, false);
+        matmat_qi(w, &xq, 1, Pairs::Dense(t), &mut y, rows, false).expect("matmat_qi geometry");
     }
     let mut worst = 0f64;
     for p in 0..t {
-        let xr = split.reference_row(&x, p);
+        let xr = xq.values(p);
         for r in 0..rows {
             let (want, mag) = reference.dot64(0, r, &xr);
             worst = worst.max(relative_error(y[p * rows + r], want, mag));
@@ -148,13 +102,18 @@ const QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQ
 fn dense_products_match_the_cpu_dequantizer() {
     // 80 rows: a second, partial row tile; 40 tokens: a partial second pair tile; k = 512: four
     // K tiles, so both pipeline stages are used twice
-    for kern in KERNELS {
-        for (i, qt) in QTYPES.into_iter().enumerate() {
-            let e = dense_error(kern, qt, qt, 80, 512, 40, 11 + i as u64, Plant::None);
-            eprintln!("{kern:?} {}: worst relative error {e:.3e}", qt.name());
+    for (i, qt) in QTYPES.into_iter().enumerate() {
+        let e = dense_error(qt, qt, 80, 512, 40, 11 + i as u64, Plant::None);
+        eprintln!("{}: worst relative error {e:.3e}", qt.name());
+        assert!(e <= TOL, "{}: relative error {e:.3e} > {TOL:e}", qt.name());
+    }
+    // the shapes of the tiny-mixed model's layers (K = 256, two K tiles; 256 and 128 rows)
+    for (i, qt) in QTYPES.into_iter().enumerate() {
+        for (rows, t) in [(256usize, 8usize), (128, 33)] {
+            let e = dense_error(qt, qt, rows, 256, t, 21 + i as u64, Plant::None);
             assert!(
                 e <= TOL,
-                "{kern:?} {}: relative error {e:.3e} > {TOL:e}",
+                "{} {rows} rows, {t} tokens: relative error {e:.3e} > {TOL:e}",
                 qt.name()
             );
         }
@@ -163,40 +122,22 @@ fn dense_products_match_the_cpu_dequantizer() {
 
 #[test]
 fn dense_check_fails_on_planted_bugs() {
-    for kern in KERNELS {
-        // Q6_K bytes run by the Q5_K kernel (the engine's own planted-bug case)
-        let e = dense_error(
-            kern,
-            GpuQType::Q5K,
-            GpuQType::Q6K,
-            64,
-            512,
-            8,
-            3,
-            Plant::None,
-        );
+    // Q6_K bytes run by the Q5_K kernel (the engine's own planted-bug case)
+    let e = dense_error(GpuQType::Q5K, GpuQType::Q6K, 64, 512, 8, 3, Plant::None);
+    assert!(e > TOL, "a wrong qtype dispatch went unnoticed ({e:.3e})");
+    // the offset term's group sums left out: every qtype has one (Q4_K / Q5_K their mins, Q6_K
+    // and Q8_0 the offset of their unsigned quants)
+    for qt in QTYPES {
+        let e = dense_error(qt, qt, 64, 256, 8, 5, Plant::NoGroupSums);
         assert!(
             e > TOL,
-            "{kern:?}: a wrong qtype dispatch went unnoticed ({e:.3e})"
+            "{}: missing group sums went unnoticed ({e:.3e})",
+            qt.name()
         );
-        // the min term's group sums left out: matmat_q has mins for Q4_K and Q5_K only,
-        // matmat_qi for all four (Q6_K's and Q8_0's unsigned quants carry their offset there)
-        let with_mins: &[GpuQType] = match kern {
-            Kernel::F16 => &[GpuQType::Q4K, GpuQType::Q5K],
-            Kernel::Q16 => &QTYPES,
-        };
-        for &qt in with_mins {
-            let e = dense_error(kern, qt, qt, 64, 256, 8, 5, Plant::NoGroupSums);
-            assert!(
-                e > TOL,
-                "{kern:?} {}: missing group sums went unnoticed ({e:.3e})",
-                qt.name()
-            );
-        }
     }
 }
 
-fn grouped_error(kern: Kernel, qt: GpuQType, add: bool, plant: Plant) -> f64 {
+fn grouped_error(qt: GpuQType, add: bool, plant: Plant) -> f64 {
     let (experts, rows, k, tokens, slots) = (3usize, 64usize, 256usize, 21usize, 2usize);
     let mut rng = Rng(77 + qt.ggml_id() as u64);
     let file = random_matrix(qt, experts * rows, k, &mut rng);
@@ -207,7 +148,7 @@ fn grouped_error(kern: Kernel, qt: GpuQType, add: bool, plant: Plant) -> f64 {
     // pairs) and the others' differ in size
     let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
     let (list, off) = group_pairs(&ids, experts);
-    let split = Split::new(kern, &x, k, k, tokens);
+    let xq = split(&x, k, k, tokens);
     let n_pairs = tokens * slots;
     let init: Vec<f32> = (0..n_pairs * rows)
         .map(|i| (i % 13) as f32 * 0.25)
@@ -227,22 +168,22 @@ fn grouped_error(kern: Kernel, qt: GpuQType, add: bool, plant: Plant) -> f64 {
     };
     // WrongToken reads activation row p instead of p / 2: give it rows to read
     let big;
-    let split_used: &Split = if plant == Plant::WrongToken {
+    let xq_used: &SplitQ16 = if plant == Plant::WrongToken {
         let xx: Vec<f32> = x.iter().cycle().take(n_pairs * k).cloned().collect();
-        big = Split::new(kern, &xx, k, k, n_pairs);
+        big = split(&xx, k, k, n_pairs);
         &big
     } else {
-        &split
+        &xq
     };
     let pairs = Pairs::Grouped {
         list: &list,
         off: &off,
         max_pairs: tokens,
     };
-    split_used.run(w, in_div, pairs, &mut y, rows, add);
+    matmat_qi(w, xq_used, in_div, pairs, &mut y, rows, add).expect("matmat_qi geometry");
     let mut worst = 0f64;
     for (p, &e) in ids.iter().enumerate() {
-        let xr = split.reference_row(&x, p / slots);
+        let xr = xq.values(p / slots);
         for r in 0..rows {
             let (mut want, mag) = reference.dot64(e, r, &xr);
             if add {
@@ -256,55 +197,26 @@ fn grouped_error(kern: Kernel, qt: GpuQType, add: bool, plant: Plant) -> f64 {
 
 #[test]
 fn grouped_moe_products_match_the_cpu_dequantizer() {
-    for kern in KERNELS {
-        for qt in QTYPES {
-            for add in [false, true] {
-                let e = grouped_error(kern, qt, add, Plant::None);
-                eprintln!(
-                    "{kern:?} {} (add {add}): worst relative error {e:.3e}",
-                    qt.name()
-                );
-                assert!(
-                    e <= TOL,
-                    "{kern:?} {} add={add}: relative error {e:.3e} > {TOL:e}",
-                    qt.name()
-                );
-            }
+    for qt in QTYPES {
+        for add in [false, true] {
+            let e = grouped_error(qt, add, Plant::None);
+            eprintln!("{} (add {add}): worst relative error {e:.3e}", qt.name());
+            assert!(
+                e <= TOL,
+                "{} add={add}: relative error {e:.3e} > {TOL:e}",
+                qt.name()
+            );
         }
     }
 }
 
 #[test]
 fn grouped_check_fails_on_the_wrong_token() {
-    for kern in KERNELS {
-        let e = grouped_error(kern, GpuQType::Q4K, false, Plant::WrongToken);
-        assert!(
-            e > TOL,
-            "{kern:?}: activations of the wrong token went unnoticed ({e:.3e})"
-        );
-    }
-}
-
-#[test]
-fn split_act_parts_add_up() {
-    let mut rng = Rng(9);
-    let x = activations(3, 64, &mut rng);
-    let s = split_act(&x, 64, 64, 3).expect("split_act geometry");
-    for (i, &v) in x.iter().enumerate() {
-        let h =
-            engine::quant::f16_to_f32(s.hi[i]) as f64 + engine::quant::f16_to_f32(s.lo[i]) as f64;
-        // hi carries 11 bits; lo is rounded to f16 too, and below 2^-14 it is subnormal, with an
-        // absolute step of 2^-24: |hi + lo - x| <= 2^-25 + 2^-22 |x|
-        let bound = 2f64.powi(-25) + 2f64.powi(-22) * v.abs() as f64;
-        assert!((h - v as f64).abs() <= bound, "element {i}: {h} vs {v}");
-    }
-    for (g, &sum) in s.sums.iter().enumerate() {
-        let want: f64 = x[16 * g..16 * g + 16].iter().map(|&v| v as f64).sum();
-        assert!(
-            (sum as f64 - want).abs() <= 1e-5,
-            "group {g}: {sum} vs {want}"
-        );
-    }
+    let e = grouped_error(GpuQType::Q4K, false, Plant::WrongToken);
+    assert!(
+        e > TOL,
+        "activations of the wrong token went unnoticed ({e:.3e})"
+    );
 }
 
 #[test]
@@ -363,9 +275,9 @@ fn split_act_q16_rounds_each_group_to_16_bits_of_its_largest_magnitude() {
 
 #[test]
 fn bad_geometry_is_an_error_not_a_fault() {
-    let s = split_act(&[0.0; 32], 16, 16, 2).expect("split_act geometry");
+    let s = split(&[0.0; 64], 32, 32, 2);
     let w = [0u8; 144];
-    let r = matmat_q(
+    let r = matmat_qi(
         Weights {
             qt: GpuQType::Q4K,
             bytes: &w,
@@ -382,7 +294,7 @@ fn bad_geometry_is_an_error_not_a_fault() {
     );
     assert!(r.is_err(), "k mismatch must be refused");
     assert!(
-        split_act(&[0.0; 8], 16, 16, 1).is_err(),
+        split_act_q16(&[0.0; 8], 32, 32, 1).is_err(),
         "short input must be refused"
     );
 }
@@ -390,10 +302,6 @@ fn bad_geometry_is_an_error_not_a_fault() {
 #[test]
 fn engine_reserves_the_kernels_shared_memory() {
     // the host's launch constant must match what the kernel's two stages occupy
-    assert_eq!(
-        engine::cuda::model::MQ_SMEM_BYTES as usize,
-        kernel_emu::mq_smem_bytes()
-    );
     assert_eq!(
         engine::cuda::model::QI_SMEM_BYTES as usize,
         kernel_emu::qi_smem_bytes()

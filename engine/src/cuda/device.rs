@@ -87,7 +87,6 @@ fn kernel_names() -> Vec<String> {
         "argmax",
         "advance_pos",
         "fill_u32",
-        "split_act",
         "split_act_q16",
         "attn_prefill",
         "attn_decode",
@@ -113,7 +112,6 @@ fn kernel_names() -> Vec<String> {
         }
     }
     for q in ["q8_0", "q4_k", "q5_k", "q6_k"] {
-        v.push(format!("matmat_q_{q}"));
         v.push(format!("matmat_qi_{q}"));
     }
     for q in Q16_QTYPES {
@@ -248,24 +246,6 @@ impl GpuDevice {
                 )
                 .map_err(drv(
                     "raising the shared-memory limit of the prefill attention kernel",
-                ))?;
-            }
-            if name.starts_with("matmat_q_") {
-                f.set_attribute(
-                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                    super::model::MQ_SMEM_BYTES as i32,
-                )
-                .map_err(drv(
-                    "raising the shared-memory limit of the integer-operand kernels",
-                ))?;
-                // all of the SM's unified memory as shared memory: 3 blocks of 58,880 bytes need
-                // more than the carveout the driver picked for 2 (164 KB on the H200)
-                f.set_attribute(
-                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT,
-                    100,
-                )
-                .map_err(drv(
-                    "setting the shared-memory carveout of the integer-operand kernels",
                 ))?;
             }
             if name.starts_with("matmat_qi_") {

@@ -1,34 +1,40 @@
-// Prefill products with integer weight operands on the tensor cores (matmat_q_*; PV_GPU_NO_MQ=1
+// Prefill products with integer operands on the int8 tensor cores (matmat_qi_*; PV_GPU_NO_MQ=1
 // falls back to kernels.cu's matmat_tc). Written without a GPU, tested first under the SIMT
-// emulator (kernel-emu, FALSIFY-EMU-MMQ-001), then on the H200 (2026-12-02: the prefill went from
-// 3,161 to 6,122 tok/s with attn_prefill.cu; docs/gpu-perf-notes.md).
+// emulator (kernel-emu, FALSIFY-EMU-MMQ-001), then on the H200.
 //
-// Why: the engine's matmat_tc (engine/src/cuda/kernels.cu) dequantizes every weight to f32 and
-// splits both operands into f16 hi + lo parts in every block, then runs three products
-// (Wh xh + Wh xl + Wl xh). On the H200 it took 134 of the 162 ms of a 512-token prefill, about
-// 10% of what the tensor cores can do. Counting instructions, the per-block conversions (f32 <->
-// f16 and int -> float, 3-4 per element of both tiles) are the likely limit: conversions issue at
-// a fraction of the FMA rate. This kernel removes them from the inner loop:
-//   - Weights enter the product as their integer quants q, exact in f16 (Q4_K 0..15, Q5_K 0..31,
-//     Q6_K -32..31, Q8_0 -128..127), made with bit operations only (0x6400 | q is the f16 of
-//     1024 + q; one packed f16 subtraction removes the 1024 and the qtype's offset).
-//   - The activations are split into f16 hi + lo once per product input (split_act), not once
-//     per block: the q/k/v products share one split, as do gate and up.
-//   - Per 16 or 32 weights the block's scale and min are applied in f32 after the product:
-//     sum_k (s q_k - m) x_k = s (q . x) - m sum_k x_k, with sum_k x_k from split_act.
-//   - Two products per step (q xh + q xl) instead of three, both exact up to the f32
-//     accumulation: no weight rounding at all (the engine's kernel rounds s q - m to f16 hi + lo).
-//   - Double-buffered: the next K tile's weights (registers) and activations (cp.async) are in
-//     flight while the tensor cores work on the current one.
+// History (docs/gpu-perf-notes.md). kernels.cu's matmat_tc dequantizes every weight to f32 and
+// splits both operands into f16 hi + lo parts in every block, three f16 products per step; it
+// took 134 of a 512-token prefill's 162 ms on the H200. This file's first kernel (matmat_q,
+// 2026-12-01) took the weights' integer quants as f16 and the activations as an f16 hi + lo
+// split made once per product input: two f16 products per step, the prefill 3,161 -> 6,122
+// tok/s. Its loop was bound by shared memory (ncu: L1/shared 81% busy, issue 45%): per k16 step
+// a warp loaded 16 words of fragments for 8 f16 mma. The kernel here (2026-12-02) has both
+// operands as bytes: a weight quant is one byte (Q4_K's nibble mask, no f16 build), an
+// activation two (its Q16 high and low bytes), and one mma m16n8k32 covers 32 of K. Per 32 of K
+// a warp loads 16 words of fragments (was 32) and issues 8 mma (was 16). On the H200, in one
+// call (9f61d8d): matmat_q_q4_k 54.2 -> matmat_qi_q4_k 38.9 ms per prefill, pp512 6,230 ->
+// 7,862 tok/s.
+//
+// Precision: the activations are rounded once, as the decode's Q16 vectors are
+// (decode_q16.cu): per 32 elements an f32 scale dx = amax / Q16_MAX and integers v with
+// |x - dx v| <= 0.502 dx = 1.54e-5 of the group's largest magnitude, stored as int8 halves
+// v = 256 hi + lo. Everything after that is exact up to f32 rounding: sum_k q_k v_k
+// = 256 (q . hi) + (q . lo) in int32 (|.| < 2^31: 32 x 255 x 32639), then per (row, pair, group)
+// acc += (s dx) S - m xs, xs = dx sum_k v_k over the weight group (16 or 32), i.e. the min term
+// on the same rounded activations, so that sum_k (s q_k - m) dx v_k is what the output is.
+// Weights enter as unsigned bytes: Q4_K 0..15, Q5_K 0..31, Q6_K q + 32 (0..63), Q8_0 q + 128
+// (0..255), the offset in m (32 s, 128 d), so one mma flavour (.u8 x .s8) serves all four.
+// Q6_K's 16-element scale groups use mma m16n8k16; the others m16n8k32.
 // Tile: 64 weight rows x 32 pairs (tokens), K in steps of 128; 4 warps, each 32 rows x 16 pairs.
 // 32 pairs because a 512-token prefill gives each of 128 experts 32 pairs on average.
-// The pair bookkeeping (groups, spid, the epilogue's stores) and the fragment loads follow
-// kernels.cu's matmat_tc on purpose, so that the two can be read side by side; once matmat_tc
-// serves only F16 / F32 weights after adoption, the shared parts can become device functions.
+// Double-buffered: the next K tile's weights (registers) and activations (cp.async) are in
+// flight while the tensor cores work on the current one. The pair bookkeeping (groups, spid,
+// the epilogue's stores) follows kernels.cu's matmat_tc on purpose, so that the two can be read
+// side by side.
 
 // Compiled appended to kernels.cu (PV_KERNELS_PRELUDE), after decode_q16.cu: kernels.cu's types,
-// qtype ids and helpers (h2f, pack_h2, mma16816, pdl_begin) and decode_q16.cu's Q16 rounding
-// (Q16_MAX, q16_scale, q16_split, q16_rint) are used as they are.
+// qtype ids and helpers (h2f, pdl_begin) and decode_q16.cu's Q16 rounding (Q16_MAX, q16_scale,
+// q16_split, q16_rint) are used as they are.
 #ifndef PV_KERNELS_PRELUDE
 #error "mmq.cu is compiled after kernels.cu"
 #endif
@@ -36,45 +42,38 @@
 #define MQ_BM 64
 #define MQ_BN 32
 #define MQ_BK 128
-#define MQ_LD (MQ_BK + 8)  // halves per shared row: +8 keeps the fragment loads conflict-free
 #define MQ_NG (MQ_BK / 16)  // 16-element groups per K tile
-#define MQ_SCS (MQ_NG + 1)  // scale row stride (floats): odd, so 8 rows hit 8 banks
+#define MQ_SCS (MQ_NG + 1)  // scale row stride (float2s): 9, so 8 rows hit 8 distinct bank pairs
+#define QI_LD (MQ_BK + 16)  // bytes per shared row: 144 = 36 words, so 8 rows x 4 lanes hit 32 banks
+#define QI_NG (MQ_BK / 32)  // 32-element activation groups per K tile
 
 // Shared memory: one weight tile and two activation stages. Every member's offset is a multiple
-// of 16 bytes.
-// Why one weight tile: the next tile's weights wait in registers (mq_load_raw) while the current
-// one is computed, and are stored only after a barrier, so a second weight buffer bought nothing
-// but size. With it a block took 80,896 bytes and the H200 held 2 blocks (8 warps) per SM; its
-// profile showed a shared-memory-latency-bound loop (0.57 eligible warps per scheduler). At
-// 58,880 bytes 3 blocks fit, which the registers (141 per thread for Q4_K) also allow.
-struct MqA {
-    u16 a[MQ_BM * MQ_LD];    // integer quants as f16, row-major
-    float sc[MQ_BM * MQ_SCS];  // per (row, 16-group): scale s
-    float mn[MQ_BM * MQ_SCS];  // per (row, 16-group): min m (0 for Q6_K, Q8_0)
+// of 16 bytes. Why one weight tile: the next tile's weights wait in registers (mq_load_raw) while
+// the current one is computed, and are stored only after a barrier.
+struct QiA {
+    u8 a[MQ_BM * QI_LD];        // unsigned integer quants, row-major
+    float2 sm[MQ_BM * MQ_SCS];  // per (row, 16-group): (scale s, offset m), w = s q - m
 };
-struct MqB {
-    u16 bh[MQ_BN * MQ_LD];   // activations, f16 hi part, one row per pair
-    u16 bl[MQ_BN * MQ_LD];   // activations, f16 lo part
-    float xs[MQ_BN * MQ_NG];   // per (pair, 16-group): sum of the activations
+struct QiB {
+    i8 bh[MQ_BN * QI_LD];     // activations: Q16 high bytes, one row per pair
+    i8 bl[MQ_BN * QI_LD];     // low bytes
+    float dx[MQ_BN * QI_NG];  // per (pair, 32-group): the Q16 scale
+    float xs[MQ_BN * MQ_NG];  // per (pair, 16-group): dx times the sum of v
 };
-#define MQ_SMEM_BYTES ((int)sizeof(MqA) + 2 * (int)sizeof(MqB))
+#define QI_SMEM_BYTES ((int)sizeof(QiA) + 2 * (int)sizeof(QiB))
 
 // ---------------------------------------------------------------------------------------------
 // The instructions kernels.cu has no helper for; the emulator replaces them (PV_EMU: simt.h).
 // ---------------------------------------------------------------------------------------------
 #ifdef PV_EMU
 #define MQ_DYN_SMEM(T, name) T* name = (T*)emu_dyn_smem()
-__device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) { return emu_hsub2(a, b); }
 __device__ __forceinline__ void mq_cp16(void* dst, const void* src) { emu_cp_async16(dst, src); }
 __device__ __forceinline__ void mq_cp_commit() {}
 __device__ __forceinline__ void mq_cp_wait_all() { emu_cp_async_wait_all(); }
+__device__ __forceinline__ void qi_mma_k32(int* c, const u32* a, const u32* b) { emu_mma_u8s8<32>(c, a, b); }
+__device__ __forceinline__ void qi_mma_k16(int* c, const u32* a, const u32* b) { emu_mma_u8s8<16>(c, a, b); }
 #else
 #define MQ_DYN_SMEM(T, name) extern __shared__ __align__(16) T name[]
-__device__ __forceinline__ u32 mq_hsub2(u32 a, u32 b) {
-    u32 r;
-    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
 __device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
     u32 s;
     asm("{ .reg .u64 a;\n cvta.to.shared.u64 a, %1;\n cvt.u32.u64 %0, a; }" : "=r"(s) : "l"(dst));
@@ -82,49 +81,73 @@ __device__ __forceinline__ void mq_cp16(void* dst, const void* src) {
 }
 __device__ __forceinline__ void mq_cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 __device__ __forceinline__ void mq_cp_wait_all() { asm volatile("cp.async.wait_group 0;" ::: "memory"); }
+// D = A B + C, A 16 x K unsigned bytes (row-major fragments), B K x 8 signed bytes, s32 sums
+__device__ __forceinline__ void qi_mma_k32(int* c, const u32* a, const u32* b) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void qi_mma_k16(int* c, const u32* a, const u32* b) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(b[0]));
+}
 #endif
 
 // ---------------------------------------------------------------------------------------------
-// split_act: Xh, Xl (f16, row stride K) with Xh + Xl = X to about 2^-22 relative, and Xs, the
-// sum of each 16 consecutive elements (K / 16 per row, f32). grid.x = rows. K % 16 == 0.
+// split_act_q16: X (f32, row stride x_stride) -> per row Xh, Xl (int8, row stride K: v = 256 hi
+// + lo), Xd (K / 32 f32 scales) and Xs (K / 16: dx times the sum of v of each 16 elements).
+// grid.x = rows; one thread per 32-element group. K % 32 == 0.
 // ---------------------------------------------------------------------------------------------
-extern "C" __global__ void split_act(const float* X, int x_stride, int K, int rows, u16* Xh,
-                                     u16* Xl, float* Xs) {
+extern "C" __global__ void split_act_q16(const float* X, int x_stride, int K, int rows, i8* Xh,
+                                         i8* Xl, float* Xd, float* Xs) {
     pdl_begin();
     int r = blockIdx.x;
     if (r >= rows) return;
     const float4* x4 = (const float4*)(X + (i64)r * x_stride);
-    for (int g = threadIdx.x; g < K / 16; g += blockDim.x) {
-        float v[16];
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            float4 t = x4[4 * g + i];
-            v[4 * i] = t.x; v[4 * i + 1] = t.y; v[4 * i + 2] = t.z; v[4 * i + 3] = t.w;
-        }
-        u32 hi[8], lo[8];
-        float s = 0.f;
+    for (int g = threadIdx.x; g < K / 32; g += blockDim.x) {
+        float v[32];
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            hi[i] = pack_h2(v[2 * i], v[2 * i + 1]);
-            float a = h2f((u16)(hi[i] & 0xFFFF)), b = h2f((u16)(hi[i] >> 16));
-            lo[i] = pack_h2(v[2 * i] - a, v[2 * i + 1] - b);
-            s += v[2 * i] + v[2 * i + 1];
+            float4 t = x4[8 * g + i];
+            v[4 * i] = t.x; v[4 * i + 1] = t.y; v[4 * i + 2] = t.z; v[4 * i + 3] = t.w;
         }
-        uint4* dh = (uint4*)(Xh + (i64)r * K + 16 * g);
-        uint4* dl = (uint4*)(Xl + (i64)r * K + 16 * g);
-        dh[0] = make_uint4(hi[0], hi[1], hi[2], hi[3]);
-        dh[1] = make_uint4(hi[4], hi[5], hi[6], hi[7]);
-        dl[0] = make_uint4(lo[0], lo[1], lo[2], lo[3]);
-        dl[1] = make_uint4(lo[4], lo[5], lo[6], lo[7]);
-        Xs[(i64)r * (K / 16) + g] = s;
+        float amax = 0.f;
+#pragma unroll
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
+        float inv;
+        float d = q16_scale(amax, inv);
+        u32 h[8], l[8];
+        int s[2] = {0, 0};
+#pragma unroll
+        for (int i = 0; i < 8; i++) h[i] = l[i] = 0u;
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            int q = q16_rint(v[i] * inv), qh, ql;
+            q16_split(q, qh, ql);
+            s[i / 16] += q;
+            h[i / 4] |= ((u32)qh & 0xFFu) << (8 * (i & 3));
+            l[i / 4] |= ((u32)ql & 0xFFu) << (8 * (i & 3));
+        }
+        uint4* dh = (uint4*)(Xh + (i64)r * K + 32 * g);
+        uint4* dl = (uint4*)(Xl + (i64)r * K + 32 * g);
+        dh[0] = make_uint4(h[0], h[1], h[2], h[3]);
+        dh[1] = make_uint4(h[4], h[5], h[6], h[7]);
+        dl[0] = make_uint4(l[0], l[1], l[2], l[3]);
+        dl[1] = make_uint4(l[4], l[5], l[6], l[7]);
+        Xd[(i64)r * (K / 32) + g] = d;
+        Xs[(i64)r * (K / 16) + 2 * g] = d * (float)s[0];
+        Xs[(i64)r * (K / 16) + 2 * g + 1] = d * (float)s[1];
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Weight tiles. Thread (rr = tid / 2, hh = tid % 2) owns the 64 weights e0 .. e0 + 63 of its row,
 // e0 = k0 + 64 hh. mq_load_raw issues the loads (raw bytes into registers, nothing decoded, so
-// the loads stay in flight across the compute that follows); mq_store_a decodes them into the
-// stage: 64 f16 quants and 4 (scale, min) pairs, one per 16-group.
+// the loads stay in flight across the compute that follows); qi_store_a decodes them into the
+// tile: 64 unsigned byte quants and 4 (scale, offset) pairs, one per 16-group.
 // ---------------------------------------------------------------------------------------------
 struct MqRaw {
     u32 w[32];
@@ -189,378 +212,6 @@ __device__ __forceinline__ void mq_scale_min(u32 y, u32 z, u32 w, int s, float& 
 }
 
 // Two adjacent 4-bit fields as the two halves of a packed pair (bits 0-3 and 16-19): the low
-// nibbles of bytes 0 and 1 / 2 and 3, or the high nibbles.
-__device__ __forceinline__ u32 mq_lo01(u32 w) { return (w & 0xFu) | ((w & 0xF00u) << 8); }
-__device__ __forceinline__ u32 mq_lo23(u32 w) { return ((w >> 16) & 0xFu) | ((w >> 8) & 0xF0000u); }
-__device__ __forceinline__ u32 mq_hi01(u32 w) { return ((w >> 4) & 0xFu) | ((w << 4) & 0xF0000u); }
-__device__ __forceinline__ u32 mq_hi23(u32 w) { return ((w >> 20) & 0xFu) | ((w >> 12) & 0xF0000u); }
-// Bit masks f (bits 0.. of each byte) moved to bit 4 (and 20) of a packed pair: bytes 0, 1 / 2, 3.
-__device__ __forceinline__ u32 mq_bits01(u32 f) { return ((f & 0x3u) << 4) | ((f & 0x300u) << 12); }
-__device__ __forceinline__ u32 mq_bits23(u32 f) { return ((f >> 12) & 0x30u) | ((f >> 4) & 0x300000u); }
-// Packed pair of integers v (0 <= v < 1024 in each half) -> f16 pair of v - bias: 0x6400 | v is
-// the f16 of 1024 + v, and `off2` holds the f16 of 1024 + bias in both halves.
-__device__ __forceinline__ u32 mq_int_h2(u32 v2, u32 off2) { return mq_hsub2(v2 | 0x64006400u, off2); }
-
-template <int QT>
-__device__ __forceinline__ void mq_store_a(const MqRaw& R, int e0, u16* arow, float* sc, float* mn) {
-    u32* au = (u32*)arow;  // 32 pairs: columns 0..63 of this thread's part of the row
-    if (QT == QT_Q4_K || QT == QT_Q5_K) {
-        int j = (e0 % 256) / 64;
-        float d = h2f((u16)(R.w[0] & 0xFFFF)), dmin = h2f((u16)(R.w[0] >> 16));
-        float s0, m0, s1, m1;
-        mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j, s0, m0);
-        mq_scale_min(R.w[1], R.w[2], R.w[3], 2 * j + 1, s1, m1);
-        const u32* q = R.w + (QT == QT_Q4_K ? 4 : 12);
-#pragma unroll
-        for (int i = 0; i < 8; i++) {  // bytes l = 4i .. 4i+3: low nibble -> column l, high -> 32 + l
-            u32 w = q[i];
-            u32 l01 = mq_lo01(w), l23 = mq_lo23(w), h01 = mq_hi01(w), h23 = mq_hi23(w);
-            if (QT == QT_Q5_K) {
-                u32 hw = R.w[4 + i];
-                u32 fl = (hw >> (2 * j)) & 0x01010101u, fh = (hw >> (2 * j + 1)) & 0x01010101u;
-                l01 |= mq_bits01(fl); l23 |= mq_bits23(fl);
-                h01 |= mq_bits01(fh); h23 |= mq_bits23(fh);
-            }
-            au[2 * i] = mq_int_h2(l01, 0x64006400u);
-            au[2 * i + 1] = mq_int_h2(l23, 0x64006400u);
-            au[16 + 2 * i] = mq_int_h2(h01, 0x64006400u);
-            au[16 + 2 * i + 1] = mq_int_h2(h23, 0x64006400u);
-        }
-        sc[0] = sc[1] = d * s0;
-        sc[2] = sc[3] = d * s1;
-        mn[0] = mn[1] = dmin * m0;
-        mn[2] = mn[3] = dmin * m1;
-    } else if (QT == QT_Q6_K) {
-        // element l (0..31) of quarter kk of half nh: low 4 bits from ql[l] (kk even) or
-        // ql[l + 32] (kk odd), the low (kk < 2) or high nibble; 2 high bits (qh[l] >> 2 kk) & 3;
-        // scale sc[l / 16 + 2 kk] (of the half's 8). This thread holds kk = 2 half, 2 half + 1.
-        int nh = (e0 % 256) / 128, half = (e0 % 128) / 64;
-        float d = h2f((u16)(R.w[28] & 0xFFFF));
-#pragma unroll
-        for (int k2 = 0; k2 < 2; k2++) {
-            int kk = 2 * half + k2;
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                u32 w = R.w[8 * k2 + i];
-                u32 p01 = half ? mq_hi01(w) : mq_lo01(w);
-                u32 p23 = half ? mq_hi23(w) : mq_lo23(w);
-                u32 f = (R.w[16 + i] >> (2 * kk)) & 0x03030303u;
-                au[16 * k2 + 2 * i] = mq_int_h2(p01 | mq_bits01(f), 0x64206420u);      // q - 32
-                au[16 * k2 + 2 * i + 1] = mq_int_h2(p23 | mq_bits23(f), 0x64206420u);
-            }
-#pragma unroll
-            for (int s = 0; s < 2; s++) {
-                int bi = 8 * nh + s + 2 * kk;  // byte of scales[16] (R.w[24..27])
-                u32 word = bi < 4 ? R.w[24] : (bi < 8 ? R.w[25] : (bi < 12 ? R.w[26] : R.w[27]));
-                int v = (int)(i8)((word >> (8 * (bi & 3))) & 0xFF);
-                sc[2 * k2 + s] = d * (float)v;
-                mn[2 * k2 + s] = 0.f;
-            }
-        }
-    } else {  // Q8_0: int8 + 128 as an unsigned byte, bias 1152
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            float d = h2f((u16)(R.w[9 * h] & 0xFFFF));
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                u32 w = R.w[9 * h + 1 + i] ^ 0x80808080u;
-                u32 p01 = (w & 0xFFu) | ((w & 0xFF00u) << 8);
-                u32 p23 = ((w >> 16) & 0xFFu) | ((w >> 8) & 0xFF0000u);
-                au[16 * h + 2 * i] = mq_int_h2(p01, 0x64806480u);
-                au[16 * h + 2 * i + 1] = mq_int_h2(p23, 0x64806480u);
-            }
-            sc[2 * h] = sc[2 * h + 1] = d;
-            mn[2 * h] = mn[2 * h + 1] = 0.f;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// matmat_q: Y[p, r] (=|+=) W_e[r, :] . X[p / in_div, :] for the pairs p of a group, with X given
-// as split_act's Xh, Xl, Xs (row index p / in_div, row stride K). Dense: one group (expert 0)
-// holding p = 0 .. n_dense; grouped MoE: blockIdx.z = expert e with pairs list[off[e] ..
-// off[e + 1]). grid = (ceil(rows / 64), ceil(max pairs per group / 32), groups), 128 threads,
-// MQ_SMEM_BYTES of dynamic shared memory. K % 128 == 0.
-// ---------------------------------------------------------------------------------------------
-template <int QT>
-__device__ void matmat_q_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
-                              const u16* Xh, const u16* Xl, const float* Xs, int in_div,
-                              int n_dense, const int* list, const int* off, float* Y,
-                              int y_stride, int mode) {
-    // k16 steps per scale group: Q6_K scales 16 weights, the others 32
-    const int GK = QT == QT_Q6_K ? 1 : 2;
-    const bool HAS_MIN = QT == QT_Q4_K || QT == QT_Q5_K;
-    pdl_begin();
-    MQ_DYN_SMEM(u8, mq_smem);
-    MqA* sa = (MqA*)mq_smem;
-    MqB* stages = (MqB*)(mq_smem + sizeof(MqA));
-    __shared__ int spid[MQ_BN];  // pair id of each tile column
-    __shared__ int sxrow[MQ_BN];  // its activation row, pair / in_div
-    int e = blockIdx.z;
-    int p0 = 0, p1 = n_dense;
-    if (off) {
-        p0 = off[e];
-        p1 = off[e + 1];
-    }
-    int base = p0 + blockIdx.y * MQ_BN;
-    if (base >= p1) return;  // uniform over the block
-    int cnt = min(MQ_BN, p1 - base);
-    int r0 = blockIdx.x * MQ_BM;
-    int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    if (tid < MQ_BN) {
-        int idx = base + min(tid, cnt - 1);  // duplicates past the end are computed, not stored
-        int p = list ? list[idx] : idx;
-        spid[tid] = p;
-        sxrow[tid] = p / in_div;
-    }
-    __syncthreads();
-
-    const int rr = tid >> 1, hh = tid & 1;
-    const u8* wrow = W + (i64)e * expert_bytes + (i64)min(r0 + rr, nrows - 1) * row_bytes;
-    const int KG = K / 16;
-    // activations of K tile k0 into stage st: 32 rows x 256 bytes of hi and of lo (8 cp.async of
-    // 16 bytes per thread), and 32 rows x 8 group sums (threads 0..63)
-    auto issue_b = [&](MqB* st, int k0) {
-#pragma unroll
-        for (int c = 0; c < 4; c++) {
-            int idx = tid + 128 * c;
-            int pr = idx >> 4, ch = idx & 15;
-            i64 src = (i64)sxrow[pr] * K + k0 + 8 * ch;
-            mq_cp16(st->bh + pr * MQ_LD + 8 * ch, Xh + src);
-            mq_cp16(st->bl + pr * MQ_LD + 8 * ch, Xl + src);
-        }
-        if (tid < 2 * MQ_BN) {
-            int pr = tid >> 1, ch = tid & 1;
-            mq_cp16(st->xs + pr * MQ_NG + 4 * ch, Xs + (i64)sxrow[pr] * KG + k0 / 16 + 4 * ch);
-        }
-        mq_cp_commit();
-    };
-    auto store_a = [&](MqA* st, const MqRaw& R, int k0) {
-        mq_store_a<QT>(R, k0 + 64 * hh, st->a + rr * MQ_LD + 64 * hh, st->sc + rr * MQ_SCS + 4 * hh,
-                       st->mn + rr * MQ_SCS + 4 * hh);
-    };
-
-    float acc[2][2][4];
-#pragma unroll
-    for (int a = 0; a < 2; a++)
-#pragma unroll
-        for (int b = 0; b < 2; b++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) acc[a][b][i] = 0.f;
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 16;  // warp tile origin (rows, pairs)
-    const int g = lane >> 2, cq = lane & 3;
-
-    MqRaw R;
-    issue_b(&stages[0], 0);
-    mq_load_raw<QT>(wrow, 64 * hh, R);
-    store_a(sa, R, 0);
-    mq_cp_wait_all();
-    __syncthreads();
-    const int nk = K / MQ_BK;
-    for (int kt = 0; kt < nk; kt++) {
-        const MqB* cur = &stages[kt & 1];
-        MqB* nxt = &stages[(kt + 1) & 1];
-        const bool more = kt + 1 < nk;
-        if (more) {  // the next tile's loads fly while this one is computed
-            issue_b(nxt, (kt + 1) * MQ_BK);
-            mq_load_raw<QT>(wrow, (kt + 1) * MQ_BK + 64 * hh, R);
-        }
-#pragma unroll
-        for (int gk = 0; gk < MQ_NG; gk += GK) {
-            float sub[2][2][4];
-#pragma unroll
-            for (int a = 0; a < 2; a++)
-#pragma unroll
-                for (int b = 0; b < 2; b++)
-#pragma unroll
-                    for (int i = 0; i < 4; i++) sub[a][b][i] = 0.f;
-#pragma unroll
-            for (int s = 0; s < GK; s++) {
-                int kk = 16 * (gk + s);
-                u32 af[2][4], bh[2][2], bl[2][2];
-#pragma unroll
-                for (int a = 0; a < 2; a++) {
-                    int o = (wm + 16 * a + g) * MQ_LD + kk + 2 * cq;
-                    af[a][0] = *(const u32*)(sa->a + o);
-                    af[a][1] = *(const u32*)(sa->a + o + 8 * MQ_LD);
-                    af[a][2] = *(const u32*)(sa->a + o + 8);
-                    af[a][3] = *(const u32*)(sa->a + o + 8 * MQ_LD + 8);
-                }
-#pragma unroll
-                for (int b = 0; b < 2; b++) {
-                    int o = (wn + 8 * b + g) * MQ_LD + kk + 2 * cq;
-                    bh[b][0] = *(const u32*)(cur->bh + o);
-                    bh[b][1] = *(const u32*)(cur->bh + o + 8);
-                    bl[b][0] = *(const u32*)(cur->bl + o);
-                    bl[b][1] = *(const u32*)(cur->bl + o + 8);
-                }
-#pragma unroll
-                for (int a = 0; a < 2; a++)
-#pragma unroll
-                    for (int b = 0; b < 2; b++) {
-                        mma16816(sub[a][b], af[a], bl[b]);
-                        mma16816(sub[a][b], af[a], bh[b]);
-                    }
-            }
-            // c0, c1: (row g, pairs 2cq, 2cq + 1); c2, c3: (row g + 8, same pairs)
-#pragma unroll
-            for (int a = 0; a < 2; a++)
-#pragma unroll
-                for (int b = 0; b < 2; b++)
-#pragma unroll
-                    for (int i = 0; i < 4; i++) {
-                        int rl = wm + 16 * a + g + ((i & 2) ? 8 : 0);
-                        float v = sa->sc[rl * MQ_SCS + gk] * sub[a][b][i];
-                        if (HAS_MIN) {
-                            int pl = wn + 8 * b + 2 * cq + (i & 1);
-                            float xsum = cur->xs[pl * MQ_NG + gk];
-                            if (GK == 2) xsum += cur->xs[pl * MQ_NG + gk + 1];
-                            v -= sa->mn[rl * MQ_SCS + gk] * xsum;
-                        }
-                        acc[a][b][i] += v;
-                    }
-        }
-        if (more) {
-            __syncthreads();  // every warp is done with this weight tile
-            store_a(sa, R, (kt + 1) * MQ_BK);
-            mq_cp_wait_all();
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int a = 0; a < 2; a++)
-#pragma unroll
-        for (int b = 0; b < 2; b++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int r = r0 + wm + 16 * a + g + ((i & 2) ? 8 : 0);
-                int pl = wn + 8 * b + 2 * cq + (i & 1);
-                if (r < nrows && pl < cnt) {
-                    float* dst = Y + (i64)spid[pl] * y_stride + r;
-                    if (mode) *dst += acc[a][b][i];
-                    else *dst = acc[a][b][i];
-                }
-            }
-}
-
-#define MQ_ENTRY(NAME, QT)                                                                        \
-    extern "C" __global__ void __launch_bounds__(128) matmat_q_##NAME(                            \
-        const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K, const u16* Xh,            \
-        const u16* Xl, const float* Xs, int in_div, int n_dense, const int* list, const int* off, \
-        float* Y, int y_stride, int mode) {                                                       \
-        matmat_q_impl<QT>(W, expert_bytes, row_bytes, nrows, K, Xh, Xl, Xs, in_div, n_dense,      \
-                          list, off, Y, y_stride, mode);                                          \
-    }
-
-MQ_ENTRY(q4_k, QT_Q4_K)
-MQ_ENTRY(q5_k, QT_Q5_K)
-MQ_ENTRY(q6_k, QT_Q6_K)
-MQ_ENTRY(q8_0, QT_Q8_0)
-
-// =============================================================================================
-// matmat_qi: the same products on the int8 tensor cores, with 16-bit integer activations.
-//
-// Why: on the H200 matmat_q above took ~65 of a 512-token prefill's ~84 ms, with its loop bound
-// by shared memory (ncu: L1/shared 81% busy, issue 45%): every k16 step of a warp loads 16
-// 32-bit words of fragments for 8 f16 mma, and the hi + lo passes double the activation bytes.
-// Here both operands are bytes: a weight quant is one byte (Q4_K's nibble mask, no f16 build),
-// an activation two (the Q16 high and low bytes), and one mma m16n8k32 covers 32 of K. Per 32 of
-// K a warp loads 16 words of fragments (was 32) and issues 8 mma (was 16).
-//
-// Precision: the activations are rounded once, as the decode's Q16 vectors are
-// (decode_q16.cu): per 32 elements an f32 scale dx = amax / Q16_MAX and integers v with
-// |x - dx v| <= 0.502 dx = 1.54e-5 of the group's largest magnitude, stored as int8 halves
-// v = 256 hi + lo. Everything after that is exact up to f32 rounding: sum_k q_k v_k
-// = 256 (q . hi) + (q . lo) in int32 (|.| < 2^31: 32 x 255 x 32639), then per (row, pair, group)
-// acc += (s dx) S - m xs, xs = dx sum_k v_k over the weight group (16 or 32), i.e. the min term
-// on the same rounded activations, so that sum_k (s q_k - m) dx v_k is what the output is.
-// Q6_K's quants enter as q + 32 (0..63) and Q8_0's as q + 128 (0..255): unsigned bytes like the
-// others, with the offset in m (32 s, 128 d), so one mma flavour (.u8 x .s8) serves all four.
-// Q6_K's 16-element scale groups use mma m16n8k16; the others m16n8k32.
-// Tile, pipeline and pair bookkeeping are matmat_q's (64 rows x 32 pairs, K steps of 128,
-// 4 warps of 32 x 16; next tile's weights in registers and activations in flight by cp.async).
-// =============================================================================================
-
-#define QI_LD (MQ_BK + 16)  // bytes per shared row: 144 = 36 words, so 8 rows x 4 lanes hit 32 banks
-#define QI_NG (MQ_BK / 32)  // 32-element activation groups per K tile
-
-struct QiA {
-    u8 a[MQ_BM * QI_LD];        // unsigned integer quants, row-major
-    float2 sm[MQ_BM * MQ_SCS];  // per (row, 16-group): (scale s, offset m)
-};
-struct QiB {
-    i8 bh[MQ_BN * QI_LD];     // activations: Q16 high bytes, one row per pair
-    i8 bl[MQ_BN * QI_LD];     // low bytes
-    float dx[MQ_BN * QI_NG];  // per (pair, 32-group): the Q16 scale
-    float xs[MQ_BN * MQ_NG];  // per (pair, 16-group): dx times the sum of v
-};
-#define QI_SMEM_BYTES ((int)sizeof(QiA) + 2 * (int)sizeof(QiB))
-
-#ifdef PV_EMU
-__device__ __forceinline__ void qi_mma_k32(int* c, const u32* a, const u32* b) { emu_mma_u8s8<32>(c, a, b); }
-__device__ __forceinline__ void qi_mma_k16(int* c, const u32* a, const u32* b) { emu_mma_u8s8<16>(c, a, b); }
-#else
-// D = A B + C, A 16 x K unsigned bytes (row-major fragments), B K x 8 signed bytes, s32 sums
-__device__ __forceinline__ void qi_mma_k32(int* c, const u32* a, const u32* b) {
-    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-__device__ __forceinline__ void qi_mma_k16(int* c, const u32* a, const u32* b) {
-    asm("mma.sync.aligned.m16n8k16.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
-        "{%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(b[0]));
-}
-#endif
-
-// ---------------------------------------------------------------------------------------------
-// split_act_q16: X (f32, row stride x_stride) -> per row Xh, Xl (int8, row stride K: v = 256 hi
-// + lo), Xd (K / 32 f32 scales) and Xs (K / 16: dx times the sum of v of each 16 elements).
-// grid.x = rows; one thread per 32-element group. K % 32 == 0.
-// ---------------------------------------------------------------------------------------------
-extern "C" __global__ void split_act_q16(const float* X, int x_stride, int K, int rows, i8* Xh,
-                                         i8* Xl, float* Xd, float* Xs) {
-    pdl_begin();
-    int r = blockIdx.x;
-    if (r >= rows) return;
-    const float4* x4 = (const float4*)(X + (i64)r * x_stride);
-    for (int g = threadIdx.x; g < K / 32; g += blockDim.x) {
-        float v[32];
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            float4 t = x4[8 * g + i];
-            v[4 * i] = t.x; v[4 * i + 1] = t.y; v[4 * i + 2] = t.z; v[4 * i + 3] = t.w;
-        }
-        float amax = 0.f;
-#pragma unroll
-        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(v[i]));
-        float inv;
-        float d = q16_scale(amax, inv);
-        u32 h[8], l[8];
-        int s[2] = {0, 0};
-#pragma unroll
-        for (int i = 0; i < 8; i++) h[i] = l[i] = 0u;
-#pragma unroll
-        for (int i = 0; i < 32; i++) {
-            int q = q16_rint(v[i] * inv), qh, ql;
-            q16_split(q, qh, ql);
-            s[i / 16] += q;
-            h[i / 4] |= ((u32)qh & 0xFFu) << (8 * (i & 3));
-            l[i / 4] |= ((u32)ql & 0xFFu) << (8 * (i & 3));
-        }
-        uint4* dh = (uint4*)(Xh + (i64)r * K + 32 * g);
-        uint4* dl = (uint4*)(Xl + (i64)r * K + 32 * g);
-        dh[0] = make_uint4(h[0], h[1], h[2], h[3]);
-        dh[1] = make_uint4(h[4], h[5], h[6], h[7]);
-        dl[0] = make_uint4(l[0], l[1], l[2], l[3]);
-        dl[1] = make_uint4(l[4], l[5], l[6], l[7]);
-        Xd[(i64)r * (K / 32) + g] = d;
-        Xs[(i64)r * (K / 16) + 2 * g] = d * (float)s[0];
-        Xs[(i64)r * (K / 16) + 2 * g + 1] = d * (float)s[1];
-    }
-}
 
 // The 64 weights of this thread (mq_load_raw's raw bytes) as unsigned bytes at arow, and per
 // 16-group (scale, offset) with w = s q - m.
@@ -588,9 +239,10 @@ __device__ __forceinline__ void qi_store_a(const MqRaw& R, int e0, u8* arow, flo
         sm[0] = sm[1] = make_float2(d * s0, dmin * m0);
         sm[2] = sm[3] = make_float2(d * s1, dmin * m1);
     } else if (QT == QT_Q6_K) {
-        // as in mq_store_a: quarter kk = 2 half + k2 of half nh, low 4 bits from ql (kk even:
-        // ql[l], odd: ql[l + 32]; kk < 2 the low nibble), 2 high bits (qh[l] >> 2 kk) & 3; the
-        // quant is q + 32 in 0..63, the -32 goes into the offset m = 32 s
+        // element l (0..31) of quarter kk of half nh: low 4 bits from ql[l] (kk even) or
+        // ql[l + 32] (kk odd), the low (kk < 2) or high nibble; 2 high bits (qh[l] >> 2 kk) & 3;
+        // scale sc[l / 16 + 2 kk] (of the half's 8). This thread holds kk = 2 half, 2 half + 1.
+        // The quant is q + 32 in 0..63; the -32 goes into the offset m = 32 s.
         int nh = (e0 % 256) / 128, half = (e0 % 128) / 64;
         float d = h2f((u16)(R.w[28] & 0xFFFF));
 #pragma unroll

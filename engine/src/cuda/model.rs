@@ -19,12 +19,6 @@ pub(crate) const TC_SMEM_BYTES: u32 = 4 * 64 * 136 * 2;
 /// Tokens one warp of kernels.cu's matmat handles per pass (TT there): the prefill router runs in
 /// token tiles of this size.
 const MATMAT_TT: usize = 8;
-/// Dynamic shared memory of the integer-operand kernels (matmat_q_*): mmq.cu's one `MqA` (64 x 136
-/// halves, 2 x 64 x 9 floats) and two `MqB`s (2 x 32 x 136 halves, 32 x 8 floats each): 58,880
-/// bytes, so that 3 blocks fit on an SM. kernel-emu's tests check this against the kernel's own
-/// sizeof.
-pub const MQ_SMEM_BYTES: u32 =
-    (64 * 136 * 2 + 2 * 64 * 9 * 4) + 2 * (2 * 32 * 136 * 2 + 32 * 8 * 4);
 /// Dynamic shared memory of the int8 tensor-core kernels (matmat_qi_*): mmq.cu's one `QiA` (64 x
 /// 144 quant bytes, 64 x 9 (scale, offset) pairs) and two `QiB`s (2 x 32 x 144 activation bytes,
 /// 32 x 4 scales, 32 x 8 sums each): 35,328 bytes. kernel-emu's tests check it.
@@ -157,14 +151,12 @@ struct State {
     pos: Buf<i32>,
     counter: Buf<i32>,
     hist: Buf<i32>,
-    /// split_act's output for the prefill products (matmat_q): f16 hi and lo parts of the
-    /// current activation matrix and its 16-element group sums. split_act_q16's (matmat_qi)
-    /// uses the first half of xh and of xl for its high and low bytes, xd for its 32-element
-    /// scales and xs for its 16-element sums.
-    xh: Buf<u16>,
-    xl: Buf<u16>,
-    xs: Buf<f32>,
+    /// split_act_q16's output for the prefill products (matmat_qi): the current activation
+    /// matrix as Q16 high and low bytes, its 32-element group scales and its 16-element sums.
+    xh: Buf<u8>,
+    xl: Buf<u8>,
     xd: Buf<f32>,
+    xs: Buf<f32>,
     /// The prefill router's token tiles: the identity pair list (0 .. max_batch, written at load)
     /// and tile offsets min(g * MATMAT_TT, t), written per prefill chunk.
     tok_list: Buf<i32>,
@@ -202,9 +194,6 @@ pub struct GpuModel {
     use_tc: bool,
     /// Integer-operand products for prefill (mmq.cu; off with PV_GPU_NO_MQ=1, for A/B timing).
     use_mq: bool,
-    /// Of those, matmat_q (f16 mma on f16 hi + lo activations) instead of matmat_qi (int8 mma
-    /// on Q16 activations): PV_GPU_MQ_F16=1, for A/B timing.
-    use_mq_f16: bool,
     /// Tiled prefill attention (attn_prefill.cu; off with PV_GPU_NO_AP=1, for A/B timing).
     use_ap: bool,
     /// Decode attention in one launch (decode.cu's attn_decode), on only with PV_GPU_FUSED_ATTN=1.
@@ -416,7 +405,6 @@ impl GpuModel {
             vram,
             use_tc: !env_set("PV_GPU_NO_TC"),
             use_mq: !env_set("PV_GPU_NO_MQ"),
-            use_mq_f16: env_set("PV_GPU_MQ_F16"),
             use_ap: !env_set("PV_GPU_NO_AP"),
             use_fused_attn: env_set("PV_GPU_FUSED_ATTN"),
             use_rt: !env_set("PV_GPU_NO_RT"),
@@ -813,36 +801,21 @@ impl GpuModel {
         Ok(())
     }
 
-    /// split_act over `rows` rows of `x` (k columns, row stride k) into st.xh / xl / xs, for the
-    /// matmat_q launches that follow (which read it as their activations).
+    /// split_act_q16 over `rows` rows of `x` (k columns, row stride k) into st.xh / xl / xd /
+    /// xs, for the matmat_qi launches that follow (which read it as their activations).
     fn encode_split(&self, x: u64, k: usize, rows: usize) -> Result<(), CudaError> {
         let s = &self.st;
-        if !self.use_mq_f16 {
-            launch!(
-                self,
-                "split_act_q16",
-                cfg1(rows, 64),
-                x,
-                k as i32,
-                k as i32,
-                rows as i32,
-                s.xh.ptr,
-                s.xl.ptr,
-                s.xd.ptr,
-                s.xs.ptr
-            );
-            return Ok(());
-        }
         launch!(
             self,
-            "split_act",
-            cfg1(rows, 128),
+            "split_act_q16",
+            cfg1(rows, 64),
             x,
             k as i32,
             k as i32,
             rows as i32,
             s.xh.ptr,
             s.xl.ptr,
+            s.xd.ptr,
             s.xs.ptr
         );
         Ok(())
@@ -877,41 +850,11 @@ impl GpuModel {
         } else {
             0i64
         };
-        if !self.use_mq_f16 {
-            let name = self.kernel_for(m, layer, "matmat_qi");
-            let cfg = LaunchConfig {
-                grid_dim,
-                block_dim: (128, 1, 1),
-                shared_mem_bytes: QI_SMEM_BYTES,
-            };
-            launch!(
-                self,
-                name.as_str(),
-                cfg,
-                m.ptr,
-                expert_bytes,
-                m.row_bytes as i64,
-                rows as i32,
-                m.k as i32,
-                s.xh.ptr,
-                s.xl.ptr,
-                s.xd.ptr,
-                s.xs.ptr,
-                in_div as i32,
-                dense_pairs as i32,
-                list,
-                off,
-                y,
-                y_stride as i32,
-                add as i32
-            );
-            return Ok(());
-        }
-        let name = self.kernel_for(m, layer, "matmat_q");
+        let name = self.kernel_for(m, layer, "matmat_qi");
         let cfg = LaunchConfig {
             grid_dim,
             block_dim: (128, 1, 1),
-            shared_mem_bytes: MQ_SMEM_BYTES,
+            shared_mem_bytes: QI_SMEM_BYTES,
         };
         launch!(
             self,
@@ -924,6 +867,7 @@ impl GpuModel {
             m.k as i32,
             s.xh.ptr,
             s.xl.ptr,
+            s.xd.ptr,
             s.xs.ptr,
             in_div as i32,
             dense_pairs as i32,
@@ -1136,7 +1080,7 @@ impl GpuModel {
     }
 
     /// y (=|+=) W x for t tokens (x, y with row strides k and rows). `split_ready`: st.xh / xl /
-    /// xs hold x's split (encode_split), so a prefill product may use matmat_q.
+    /// xd / xs hold x's split (encode_split), so a prefill product may use matmat_qi.
     #[allow(clippy::too_many_arguments)]
     fn encode_dense(
         &self,
@@ -1988,10 +1932,10 @@ fn scratch_bytes(c: &GpuConfig, o: &LoadOptions) -> usize {
     let n = split_elems(c, o);
     let tiles = b + b.div_ceil(MATMAT_TT) + 1; // the router's token list and tile offsets
     let tickets = c.n_head_kv; // attn_decode
-    4 * (f + i + tiles + tickets) + 2 * 2 * n + 4 * (n / 16) + 4 * (n / 32)
+    4 * (f + i + tiles + tickets) + 2 * n + 4 * (n / 16) + 4 * (n / 32)
 }
 
-/// Elements of the largest activation matrix the prefill products split (split_act): the
+/// Elements of the largest activation matrix the prefill products split (split_act_q16): the
 /// tokens' rows of h or att, or the pairs' rows of the expert activations.
 fn split_elems(c: &GpuConfig, o: &LoadOptions) -> usize {
     let b = o.max_batch;
@@ -2013,11 +1957,6 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
     };
     let i = |n: usize, what: &str| -> Result<Buf<i32>, CudaError> {
         let s = dev.alloc::<i32>(n, what)?;
-        let ptr = dptr(&s, &dev.stream);
-        Ok(Buf { _buf: s, ptr })
-    };
-    let h = |n: usize, what: &str| -> Result<Buf<u16>, CudaError> {
-        let s = dev.alloc::<u16>(n, what)?;
         let ptr = dptr(&s, &dev.stream);
         Ok(Buf { _buf: s, ptr })
     };
@@ -2065,10 +2004,10 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         pos: i(1, "position")?,
         counter: i(1, "the router's block counter")?,
         hist: i(o.max_ctx + 2, "token history")?,
-        xh: h(n_split, "split activations")?,
-        xl: h(n_split, "split activations")?,
-        xs: f(n_split / 16, "activation group sums")?,
+        xh: bytes(n_split, "split activations")?,
+        xl: bytes(n_split, "split activations")?,
         xd: f(n_split / 32, "activation group scales")?,
+        xs: f(n_split / 16, "activation group sums")?,
         tok_list,
         tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
         att_counter: i(c.n_head_kv, "attention tickets")?,

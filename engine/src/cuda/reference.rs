@@ -17,6 +17,54 @@ pub struct RefLayer {
     pub ids: Vec<usize>,
     /// Renormalised weights of `ids`.
     pub weights: Vec<f64>,
+    /// The expert set the layer's MoE block was computed with, when it is not `ids`: another
+    /// forward's choice at a near-tie, followed (see [`RouteFollow`]).
+    pub followed: Option<Vec<usize>>,
+}
+
+/// Another forward's expert choices, which the reference takes over at near-ties only.
+///
+/// At (position, layer) the reference computes its own top-k set `ids`. When the other forward
+/// chose a different set `other`, the reference computes the layer's MoE block with `other`
+/// instead (weights: its own probabilities renormalised over `other`) if and only if the choice is
+/// a near-tie within `eps`: the reference's k-th and (k+1)-th probabilities differ by less than
+/// `eps`, and every expert in one set but not the other has a probability within `eps` of the
+/// k-th. Any other difference is not followed. Why: at such a tie either set is a correct
+/// forward (the routing is ill-conditioned there), so hidden states compared after the two sides
+/// picked different sets would measure the tie-break rather than the arithmetic; following keeps
+/// the comparison at full strength on every later layer and position.
+pub struct RouteFollow<'a> {
+    /// The other forward's expert ids of this position, per layer (`k` each).
+    pub ids: &'a [Vec<usize>],
+    pub eps: f64,
+}
+
+/// The set the reference computes the MoE block with: `other` at a near-tie within `eps` (see
+/// [`RouteFollow`]), else its own `ids`.
+pub fn follow_at_near_tie(
+    probs: &[f64],
+    ids: &[usize],
+    other: &[usize],
+    eps: f64,
+) -> Option<Vec<usize>> {
+    let k = ids.len();
+    let mut a = ids.to_vec();
+    let mut b = other.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    b.dedup();
+    if a == b || b.len() != k || b.iter().any(|&e| e >= probs.len()) || probs.len() <= k {
+        return None;
+    }
+    let mut sorted = probs.to_vec();
+    sorted.sort_by(|x, y| y.total_cmp(x));
+    let (pk, pk1) = (sorted[k - 1], sorted[k]);
+    // every expert in one set and not the other sits within eps of the k-th probability
+    let at_tie = |e: &usize| (probs[*e] - pk).abs() < eps;
+    let near = pk - pk1 < eps
+        && b.iter().filter(|e| !a.contains(e)).all(at_tie)
+        && a.iter().filter(|e| !b.contains(e)).all(at_tie);
+    near.then(|| other.to_vec())
 }
 
 pub struct RefForward<'m> {
@@ -118,7 +166,17 @@ impl<'m> RefForward<'m> {
     pub fn step(
         &mut self,
         token: u32,
+        layers: Option<&mut Vec<RefLayer>>,
+    ) -> Result<Vec<f64>, CudaError> {
+        self.step_following(token, layers, None)
+    }
+
+    /// [`Self::step`], taking over `follow`'s expert sets at near-ties (see [`RouteFollow`]).
+    pub fn step_following(
+        &mut self,
+        token: u32,
         mut layers: Option<&mut Vec<RefLayer>>,
+        follow: Option<&RouteFollow<'_>>,
     ) -> Result<Vec<f64>, CudaError> {
         let c = self.cfg.clone();
         if token as usize >= c.vocab {
@@ -203,11 +261,21 @@ impl<'m> RefForward<'m> {
             let ids: Vec<usize> = order[..c.n_expert_used].to_vec();
             let wsum: f64 = ids.iter().map(|&i| probs[i]).sum();
             let weights: Vec<f64> = ids.iter().map(|&i| probs[i] / wsum).collect();
+            let followed = follow
+                .and_then(|f| f.ids.get(l).map(|o| (o, f.eps)))
+                .and_then(|(o, e)| follow_at_near_tie(&probs, &ids, o, e));
+            let (use_ids, use_weights) = match &followed {
+                Some(o) => {
+                    let s: f64 = o.iter().map(|&i| probs[i]).sum();
+                    (o.clone(), o.iter().map(|&i| probs[i] / s).collect())
+                }
+                None => (ids.clone(), weights.clone()),
+            };
             let gate_t = self.t(&n("ffn_gate_exps"))?;
             let up_t = self.t(&n("ffn_up_exps"))?;
             let down_t = self.t(&n("ffn_down_exps"))?;
             let mut moe = vec![0f64; c.n_embd];
-            for (&eid, &w) in ids.iter().zip(&weights) {
+            for (&eid, &w) in use_ids.iter().zip(&use_weights) {
                 let g = self.matvec(&mat(gate_t, eid)?, &h);
                 let u = self.matvec(&mat(up_t, eid)?, &h);
                 let a: Vec<f64> = g
@@ -229,6 +297,7 @@ impl<'m> RefForward<'m> {
                     probs,
                     ids,
                     weights,
+                    followed,
                 });
             }
         }
@@ -240,5 +309,33 @@ impl<'m> RefForward<'m> {
         let logits = self.matvec(&mat(head, 0)?, &h);
         self.pos += 1;
         Ok(logits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follow_at_near_tie;
+
+    #[test]
+    fn follows_only_a_near_tie_among_the_experts_at_the_kth_probability() {
+        // k = 2 of 4: experts 1 (0.25 + 2e-5) and 2 (0.25 - 2e-5) make a near-tie (margin 4e-5)
+        let p = [0.5, 0.25 + 2e-5, 0.25 - 2e-5, 0.0];
+        let own = [0, 1];
+        assert_eq!(
+            follow_at_near_tie(&p, &own, &[2, 0], 1e-4),
+            Some(vec![2, 0])
+        );
+        // the same set in another order is no difference
+        assert_eq!(follow_at_near_tie(&p, &own, &[1, 0], 1e-4), None);
+        // expert 3 is far from the k-th probability: not a tie, not followed
+        assert_eq!(follow_at_near_tie(&p, &own, &[0, 3], 1e-4), None);
+        // dropping the leading expert is no tie either
+        assert_eq!(follow_at_near_tie(&p, &own, &[1, 2], 1e-4), None);
+        // a margin of 4e-5 is not below epsilon 3e-5
+        assert_eq!(follow_at_near_tie(&p, &own, &[2, 0], 3e-5), None);
+        // malformed sets: a repeated id, an id out of range, the wrong size
+        assert_eq!(follow_at_near_tie(&p, &own, &[2, 2], 1e-4), None);
+        assert_eq!(follow_at_near_tie(&p, &own, &[0, 9], 1e-4), None);
+        assert_eq!(follow_at_near_tie(&p, &own, &[0, 1, 2], 1e-4), None);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use engine::cuda::bench::{self, BenchReport};
 use engine::cuda::model::{device_layout, LoadOptions, PlantedBug};
-use engine::cuda::reference::{RefForward, RefLayer};
+use engine::cuda::reference::{RefForward, RefLayer, RouteFollow};
 use engine::cuda::synth::{self, SynthModel};
 use engine::cuda::{CudaError, GpuDevice, GpuModel, GpuQType, HostModel, LayerObservation};
 use pv_evidence::{Ctx, FalsifierError, FalsifierResult};
@@ -120,7 +120,10 @@ pub struct LayerCmp {
 pub type PromptComparison = (Vec<LayerCmp>, Vec<f32>, Vec<f64>);
 
 /// Run `prompt` on the GPU (prefill of all but the last `decode_tail` tokens, then decode steps)
-/// and on the reference; return per-layer comparisons and the last logits of both.
+/// and on the reference; return per-layer comparisons and the last logits of both. The reference
+/// follows the GPU's expert set at certified router near-ties only (engine::cuda::reference::
+/// RouteFollow, with ROUTER_TIE_EPS: the contract's epsilon), so that a tie broken the other way
+/// does not make every later hidden state differ; `followed_ties` lists each such place.
 pub fn compare_prompt(
     model_name: &str,
     gpu: &mut GpuModel,
@@ -142,16 +145,32 @@ pub fn compare_prompt(
         let mut f = |o: LayerObservation| obs.push(o);
         gpu_logits = gpu.decode(t, Some(&mut f)).map_err(err)?;
     }
+    let k = c.n_expert_used;
+    let e = c.n_embd;
+    // the GPU's expert ids per position and layer
+    let mut gpu_ids = vec![vec![Vec::new(); c.n_layer]; prompt.len()];
+    for o in &obs {
+        for i in 0..o.hidden.len() / e {
+            gpu_ids[o.pos0 + i][o.layer] = o.expert_ids[i * k..(i + 1) * k]
+                .iter()
+                .map(|&x| x as usize)
+                .collect();
+        }
+    }
     let mut rf = RefForward::new(host);
     let mut ref_layers: Vec<Vec<RefLayer>> = Vec::new();
     let mut ref_logits = Vec::new();
-    for &t in prompt {
+    for (pos, &t) in prompt.iter().enumerate() {
         let mut v = Vec::new();
-        ref_logits = rf.step(t, Some(&mut v)).map_err(err)?;
+        let follow = RouteFollow {
+            ids: &gpu_ids[pos],
+            eps: ROUTER_TIE_EPS,
+        };
+        ref_logits = rf
+            .step_following(t, Some(&mut v), Some(&follow))
+            .map_err(err)?;
         ref_layers.push(v);
     }
-    let k = c.n_expert_used;
-    let e = c.n_embd;
     let mut out = Vec::new();
     for o in &obs {
         let t = o.hidden.len() / e;
@@ -222,6 +241,35 @@ pub fn router_check(
         }
     }
     (uncertified, ties, max_w, bad)
+}
+
+/// Record the followed near-ties (detail `followed_near_ties`, and a note with their count).
+fn note_followed(ctx: &mut Ctx, cmps: &[LayerCmp]) {
+    let f = followed_ties(cmps);
+    ctx.note(format!(
+        "{} router near-ties (margin < {ROUTER_TIE_EPS:e}) where the GPU chose another expert set; \
+         the reference followed it there (detail followed_near_ties)",
+        f.len()
+    ));
+    ctx.detail("followed_near_ties", json!(f));
+}
+
+/// The places where the reference followed the GPU's expert set at a near-tie (compare_prompt),
+/// with the reference's k-th minus (k+1)-th probability, for the evidence.
+pub fn followed_ties(cmps: &[LayerCmp]) -> Vec<serde_json::Value> {
+    cmps.iter()
+        .filter_map(|c| {
+            let f = c.reference.followed.as_ref()?;
+            let k = c.reference.ids.len();
+            let mut sorted = c.reference.probs.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            Some(
+                json!({"model": c.model, "prompt": c.prompt, "layer": c.layer, "pos": c.pos,
+                "reference": c.reference.ids, "followed": f,
+                "kth_minus_k1th_prob": sorted[k - 1] - sorted[k]}),
+            )
+        })
+        .collect()
 }
 
 fn per_layer_min(cmps: &[LayerCmp], n_layer: usize) -> Vec<f64> {
@@ -395,6 +443,7 @@ pub fn layer_cos_tiny(ctx: &mut Ctx) -> FalsifierResult {
         "{} (layer, position) hidden states compared",
         all.len()
     ));
+    note_followed(ctx, &all);
     ctx.metric("min_layer_cosine", min_nan(all.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -433,6 +482,7 @@ pub fn layer_cos_big(ctx: &mut Ctx) -> FalsifierResult {
         "{} (layer, position) hidden states compared; prefill of 4 tokens, 2 decode steps",
         cmps.len()
     ));
+    note_followed(ctx, cmps);
     ctx.metric("min_layer_cosine", min_nan(cmps.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -468,6 +518,7 @@ pub fn router(ctx: &mut Ctx) -> FalsifierResult {
         }
     }
     let (uncertified, ties, max_w, bad) = router_check(&all);
+    note_followed(ctx, &all);
     ctx.note(format!(
         "{} (layer, position) router choices compared; {} certified near-ties (margin < {ROUTER_TIE_EPS}), {} uncertified mismatches",
         all.len(),
