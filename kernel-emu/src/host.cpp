@@ -113,8 +113,8 @@ extern "C" int emu_matvec3(int variant, int qt, const u8* W0, const u8* W1, cons
     EMU_DISPATCH_ALL(qt, MV3_CALL);
 }
 
-// decode.cu's matvec3n (the attention RMSNorm and q/k/v in one launch; v of qtype qt2), without
-// its RoPE epilogue (counter = null), for the pairs the engine instantiates; 1 for another pair.
+// decode.cu's matvec3n (the attention RMSNorm and q/k/v in one launch; v of qtype qt2), for the
+// pairs the engine instantiates; 1 for another pair.
 extern "C" int emu_matvec3n(int qt, int qt2, const u8* W0, const u8* W1, const u8* W2,
                             i64 row_bytes, i64 row_bytes2, int n0, int n1, int n2, int K,
                             const float* x, const float* nw, float eps, float* h_out, float* y0,
@@ -124,7 +124,7 @@ extern "C" int emu_matvec3n(int qt, int qt2, const u8* W0, const u8* W1, const u
 #define MV3N_CALL(NAME)                                                                           \
     emu::launch(grid, {32 * MV_WARPS, 1, 1}, (size_t)K * 4, [&] {                                \
         matvec3n_##NAME(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps, h_out, y0, \
-                        y1, y2, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0.f, nullptr);   \
+                        y1, y2);                                                                 \
     });                                                                                          \
     return 0
     if (qt == QT_Q4_K && qt2 == QT_Q4_K) { MV3N_CALL(q4_k_q4_k); }
@@ -195,7 +195,7 @@ extern "C" int emu_attn_decode(int variant, float* q, const float* k, const floa
     if (variant) {
         emu::launch({(unsigned)n_head_kv, (unsigned)n_chunks, 1}, {256, 1, 1}, 0, [&] {
             attn_decode(q, k, v, qnw, knw, kc, vc, part, out, &pos, n_head, n_head_kv, hd, n_chunks,
-                        scale, base, eps, counter, 0);
+                        scale, base, eps, counter);
         });
         return 0;
     }
@@ -303,8 +303,7 @@ extern "C" int emu_matvec3n_q16(int qt, int qt2, const u8* W0, const u8* W1, con
 #define MV3NQ_CALL(NAME)                                                                          \
     emu::launch(grid, {32 * MV_WARPS, 1, 1}, (size_t)K * 7, [&] {                                \
         matvec3n_q16_##NAME(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps, h_out, \
-                            y0, y1, y2, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0.f,     \
-                            nullptr);                                                            \
+                            y0, y1, y2);                                                         \
     });                                                                                          \
     return 0
     if (qt == QT_Q4_K && qt2 == QT_Q4_K) { MV3NQ_CALL(q4_k_q4_k); }

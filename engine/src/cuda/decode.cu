@@ -225,7 +225,7 @@ __device__ float norm_rope_elem(float val, int i, int hd, const float* nw, float
 extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const float* q, const float* k, const float* v, const float* qnw, const float* knw, float* kc,
     float* vc, float* part, float* out, const int* pos_ptr, int n_head, int n_head_kv, int hd,
-    int n_chunks, float scale, float base, float eps, unsigned* counter, int prenormed) {
+    int n_chunks, float scale, float base, float eps, unsigned* counter) {
     pdl_begin();
     __shared__ float sk[ATT_CH][ATT_HD + 1];
     __shared__ float sv[ATT_CH][ATT_HD + 1];
@@ -242,21 +242,15 @@ extern "C" __global__ void __launch_bounds__(256) attn_decode(
     const int kv_dim = n_head_kv * hd;
     const int tid = threadIdx.x, grp = tid >> 7, i = tid & 127;
     if (j0 < n) {
-        // prenormed: matvec3n already normalised and rotated q and stored the K/V rows at pos
-        // (its fused epilogue), so only the query heads are loaded
-        if (prenormed) {
-            for (int x = tid; x < G * hd; x += blockDim.x)
-                sq[x / hd][x % hd] = q[(kvh * G + x / hd) * hd + x % hd];
-        }
         // the G query heads, two at a time (one per 128-thread group); 256 threads so G even or 1
-        for (int g0 = 0; g0 < G && !prenormed; g0 += 2) {
+        for (int g0 = 0; g0 < G; g0 += 2) {
             int g = g0 + grp;
             int hh = kvh * G + (g < G ? g : g0);  // a missing odd head repeats g0 (not stored)
             float val = i < hd ? q[hh * hd + i] : 0.f;
             float o = norm_rope_elem(val, i, hd, qnw, eps, base, pos, nbuf[grp], red2);
             if (g < G && i < hd) sq[g][i] = o;
         }
-        if (!prenormed && c == pos / ATT_CH) {  // this block's chunk holds the new position
+        if (c == pos / ATT_CH) {  // this block's chunk holds the new position
             float val = i < hd ? k[kvh * hd + i] : 0.f;
             float o = norm_rope_elem(val, i, hd, knw, eps, base, pos, nbuf[grp], red2);
             if (grp == 0 && i < hd) {
@@ -405,50 +399,6 @@ __device__ __forceinline__ void warp_dot2(const u8* ra, const u8* rb, int K, con
     sb = warp_sum(ab[0]);
 }
 
-// The q/k RMSNorm and RoPE of one head of hd (<= 128) values by one warp: src's values (written
-// by other warps, on other SMs: read past L1 with __ldcg) normalised with nw, rotated at `pos`
-// as qk_norm_rope_store does (pairs i, i + hd/2; powf / sincosf), and stored to dst (src itself
-// for q). buf: this warp's 128 floats of shared memory.
-__device__ void warp_norm_rope_head(const float* src, float* dst, const float* nw, int hd,
-                                    float eps, float base, int pos, float* buf) {
-    const int lane = threadIdx.x & 31;
-    float v[4];
-    float ss = 0.f;
-#pragma unroll
-    for (int c = 0; c < 4; c++) {
-        int i = lane + 32 * c;
-        v[c] = i < hd ? __ldcg(src + i) : 0.f;
-        ss += v[c] * v[c];
-    }
-    ss = warp_sum(ss);
-    float scale = rsqrtf(ss / (float)hd + eps);
-#pragma unroll
-    for (int c = 0; c < 4; c++) {
-        int i = lane + 32 * c;
-        if (i < hd) buf[i] = v[c] * scale * nw[i];
-    }
-    __syncwarp();
-    const int half = hd / 2;
-#pragma unroll
-    for (int c = 0; c < 4; c++) {
-        int i = lane + 32 * c;
-        if (i >= hd) continue;
-        int pi = i < half ? i : i - half;
-        float inv = powf(base, -2.0f * (float)pi / (float)hd);
-        float ang = (float)pos * inv;
-        float sn, cs;
-        sincosf(ang, &sn, &cs);
-        float out = i < half ? (buf[i] * cs - buf[i + half] * sn) : (buf[i - half] * sn + buf[i] * cs);
-        dst[i] = out;
-    }
-}
-
-// With `counter` set (PV_GPU_FUSED_ROPE=1; off by default: measured slower, model.rs says by
-// how much), matvec3n also does what qk_norm_rope_store did after it (one launch less
-// per decode layer): v rows go straight to the V cache at pos, and each q or k row, once
-// written, is counted against its head (counter: n_head + n_head_kv zeros); the warp whose row
-// completes a head normalises and rotates it, in place for q, into the K cache for k, and puts
-// the head's count back to 0 (graph replays). Needs hd <= 128 (the host checks).
 // decode_q16.cu: warp_dot2 against a Q16 vector (the Q16 instances of matvec3n).
 template <int QT>
 __device__ void warp_dot2_q16(const u8* ra, const u8* rb, int K, const u8* xq, float& sa,
@@ -460,11 +410,9 @@ template <int QT, int QT2, bool Q16 = false>
 __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_bytes,
                               i64 row_bytes2, int n0, int n1, int n2, int K, const float* x,
                               const float* nw, float eps, float* h_out, float* y0, float* y1,
-                              float* y2, const float* qnw, const float* knw, float* kc, float* vc,
-                              const int* pos_ptr, int hd, float base, unsigned* counter) {
+                              float* y2) {
     DEC_DYN_SMEM(float, sh);
     __shared__ float red[32];
-    __shared__ float rope_buf[MV_WARPS][128];
     const int w = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31;
     const bool same = QT == QT2;
@@ -473,10 +421,8 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     const u8 *ra = nullptr, *rb = nullptr;
     float *da = nullptr, *db = nullptr;
     bool has_a = false, has_b = false, single = false;
-    int ga = 0;  // the first row's index in [q | k | v]
     if (w < pair_warps) {
         int r0 = 2 * w;
-        ga = r0;
         has_a = mv3_row<QT>(r0, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, ra, da);
         has_b = mv3_row<QT>(r0 + 1, W0, W1, W2, row_bytes, n0, n1, same ? n2 : 0, y0, y1, y2, rb,
                             db);
@@ -484,7 +430,6 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
         if (has_b) prefetch_l2_warp(rb, row_bytes, lane);
     } else if (!same && w - pair_warps < n2) {
         int r = w - pair_warps;
-        ga = n0 + n1 + r;
         ra = W2 + (i64)r * row_bytes2;
         da = y2 + r;
         has_a = true;
@@ -508,43 +453,9 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
         if constexpr (Q16) warp_dot2_q16<QT>(ra, has_b ? rb : ra, K, shq, sa, sb);
         else warp_dot2<QT>(ra, has_b ? rb : ra, K, sh, sa, sb);
     }
-    if (counter == nullptr) {
-        if (lane == 0) {
-            *da = sa;
-            if (has_b) *db = sb;
-        }
-        return;
-    }
-    const int pos = *pos_ptr;
-    const int n_head = n0 / hd, kv_dim = n1;
-    const int nrows = has_b ? 2 : 1;
-    for (int i = 0; i < nrows; i++) {
-        int g = ga + i;
-        float val = i == 0 ? sa : sb;
-        if (g >= n0 + n1) {  // v: straight into the cache
-            if (lane == 0) vc[(i64)pos * kv_dim + (g - n0 - n1)] = val;
-            continue;
-        }
-        unsigned ticket = 0;
-        int head = g < n0 ? g / hd : n_head + (g - n0) / hd;
-        if (lane == 0) {
-            (i == 0 ? *da : *db) = val;
-            __threadfence();
-            ticket = atomicAdd(counter + head, 1u);
-        }
-        ticket = __shfl_sync(0xffffffffu, ticket, 0);
-        if (ticket != (unsigned)hd - 1) continue;
-        __threadfence();
-        if (g < n0) {
-            float* qh = y0 + (i64)head * hd;
-            warp_norm_rope_head(qh, qh, qnw, hd, eps, base, pos, rope_buf[threadIdx.x >> 5]);
-        } else {
-            int kh = head - n_head;
-            warp_norm_rope_head(y1 + (i64)kh * hd, kc + (i64)pos * kv_dim + (i64)kh * hd, knw, hd,
-                                eps, base, pos, rope_buf[threadIdx.x >> 5]);
-        }
-        if (lane == 0) counter[head] = 0u;
-        __syncwarp();
+    if (lane == 0) {
+        *da = sa;
+        if (has_b) *db = sb;
     }
 }
 
@@ -552,10 +463,9 @@ __device__ void matvec3n_impl(const u8* W0, const u8* W1, const u8* W2, i64 row_
     extern "C" __global__ void __launch_bounds__(128, MINB) matvec3n_##NAME(                    \
         const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, i64 row_bytes2, int n0, int n1, \
         int n2, int K, const float* x, const float* nw, float eps, float* h_out, float* y0,      \
-        float* y1, float* y2, const float* qnw, const float* knw, float* kc, float* vc,          \
-        const int* pos_ptr, int hd, float base, unsigned* counter) {                             \
+        float* y1, float* y2) {                                                                  \
         matvec3n_impl<QT, QT2>(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw, eps,     \
-                               h_out, y0, y1, y2, qnw, knw, kc, vc, pos_ptr, hd, base, counter); \
+                               h_out, y0, y1, y2);                                               \
     }
 
 // The pairs (q qtype, v qtype) that the synthetic files hold: Q4_K_M (q4_k with q4_k or q6_k)
@@ -629,67 +539,3 @@ MATVEC4_ENTRY(q8_0, QT_Q8_0)
 MATVEC4_ENTRY(q4_k, QT_Q4_K)
 MATVEC4_ENTRY(q5_k, QT_Q5_K)
 MATVEC4_ENTRY(q6_k, QT_Q6_K)
-
-// ---------------------------------------------------------------------------------------------
-// moe_down2: moe_down_decode with two output rows per warp. Why: moe_down_decode_q6_k was bound
-// by L1 (72% busy in the 2026-12-02 profile) because each lane's task reads 64 activation floats
-// (256 bytes) for 52 bytes of weights; the two rows of a warp use the same expert slot and task
-// per step, so one activation slice serves both. The slots' expert ids and weights are read once
-// per block into shared memory (k <= 32; the host checks). grid = ceil(nrows / (2 MV_WARPS)).
-// Numerics: each row's sum is moe_down_decode's (same task order per lane, same warp_sum).
-// Measured on the H200 (2026-12-02, three calls): 323.0 / 315.1 / 304.4 tok/s against 321.5 /
-// 314.6 / 301.5 for moe_down_decode, within the calls' noise, so it stays opt-in
-// (PV_GPU_DOWN_RPW=2).
-// ---------------------------------------------------------------------------------------------
-template <int QT>
-__device__ void moe_down2_impl(const u8* Wd, i64 expert_bytes, i64 row_bytes, int nrows, int ff,
-                               int k, const float* act, const int* ids, const float* wts,
-                               float* x) {
-    __shared__ int s_ids[32];
-    __shared__ float s_wts[32];
-    pdl_begin();
-    if (threadIdx.x < k) {
-        s_ids[threadIdx.x] = ids[threadIdx.x];
-        s_wts[threadIdx.x] = wts[threadIdx.x];
-    }
-    __syncthreads();
-    const int r0 = 2 * (blockIdx.x * MV_WARPS + (threadIdx.x >> 5));
-    if (r0 >= nrows) return;
-    const int lane = threadIdx.x & 31;
-    const bool has_b = r0 + 1 < nrows;
-    const i64 rb_off = has_b ? row_bytes : 0;  // a missing second row repeats the first
-    const int tpr = ff / QT_traits<QT>::TASK_ELEMS;
-    const int total = tpr * k;
-    float acc_a = 0.f, acc_b = 0.f;
-#pragma unroll 2
-    for (int t = lane; t < total; t += WARP) {
-        int s = t / tpr, tt = t - s * tpr;
-        const u8* ra = Wd + (i64)s_ids[s] * expert_bytes + (i64)r0 * row_bytes;
-        const float* xs[1] = {act + (i64)s * ff};
-        float a[1] = {0.f}, b[1] = {0.f};
-        tdot<QT, 1>(ra, tt, xs, a);
-        tdot<QT, 1>(ra + rb_off, tt, xs, b);
-        float wv = s_wts[s];
-        acc_a += wv * a[0];
-        acc_b += wv * b[0];
-    }
-    acc_a = warp_sum(acc_a);
-    acc_b = warp_sum(acc_b);
-    if (lane == 0) {
-        x[r0] += acc_a;
-        if (has_b) x[r0 + 1] += acc_b;
-    }
-}
-
-#define MOE_DOWN2_ENTRY(NAME, QT)                                                                \
-    extern "C" __global__ void moe_down2_##NAME(const u8* Wd, i64 expert_bytes, i64 row_bytes,  \
-                                                int nrows, int ff, int k, const float* act,     \
-                                                const int* ids, const float* wts, float* x) {   \
-        moe_down2_impl<QT>(Wd, expert_bytes, row_bytes, nrows, ff, k, act, ids, wts, x);         \
-    }
-MOE_DOWN2_ENTRY(f32, QT_F32)
-MOE_DOWN2_ENTRY(f16, QT_F16)
-MOE_DOWN2_ENTRY(q8_0, QT_Q8_0)
-MOE_DOWN2_ENTRY(q4_k, QT_Q4_K)
-MOE_DOWN2_ENTRY(q5_k, QT_Q5_K)
-MOE_DOWN2_ENTRY(q6_k, QT_Q6_K)

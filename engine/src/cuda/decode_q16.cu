@@ -402,11 +402,9 @@ __device__ void warp_dot2_q16(const u8* ra, const u8* rb, int K, const u8* xq, f
     extern "C" __global__ void __launch_bounds__(128, MINB) matvec3n_q16_##NAME(                \
         const u8* W0, const u8* W1, const u8* W2, i64 row_bytes, i64 row_bytes2, int n0, int n1, \
         int n2, int K, const float* x, const float* nw, float eps, float* h_out, float* y0,      \
-        float* y1, float* y2, const float* qnw, const float* knw, float* kc, float* vc,          \
-        const int* pos_ptr, int hd, float base, unsigned* counter) {                             \
+        float* y1, float* y2) {                                                                  \
         matvec3n_impl<QT, QT2, true>(W0, W1, W2, row_bytes, row_bytes2, n0, n1, n2, K, x, nw,    \
-                                     eps, h_out, y0, y1, y2, qnw, knw, kc, vc, pos_ptr, hd, base, \
-                                     counter);                                                   \
+                                     eps, h_out, y0, y1, y2);                                    \
     }
 MATVEC3N_Q16_ENTRY(q4_k_q4_k, QT_Q4_K, QT_Q4_K, 6)
 MATVEC3N_Q16_ENTRY(q4_k_q6_k, QT_Q4_K, QT_Q6_K, 6)

@@ -106,7 +106,6 @@ fn kernel_names() -> Vec<String> {
             "moe_gate_up2",
             "matvec3_2",
             "matvec4",
-            "moe_down2",
         ] {
             v.push(format!("{k}_{q}"));
         }

@@ -163,9 +163,6 @@ struct State {
     tok_off: Buf<i32>,
     /// attn_decode's tickets, one per KV head (zero between launches).
     att_counter: Buf<i32>,
-    /// matvec3n's per-head row counts when it also runs the q/k norm and RoPE (n_head +
-    /// n_head_kv, zero between launches).
-    qk_counter: Buf<i32>,
     /// Decode, q16 path (decode_q16.cu): the FFN-normed token as a Q16 vector (3 n_embd bytes,
     /// written by router_decode) and the SwiGLU outputs of the k slots (3 ff bytes each, written
     /// by moe_gate_up2_q16 for moe_down_q16).
@@ -211,23 +208,10 @@ pub struct GpuModel {
     /// Decode: the attention RMSNorm fused into the q/k/v mat-vec (decode.cu's matvec3n), with
     /// a v of another qtype in the same launch; off with PV_GPU_NO_FUSED_NORM=1 (A/B timing).
     use_fused_norm: bool,
-    /// Decode: matvec3n also runs the q/k norm, RoPE and the K/V cache store (no
-    /// qk_norm_rope_store launch); on only with PV_GPU_FUSED_ROPE=1. Off by default because it
-    /// measured slower on the H200 (2026-12-02: 301.5 against 324.5 tok/s; matvec3n 21.3 against
-    /// 13.0 us per layer, more than the 5.2 us launch it saves: every q/k row's fence and atomic
-    /// ticket sit on the warp's critical path).
-    use_fused_rope: bool,
-    /// Decode attention partials and their merge in one launch after the fused RoPE (decode.cu's
-    /// attn_decode, prenormed); on only with PV_GPU_ATTN_MERGE=1 (with PV_GPU_FUSED_ROPE=1).
-    /// Measured slower (268.6 tok/s): 4 blocks merge what attn_combine merges with 32.
-    use_attn_merge: bool,
     /// Decode mat-vecs of at least this many rows run four rows per warp (decode.cu's matvec4):
     /// by default the output head only; PV_GPU_MV4_ALL=1 makes it every dense mat-vec,
     /// PV_GPU_NO_MV4=1 none (A/B timing).
     mv4_min_rows: usize,
-    /// Decode expert down-projection rows per warp: 1 (kernels.cu's moe_down_decode), or 2 with
-    /// PV_GPU_DOWN_RPW=2 (decode.cu's moe_down2, for A/B timing).
-    down_rpw: usize,
     /// Decode expert products (gate/up and down) on 16-bit integer activations with dp4a dots
     /// (decode_q16.cu), where the experts are Q4_K / Q5_K / Q6_K; off with PV_GPU_NO_Q16=1 (the
     /// f32-activation kernels, for A/B timing and as the reference path).
@@ -410,13 +394,6 @@ impl GpuModel {
             use_rt: !env_set("PV_GPU_NO_RT"),
             decode_rpw: if env_set("PV_GPU_DECODE_RPW") { 1 } else { 2 },
             use_fused_norm: !env_set("PV_GPU_NO_FUSED_NORM"),
-            use_fused_rope: env_set("PV_GPU_FUSED_ROPE"),
-            use_attn_merge: env_set("PV_GPU_ATTN_MERGE"),
-            down_rpw: if std::env::var("PV_GPU_DOWN_RPW").as_deref() == Ok("2") {
-                2
-            } else {
-                1
-            },
             use_q16: !env_set("PV_GPU_NO_Q16"),
             use_qkv_q16: !env_set("PV_GPU_NO_QKV_Q16"),
             mv4_min_rows: if env_set("PV_GPU_NO_MV4") {
@@ -997,15 +974,8 @@ impl GpuModel {
         self.q16_gate_up(ly) && matches!(ly.down.qt, GpuQType::Q4K | GpuQType::Q5K | GpuQType::Q6K)
     }
 
-    /// decode.cu's attn_decode for layer l: one block per (KV head, chunk). `prenormed`: matvec3n
-    /// already applied the q/k norm, RoPE and the K/V store, so the kernel skips its prologue.
-    fn encode_attn_decode(
-        &self,
-        ly: &Layer,
-        l: usize,
-        nch: usize,
-        prenormed: bool,
-    ) -> Result<(), CudaError> {
+    /// decode.cu's attn_decode for layer l: one block per (KV head, chunk).
+    fn encode_attn_decode(&self, ly: &Layer, l: usize, nch: usize) -> Result<(), CudaError> {
         let (c, s) = (&self.cfg, &self.st);
         let cfg = LaunchConfig {
             grid_dim: (c.n_head_kv as u32, nch as u32, 1),
@@ -1033,28 +1003,20 @@ impl GpuModel {
             1.0f32 / (c.head_dim as f32).sqrt(),
             c.rope_base,
             c.rms_eps,
-            s.att_counter.ptr,
-            prenormed as i32
+            s.att_counter.ptr
         );
         Ok(())
     }
 
-    /// The decode down projection on the f32 SwiGLU outputs (kernels.cu's moe_down_decode, or
-    /// decode.cu's moe_down2 with PV_GPU_DOWN_RPW=2).
+    /// The decode down projection on the f32 SwiGLU outputs (kernels.cu's moe_down_decode).
     fn encode_down_decode(&self, ly: &Layer, l: usize) -> Result<(), CudaError> {
         let (c, s) = (&self.cfg, &self.st);
         let k = c.n_expert_used;
-        let drpw = if self.down_rpw == 2 && k <= 32 { 2 } else { 1 };
-        let op = if drpw == 2 {
-            "moe_down2"
-        } else {
-            "moe_down_decode"
-        };
-        let name = self.kernel_for(&ly.down, Some(l), op);
+        let name = self.kernel_for(&ly.down, Some(l), "moe_down_decode");
         launch!(
             self,
             name.as_str(),
-            cfg1(ceil_div(c.n_embd, drpw * MV_WARPS), 32 * MV_WARPS),
+            cfg1(ceil_div(c.n_embd, MV_WARPS), 32 * MV_WARPS),
             ly.down.ptr,
             ly.down.mat_bytes as i64,
             ly.down.row_bytes as i64,
@@ -1215,14 +1177,6 @@ impl GpuModel {
             t,
             &[hid],
         )?;
-        // matvec3n with the q/k norm and RoPE in its epilogue (the warp that completes a head)
-        let fused_rope = fused_qkv.is_some()
-            && self.use_fused_rope
-            && !self.use_fused_attn
-            && c.head_dim <= 128
-            && ly.q.rows == c.n_head * c.head_dim
-            && ly.k.rows == c.n_head_kv * c.head_dim
-            && ly.v.rows == ly.k.rows;
         if let Some((name, smem_per_elem)) = fused_qkv {
             let same = ly.v.qt == ly.q.qt;
             let warps = if same {
@@ -1255,15 +1209,7 @@ impl GpuModel {
                 s.h.ptr,
                 s.q.ptr,
                 s.k.ptr,
-                s.v.ptr,
-                ly.q_norm.ptr,
-                ly.k_norm.ptr,
-                s.kc[l].ptr,
-                s.vc[l].ptr,
-                s.pos.ptr,
-                c.head_dim as i32,
-                c.rope_base,
-                if fused_rope { s.qk_counter.ptr } else { 0u64 }
+                s.v.ptr
             );
         } else if t == 1 && ly.q.qt == ly.k.qt && ly.q.k == ly.k.k {
             // one launch for q, k (and v when it has their qtype): 5120 rows keep the GPU busy
@@ -1316,59 +1262,48 @@ impl GpuModel {
         let mut att_q16 = false;
         if t == 1 && self.use_fused_attn {
             // q/k norm, RoPE, K/V store, chunk partials and their merge in one launch
-            self.encode_attn_decode(ly, l, nch, false)?;
+            self.encode_attn_decode(ly, l, nch)?;
         } else {
-            if !fused_rope {
-                let qk_cfg = LaunchConfig {
-                    grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
-                    block_dim: (c.head_dim as u32, 1, 1),
-                    shared_mem_bytes: 0,
-                };
-                launch!(
-                    self,
-                    "qk_norm_rope_store",
-                    qk_cfg,
-                    s.q.ptr,
-                    s.k.ptr,
-                    s.v.ptr,
-                    ly.q_norm.ptr,
-                    ly.k_norm.ptr,
-                    s.kc[l].ptr,
-                    s.vc[l].ptr,
-                    s.pos.ptr,
-                    c.n_head as i32,
-                    c.n_head_kv as i32,
-                    c.head_dim as i32,
-                    c.rope_base,
-                    c.rms_eps
-                );
-                // t > 1: q normed and rotated in place (T x q_dim); k normed, rotated and stored
-                // into the K cache only, at rows pos0 .. pos0 + T (st.k keeps the raw product)
-                let (q, kc) = (&s.q._buf, &s.kc[l]._buf);
-                self.tap_rows(hook, Stage::Rope, Some("q"), li, q, 0, pos0, t, &[nh, hd])?;
-                self.tap_rows(
-                    hook,
-                    Stage::Rope,
-                    Some("k"),
-                    li,
-                    kc,
-                    pos0,
-                    pos0,
-                    t,
-                    &[nkv, hd],
-                )?;
-            }
+            let qk_cfg = LaunchConfig {
+                grid_dim: ((c.n_head + c.n_head_kv) as u32, t as u32, 1),
+                block_dim: (c.head_dim as u32, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            launch!(
+                self,
+                "qk_norm_rope_store",
+                qk_cfg,
+                s.q.ptr,
+                s.k.ptr,
+                s.v.ptr,
+                ly.q_norm.ptr,
+                ly.k_norm.ptr,
+                s.kc[l].ptr,
+                s.vc[l].ptr,
+                s.pos.ptr,
+                c.n_head as i32,
+                c.n_head_kv as i32,
+                c.head_dim as i32,
+                c.rope_base,
+                c.rms_eps
+            );
+            // t > 1: q normed and rotated in place (T x q_dim); k normed, rotated and stored
+            // into the K cache only, at rows pos0 .. pos0 + T (st.k keeps the raw product)
+            let (q, kc) = (&s.q._buf, &s.kc[l]._buf);
+            self.tap_rows(hook, Stage::Rope, Some("q"), li, q, 0, pos0, t, &[nh, hd])?;
+            self.tap_rows(
+                hook,
+                Stage::Rope,
+                Some("k"),
+                li,
+                kc,
+                pos0,
+                pos0,
+                t,
+                &[nkv, hd],
+            )?;
             let g = c.n_head / c.n_head_kv;
-            if fused_rope && self.use_attn_merge && c.head_dim <= 128 && g <= 8 {
-                // attn_decode without its prologue (matvec3n did it): chunk partials and the
-                // last block's merge in one launch, no attn_combine
-                self.encode_attn_decode(ly, l, nch, true)?;
-            } else if t > 1
-                && self.use_ap
-                && c.head_dim % 32 == 0
-                && c.head_dim <= 128
-                && 64 % g == 0
-            {
+            if t > 1 && self.use_ap && c.head_dim % 32 == 0 && c.head_dim <= 128 && 64 % g == 0 {
                 let ap_cfg = LaunchConfig {
                     grid_dim: (c.n_head_kv as u32, ceil_div(t, 64 / g) as u32, 1),
                     block_dim: (256, 1, 1),
@@ -2011,7 +1946,6 @@ fn alloc_state(dev: &GpuDevice, c: &GpuConfig, o: &LoadOptions) -> Result<State,
         tok_list,
         tok_off: i(b.div_ceil(MATMAT_TT) + 1, "token tiles")?,
         att_counter: i(c.n_head_kv, "attention tickets")?,
-        qk_counter: i(c.n_head + c.n_head_kv, "q/k head tickets")?,
         hq: bytes(3 * c.n_embd, "the decode router's Q16 output")?,
         attq: bytes(3 * qd, "the decode attention output as Q16")?,
         actq: bytes(3 * k * c.expert_ff, "the decode SwiGLU outputs as Q16")?,
