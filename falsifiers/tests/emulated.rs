@@ -7,7 +7,8 @@ use engine::cuda::GpuQType;
 use kernel_emu::testdata::{
     activations, causal_attention_f64, decode_attn_case, device, group_pairs, max_abs_error,
     norm_weights, q16_error_ratios, random_matrix, relative_error, rmsnorm_f64, router_f64, silu,
-    weights, QkvCase, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES, PREFILL_ATTN_CASES,
+    split_q16_error_ratios, weights, QkvCase, Reference, Rng, ALL_QTYPES, DECODE_ATTN_CASES,
+    PREFILL_ATTN_CASES,
 };
 use kernel_emu::{
     attn_decode, attn_prefill, matmat_qi, matmat_tc, matmat_token_tiles, matvec3, matvec3n_q16,
@@ -177,34 +178,11 @@ fn decode_products_under_emulation(ctx: &mut Ctx) -> FalsifierResult {
 
 const MQ_QTYPES: [GpuQType; 4] = [GpuQType::Q4K, GpuQType::Q5K, GpuQType::Q6K, GpuQType::Q8_0];
 
-/// split_act_q16's bound for each element of the rows x (row stride k) and their split: |x - dx v|
-/// / (0.51 dx), infinite where a 32-group's dx is not amax / 32639 (bit for bit) or a 16-group
-/// sum is not dx times the sum of v.
+/// split_act_q16's bound for each element of the rows x and their split
+/// (testdata::split_q16_error_ratios).
 fn split_q16_check(x: &[f32], s: &SplitQ16, what: &str, worst: &mut Worst) {
-    let k = s.k;
-    for r in 0..s.rows {
-        for g in 0..k / 32 {
-            let blk = &x[r * k + 32 * g..][..32];
-            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let dx = s.dx[r * k / 32 + g];
-            let mut sums = [0i64; 2];
-            for i in 0..32 {
-                sums[i / 16] += s.v(r, 32 * g + i) as i64;
-            }
-            let meta_ok = dx.to_bits() == (amax / 32639.0).to_bits()
-                && (0..2).all(|h| {
-                    s.sums[r * k / 16 + 2 * g + h].to_bits() == (dx * sums[h] as f32).to_bits()
-                });
-            for (i, &xv) in blk.iter().enumerate() {
-                let e = (xv as f64 - dx as f64 * s.v(r, 32 * g + i) as f64).abs();
-                let ratio = if meta_ok && e.is_finite() {
-                    e / (0.51 * dx as f64).max(1e-30)
-                } else {
-                    f64::INFINITY
-                };
-                worst.add(ratio, || format!("{what} row {r} element {}", 32 * g + i));
-            }
-        }
+    for (i, r) in split_q16_error_ratios(x, s).into_iter().enumerate() {
+        worst.add(r, || format!("{what} row {} element {}", i / s.k, i % s.k));
     }
 }
 

@@ -7,7 +7,7 @@ use engine::cuda::qtype::repack_for_device;
 use engine::cuda::GpuQType;
 use engine::quant::{dequantize_row, f32_to_f16, QType};
 
-use crate::{DecodeAttn, EmuError, Heads, Weights, Q16};
+use crate::{DecodeAttn, EmuError, Heads, SplitQ16, Weights, Q16};
 
 /// Every qtype the engine has GPU kernels for, in the order the tests seed them by.
 pub const ALL_QTYPES: [GpuQType; 6] = [
@@ -386,6 +386,38 @@ pub fn q16_error_ratios(x: &[f32], q: &Q16) -> Vec<f64> {
             } else {
                 f64::INFINITY
             });
+        }
+    }
+    out
+}
+
+/// For each element of the rows x (row stride `s.k`), split_act_q16's error over its stated
+/// bound: |x - dx v| / (0.51 dx), dx = amax / 32639 of its group of 32; infinite where a group's
+/// dx is not that (bit for bit), or one of its two 16-element sums is not dx times the sum of v
+/// (bit for bit), or |v| > 32639.
+pub fn split_q16_error_ratios(x: &[f32], s: &SplitQ16) -> Vec<f64> {
+    let k = s.k;
+    let mut out = Vec::with_capacity(s.rows * k);
+    for r in 0..s.rows {
+        for g in 0..k / 32 {
+            let blk = &x[r * k + 32 * g..][..32];
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let dx = s.dx[r * k / 32 + g];
+            let v = |i: usize| s.v(r, 32 * g + i);
+            let sum = |h: usize| (16 * h..16 * h + 16).map(|i| v(i) as i64).sum::<i64>();
+            let meta_ok = dx.to_bits() == (amax / 32639.0).to_bits()
+                && (0..2).all(|h| {
+                    s.sums[r * k / 16 + 2 * g + h].to_bits() == (dx * sum(h) as f32).to_bits()
+                })
+                && (0..32).all(|i| v(i).abs() <= 32639);
+            for (i, &xv) in blk.iter().enumerate() {
+                let e = (xv as f64 - dx as f64 * v(i) as f64).abs();
+                out.push(if meta_ok && e.is_finite() {
+                    e / (0.51 * dx as f64).max(1e-30)
+                } else {
+                    f64::INFINITY
+                });
+            }
         }
     }
     out
