@@ -211,13 +211,14 @@ __device__ __forceinline__ void mq_scale_min(u32 y, u32 z, u32 w, int s, float& 
     }
 }
 
-// Two adjacent 4-bit fields as the two halves of a packed pair (bits 0-3 and 16-19): the low
-
-// The 64 weights of this thread (mq_load_raw's raw bytes) as unsigned bytes at arow, and per
-// 16-group (scale, offset) with w = s q - m.
+// The 64 weights of this thread (mq_load_raw's raw bytes) as unsigned bytes at arow (16-byte
+// aligned), and per 16-group (scale, offset) with w = s q - m. The bytes are built in registers
+// and stored 16 at a time. Why: the 32 threads of a warp write 16 rows x 2 halves, whose 4-byte
+// stores hit only 8 banks (4-way conflicts, 64 shared-memory wavefronts per warp and K tile);
+// 16-byte stores take 16.
 template <int QT>
 __device__ __forceinline__ void qi_store_a(const MqRaw& R, int e0, u8* arow, float2* sm) {
-    u32* au = (u32*)arow;  // 16 words: columns 0..63 of this thread's part of the row
+    u32 au[16];  // columns 0..63 of this thread's part of the row, 4 per word
     if (QT == QT_Q4_K || QT == QT_Q5_K) {
         int j = (e0 % 256) / 64;
         float d = h2f((u16)(R.w[0] & 0xFFFF)), dmin = h2f((u16)(R.w[0] >> 16));
@@ -272,12 +273,17 @@ __device__ __forceinline__ void qi_store_a(const MqRaw& R, int e0, u8* arow, flo
             sm[2 * h] = sm[2 * h + 1] = make_float2(d, 128.f * d);
         }
     }
+    uint4* dst = (uint4*)arow;
+#pragma unroll
+    for (int j = 0; j < 4; j++) dst[j] = make_uint4(au[4 * j], au[4 * j + 1], au[4 * j + 2], au[4 * j + 3]);
 }
 
 // ---------------------------------------------------------------------------------------------
-// matmat_qi: as matmat_q, with X given as split_act_q16's Xh, Xl, Xd, Xs (row index p / in_div,
-// row stride K). grid = (ceil(rows / 64), ceil(max pairs per group / 32), groups), 128 threads,
-// QI_SMEM_BYTES of dynamic shared memory. K % 128 == 0.
+// matmat_qi: Y[p, r] (=|+=) W_e[r, :] . X[p / in_div, :] for the pairs p of a group, with X given
+// as split_act_q16's Xh, Xl, Xd, Xs (row index p / in_div, row stride K). Dense: one group
+// (expert 0) holding p = 0 .. n_dense; grouped MoE: blockIdx.z = expert e with pairs
+// list[off[e] .. off[e + 1]). grid = (ceil(rows / 64), ceil(max pairs per group / 32), groups),
+// 128 threads, QI_SMEM_BYTES of dynamic shared memory. K % 128 == 0.
 // ---------------------------------------------------------------------------------------------
 template <int QT>
 __device__ void matmat_qi_impl(const u8* W, i64 expert_bytes, i64 row_bytes, int nrows, int K,
