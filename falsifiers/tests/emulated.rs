@@ -186,6 +186,19 @@ fn split_q16_check(x: &[f32], s: &SplitQ16, what: &str, worst: &mut Worst) {
     }
 }
 
+/// split_act_q16 over `rows` rows of x (k columns), its bound checked into `worst`.
+fn split_checked(
+    x: &[f32],
+    k: usize,
+    rows: usize,
+    what: &str,
+    worst: &mut Worst,
+) -> Result<SplitQ16, pv_evidence::FalsifierError> {
+    let xq = split_act_q16(x, k, k, rows).context("split_act_q16")?;
+    split_q16_check(x, &xq, what, worst);
+    Ok(xq)
+}
+
 /// FALSIFY-EMU-MMQ-001's two checks, kept apart: split_act_q16's elements against 0.51 dx, and
 /// matmat_qi's outputs against 1e-5 sum |w x^| of the float64 product with x^ = dx v.
 struct MmqWorst {
@@ -205,13 +218,8 @@ fn mmq_worst(pl: Plant) -> Result<MmqWorst, pv_evidence::FalsifierError> {
         plant(&mut dev, pl);
         let x = activations(t, k, &mut rng);
         let rf = Reference::new(qt, &file, 1, rows, k).context("reference")?;
-        let xq = split_act_q16(&x, k, k, t).context("split_act_q16")?;
-        split_q16_check(
-            &x,
-            &xq,
-            &format!("dense {} activations", qt.name()),
-            &mut quant,
-        );
+        let what = format!("dense {} activations", qt.name());
+        let xq = split_checked(&x, k, t, &what, &mut quant)?;
         let mut y = vec![f32::NAN; t * rows];
         let w = weights(qt, &dev, rows, k, 1);
         matmat_qi(w, &xq, 1, Pairs::Dense(t), &mut y, rows, false).context("matmat_qi")?;
@@ -234,13 +242,8 @@ fn mmq_worst(pl: Plant) -> Result<MmqWorst, pv_evidence::FalsifierError> {
         let rf = Reference::new(qt, &file, experts, rows, k).context("reference")?;
         let ids: Vec<usize> = (0..tokens).flat_map(|t| [0, 1 + (t % 2)]).collect();
         let (list, off) = group_pairs(&ids, experts);
-        let xq = split_act_q16(&x, k, k, tokens).context("split_act_q16")?;
-        split_q16_check(
-            &x,
-            &xq,
-            &format!("grouped {} activations", qt.name()),
-            &mut quant,
-        );
+        let what = format!("grouped {} activations", qt.name());
+        let xq = split_checked(&x, k, tokens, &what, &mut quant)?;
         for add in [false, true] {
             let init: Vec<f32> = (0..ids.len() * rows)
                 .map(|i| (i % 13) as f32 * 0.25)

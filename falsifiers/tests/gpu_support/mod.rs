@@ -202,18 +202,10 @@ pub fn router_check(
     let mut bad = Vec::new();
     let mut max_w = 0f64;
     for c in cmps {
-        let k = c.reference.ids.len();
         let mut g: Vec<usize> = c.gpu_ids.iter().map(|&i| i as usize).collect();
         let mut r = c.reference.ids.clone();
         g.sort_unstable();
         r.sort_unstable();
-        let mut sorted = c.reference.probs.clone();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        let margin = if sorted.len() > k {
-            sorted[k - 1] - sorted[k]
-        } else {
-            f64::INFINITY
-        };
         if g == r {
             for (id, w) in c.gpu_ids.iter().zip(&c.gpu_weights) {
                 let pos = c
@@ -230,6 +222,7 @@ pub fn router_check(
                 };
             }
         } else {
+            let margin = kth_margin(&c.reference);
             let rec = json!({"model": c.model, "prompt": c.prompt, "layer": c.layer, "pos": c.pos,
                 "gpu": g, "reference": r, "kth_minus_k1th_prob": margin});
             if margin < ROUTER_TIE_EPS {
@@ -243,9 +236,22 @@ pub fn router_check(
     (uncertified, ties, max_w, bad)
 }
 
-/// Record the followed near-ties (detail `followed_near_ties`, and a note with their count).
-fn note_followed(ctx: &mut Ctx, cmps: &[LayerCmp]) {
-    let f = followed_ties(cmps);
+/// The reference's k-th minus (k+1)-th softmax probability at one (layer, position): the margin
+/// a router near-tie is certified by (infinite when there is no (k+1)-th expert).
+fn kth_margin(r: &RefLayer) -> f64 {
+    let k = r.ids.len();
+    let mut sorted = r.probs.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    if sorted.len() > k {
+        sorted[k - 1] - sorted[k]
+    } else {
+        f64::INFINITY
+    }
+}
+
+/// Record the followed near-ties `f` (followed_ties): detail `followed_near_ties`, and a note
+/// with their count.
+fn note_followed(ctx: &mut Ctx, f: Vec<serde_json::Value>) {
     ctx.note(format!(
         "{} router near-ties (margin < {ROUTER_TIE_EPS:e}) where the GPU chose another expert set; \
          the reference followed it there (detail followed_near_ties)",
@@ -260,13 +266,10 @@ pub fn followed_ties(cmps: &[LayerCmp]) -> Vec<serde_json::Value> {
     cmps.iter()
         .filter_map(|c| {
             let f = c.reference.followed.as_ref()?;
-            let k = c.reference.ids.len();
-            let mut sorted = c.reference.probs.clone();
-            sorted.sort_by(|a, b| b.total_cmp(a));
             Some(
                 json!({"model": c.model, "prompt": c.prompt, "layer": c.layer, "pos": c.pos,
                 "reference": c.reference.ids, "followed": f,
-                "kth_minus_k1th_prob": sorted[k - 1] - sorted[k]}),
+                "kth_minus_k1th_prob": kth_margin(&c.reference)}),
             )
         })
         .collect()
@@ -443,7 +446,7 @@ pub fn layer_cos_tiny(ctx: &mut Ctx) -> FalsifierResult {
         "{} (layer, position) hidden states compared",
         all.len()
     ));
-    note_followed(ctx, &all);
+    note_followed(ctx, followed_ties(&all));
     ctx.metric("min_layer_cosine", min_nan(all.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -482,7 +485,7 @@ pub fn layer_cos_big(ctx: &mut Ctx) -> FalsifierResult {
         "{} (layer, position) hidden states compared; prefill of 4 tokens, 2 decode steps",
         cmps.len()
     ));
-    note_followed(ctx, cmps);
+    note_followed(ctx, followed_ties(cmps));
     ctx.metric("min_layer_cosine", min_nan(cmps.iter().map(|c| c.cosine)));
     Ok(())
 }
@@ -518,7 +521,7 @@ pub fn router(ctx: &mut Ctx) -> FalsifierResult {
         }
     }
     let (uncertified, ties, max_w, bad) = router_check(&all);
-    note_followed(ctx, &all);
+    note_followed(ctx, followed_ties(&all));
     ctx.note(format!(
         "{} (layer, position) router choices compared; {} certified near-ties (margin < {ROUTER_TIE_EPS}), {} uncertified mismatches",
         all.len(),
@@ -600,12 +603,7 @@ pub fn logits(ctx: &mut Ctx) -> FalsifierResult {
     }
     ctx.series("logits_cosine", cosines);
     ctx.detail("argmax_near_ties", json!(ties));
-    ctx.note(format!(
-        "{} router near-ties (margin < {ROUTER_TIE_EPS:e}) where the GPU chose another expert set; \
-         the reference followed it there (detail followed_near_ties)",
-        followed.len()
-    ));
-    ctx.detail("followed_near_ties", json!(followed));
+    note_followed(ctx, followed);
     ctx.metric("min_logits_cosine", min_cos);
     ctx.metric("uncertified_argmax_disagreements", uncertified as f64);
     ctx.metric("prompts_checked", checked as f64);
