@@ -5,9 +5,9 @@
 //! fn dequant_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult { ... }
 //! ```
 //!
-//! At compile time the macro loads the contracts (directory: `$PV_CONTRACTS_DIR`, relative to
-//! the crate's manifest dir when relative; default `<CARGO_MANIFEST_DIR>/../contracts`), finds
-//! the id, and emits a `#[test]` function of the same name that calls
+//! At compile time the macro loads the contracts (the folders `pv.toml` names, found upward from
+//! the crate's manifest folder; `$PV_CONTRACTS_DIR`, relative to the manifest folder when
+//! relative, overrides them), finds the id, and emits a `#[test]` function of the same name that calls
 //! `pv_evidence::run_falsifier` with the falsifier's metadata (thresholds, tier, gate, contract
 //! hash, `if_fails`) embedded, so thresholds live only in YAML. The gate becomes attributes:
 //!
@@ -23,8 +23,8 @@
 //! Rebuilds: the expansion contains `include_bytes!` of the contract file, and
 //! `option_env!("PV_DEVICES")` / `option_env!("PV_CONTRACTS_DIR")`, so rustc records the
 //! contract file and both variables in the crate's dep-info and cargo rebuilds the test crate
-//! when any of them changes. (A contract file that is *added* is picked up through
-//! `falsifiers/build.rs`, which watches the whole contracts directory.)
+//! when any of them changes. (A contract file that is *added* is picked up through the test
+//! crate's `build.rs`, `pv_build::generate()`, which watches the contract folders.)
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,7 @@ pub fn falsifier(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[derive(Clone)]
 struct Info {
     id: String,
+    claim_sha256: String,
     contract: String,
     version: String,
     file: PathBuf,
@@ -75,13 +76,19 @@ type CatalogCache = HashMap<PathBuf, (Signature, Arc<Catalog>)>;
 
 /// Loads (and caches, per compiler process, keyed by file names and mtimes) the catalog. Each
 /// file is loaded on its own so that one broken contract does not hide the others' falsifiers.
-fn catalog(dir: &Path) -> Result<Arc<Catalog>, String> {
+fn catalog(dirs: &[PathBuf]) -> Result<Arc<Catalog>, String> {
     static CACHE: Mutex<Option<CatalogCache>> = Mutex::new(None);
-    let files = pv_contract::load::contract_files(dir)
-        .map_err(|e| format!("cannot list contracts in {}: {e}", dir.display()))?;
-    if files.is_empty() {
-        return Err(format!("no contract files (*.yaml) in {}", dir.display()));
+    let mut files = Vec::new();
+    for dir in dirs {
+        files.extend(
+            pv_contract::load::contract_files(dir)
+                .map_err(|e| format!("cannot list contracts in {}: {e}", dir.display()))?,
+        );
     }
+    if files.is_empty() {
+        return Err(format!("no contract files (*.yaml) in {}", shown(dirs)));
+    }
+    let key = PathBuf::from(shown(dirs));
     let sig: Signature = files
         .iter()
         .map(|f| {
@@ -93,7 +100,7 @@ fn catalog(dir: &Path) -> Result<Arc<Catalog>, String> {
         .collect();
     let mut guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let cache = guard.get_or_insert_with(HashMap::new);
-    if let Some((s, c)) = cache.get(dir) {
+    if let Some((s, c)) = cache.get(&key) {
         if *s == sig {
             return Ok(c.clone());
         }
@@ -115,6 +122,7 @@ fn catalog(dir: &Path) -> Result<Arc<Catalog>, String> {
                 for f in &c.falsifiers {
                     falsifiers.entry(f.id.clone()).or_insert_with(|| Info {
                         id: f.id.clone(),
+                        claim_sha256: pv_contract::digest::claim_digest(c, f),
                         contract: c.contract.clone(),
                         version: c.version.clone(),
                         file: file.clone(),
@@ -133,15 +141,25 @@ fn catalog(dir: &Path) -> Result<Arc<Catalog>, String> {
         }
     }
     let cat = Arc::new(Catalog { falsifiers, broken });
-    cache.insert(dir.to_path_buf(), (sig, cat.clone()));
+    cache.insert(key, (sig, cat.clone()));
     Ok(cat)
 }
 
-fn contracts_dir(manifest_dir: &Path) -> PathBuf {
-    match std::env::var_os("PV_CONTRACTS_DIR") {
-        Some(d) if !d.is_empty() => manifest_dir.join(PathBuf::from(d)),
-        _ => manifest_dir.join("..").join("contracts"),
-    }
+/// The contract folders and the project root: `$PV_CONTRACTS_DIR` if set, else `pv.toml`'s.
+fn contracts_dirs(manifest_dir: &Path) -> Result<(Vec<PathBuf>, PathBuf), String> {
+    let project = pv_project::Project::discover(manifest_dir).map_err(|e| e.to_string())?;
+    let dirs = match std::env::var_os("PV_CONTRACTS_DIR") {
+        Some(d) if !d.is_empty() => vec![manifest_dir.join(PathBuf::from(d))],
+        _ => project.contract_dirs(),
+    };
+    Ok((dirs, project.root))
+}
+
+fn shown(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The known ids nearest to `id` by edit distance (at most three).
@@ -162,13 +180,13 @@ fn expand(id_lit: &LitStr, func: ItemFn) -> syn::Result<TokenStream2> {
         std::env::var_os("CARGO_MANIFEST_DIR")
             .ok_or_else(|| syn::Error::new(span, "CARGO_MANIFEST_DIR is not set"))?,
     );
-    let dir = contracts_dir(&manifest_dir);
-    let cat = catalog(&dir).map_err(|e| syn::Error::new(span, e))?;
+    let (dirs, workspace) = contracts_dirs(&manifest_dir).map_err(|e| syn::Error::new(span, e))?;
+    let cat = catalog(&dirs).map_err(|e| syn::Error::new(span, e))?;
     let Some(info) = cat.falsifiers.get(&id) else {
         let near = nearest(&id, cat.falsifiers.keys());
         let mut msg = format!(
             "unknown falsifier `{id}`: no contract in {} defines it",
-            dir.display()
+            shown(&dirs)
         );
         if !near.is_empty() {
             msg.push_str(&format!(
@@ -192,7 +210,6 @@ fn expand(id_lit: &LitStr, func: ItemFn) -> syn::Result<TokenStream2> {
             .map(quote::ToTokens::to_token_stream),
     )?;
 
-    let workspace = pv_evidence::env::workspace_root(&manifest_dir);
     let contract_file = info
         .file
         .canonicalize()
@@ -226,13 +243,9 @@ fn expand(id_lit: &LitStr, func: ItemFn) -> syn::Result<TokenStream2> {
     let ignore = if missing.is_empty() {
         quote!()
     } else {
-        let what = if needed.iter().any(|d| d == "cuda") {
-            "a GPU"
-        } else {
-            "hardware"
-        };
         let reason = format!(
-            "needs {what}: {id} is tier {} (devices: {}); build with PV_DEVICES={} and run with --include-ignored",
+            "needs {}: {id} is tier {} (devices: {}); build with PV_DEVICES={} and run with --include-ignored",
+            needed.join(", "),
             if hardware { "hardware" } else { "algorithm" },
             needed.join(", "),
             needed.join(","),
@@ -299,6 +312,7 @@ fn expand(id_lit: &LitStr, func: ItemFn) -> syn::Result<TokenStream2> {
     };
     let (contract, version, sha256, if_fails) =
         (&info.contract, &info.version, &info.sha256, &info.if_fails);
+    let claim_sha256 = &info.claim_sha256;
     let (devices, fixtures) = (&info.devices, &info.fixtures);
 
     let vis = &func.vis;
@@ -332,6 +346,7 @@ fn expand(id_lit: &LitStr, func: ItemFn) -> syn::Result<TokenStream2> {
                 contract_version: #version,
                 contract_path: #contract_rel,
                 contract_sha256: #sha256,
+                falsifier_sha256: #claim_sha256,
                 tier: #tier,
                 metrics: &[#(#metric_specs),*],
                 devices: &[#(#devices),*],

@@ -1,11 +1,12 @@
-//! Which falsifiers have a bound test: a textual scan of `falsifiers/tests/*.rs` for
-//! `#[falsifier("ID")]` attributes.
+//! Which falsifiers have a bound test: a textual scan of the test packages' `tests/*.rs` and
+//! `src/**/*.rs` for `#[falsifier("ID")]` attributes.
 //!
 //! The proc-macro sees one test at a time, so it cannot know which falsifiers have no test. A
 //! textual scan is simple and robust enough for that question: the attribute is always written
 //! literally (`#[falsifier("...")]` or `#[contract_macros::falsifier("...")]`), and a line whose
-//! first non-blank characters are `//` is ignored. Both `falsifiers/build.rs` (the generated
-//! registry) and `pv status` (UNIMPLEMENTED) use this one function, so they cannot disagree.
+//! first non-blank characters are `//` is ignored. Both `pv-build` (the registry and the
+//! one-test-per-falsifier check) and `pv status` (UNIMPLEMENTED) use this one function, so they
+//! cannot disagree.
 
 use std::fs;
 use std::io;
@@ -96,6 +97,45 @@ pub fn scan_tests_dir(tests_dir: &Path) -> io::Result<Vec<Binding>> {
         out.extend(scan_text(&f, &text));
     }
     Ok(out)
+}
+
+/// Scans one package folder: every `*.rs` directly in `tests/` (cargo's integration tests; not
+/// subfolders, where `tests/ui/` holds compile-fail cases that are not bound tests) and every
+/// `*.rs` under `src/` (unit tests), in path order. Missing folders contribute nothing.
+pub fn scan_package(package_dir: &Path) -> io::Result<Vec<Binding>> {
+    let mut out = Vec::new();
+    let tests = package_dir.join("tests");
+    if tests.is_dir() {
+        out.extend(scan_tests_dir(&tests)?);
+    }
+    let src = package_dir.join("src");
+    if src.is_dir() {
+        let mut files = Vec::new();
+        rs_files(&src, &mut files)?;
+        files.sort();
+        for f in files {
+            let text = fs::read_to_string(&f)?;
+            out.extend(scan_text(&f, &text));
+        }
+    }
+    Ok(out)
+}
+
+fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let ft = e.file_type()?;
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if ft.is_dir() {
+            rs_files(&p, out)?;
+        } else if ft.is_file() && p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

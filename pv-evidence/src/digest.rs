@@ -1,15 +1,19 @@
-//! The source digest: one sha256 over the sources under test, so that `pv` can tell whether
-//! evidence was produced from the code that is checked out now.
+//! The source digest: one sha256 over the sources a falsifier's claim is about, so that `pv`
+//! can tell whether evidence was produced from the code that is checked out now.
 //!
-//! The roots are listed once, in [`SOURCE_ROOTS`], and every record stores the list it used, so
-//! `pv` recomputes exactly the same digest without knowing anything about the engine.
+//! Two algorithms, both readable forever:
 //!
-//! Algorithm `pv-source-v1`: files are collected from each root (a file, or a directory walked
-//! recursively), keyed by their path relative to the workspace root with `/` separators, sorted
-//! bytewise, and hashed as `path NUL length(u64 LE) contents` after a domain tag. A root that does
-//! not exist contributes `missing NUL path NUL`, so creating it later changes the digest. Only
-//! regular files count; entries whose name starts with `.` (editor swap files, `.DS_Store`) are
-//! skipped, and so are symlinks, whose targets may lie outside the roots.
+//! - `pv-source-v2` (written now): the files of the falsifier's **scope** (`pv.toml`'s
+//!   `[scope]` globs, [`pv_project::Scope`]), excluding the project's evidence folders. The
+//!   record stores the patterns in `source.roots`; `pv` recomputes the digest over the scope
+//!   configured *now*, and a record whose patterns differ from it is stale.
+//! - `pv-source-v1` (records of format 1): explicit roots (files or folders walked
+//!   recursively), stored in the record and recomputed over the same roots.
+//!
+//! Both hash the selected files keyed by their `/`-separated path relative to the project
+//! root, sorted bytewise, as `path NUL length(u64 LE) contents` after a domain tag. v1 adds
+//! `missing NUL root NUL` for a root that does not exist. Only regular files count; entries
+//! whose name starts with `.` and symlinks are skipped.
 
 use std::fs;
 use std::io;
@@ -19,13 +23,11 @@ use sha2::{Digest, Sha256};
 
 use crate::record::SourceDigest;
 
-/// The digest algorithm written into records.
-pub const DIGEST_ALGORITHM: &str = "pv-source-v1";
+/// The digest algorithm written into records now: a glob scope.
+pub const DIGEST_ALGORITHM: &str = "pv-source-v2";
 
-/// The sources whose change makes evidence stale, relative to the workspace root. Evidence is
-/// about the engine; the falsifier tests themselves are bound by the contract hash and the test
-/// name, and `pv` crates never change what the engine computes.
-pub const SOURCE_ROOTS: &[&str] = &["engine/src", "engine/Cargo.toml", "engine/build.rs"];
+/// The algorithm of format-1 records: explicit roots.
+pub const DIGEST_ALGORITHM_V1: &str = "pv-source-v1";
 
 /// An I/O failure while hashing, with the path that caused it.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +40,44 @@ pub struct DigestError {
     pub source: io::Error,
 }
 
-/// Computes the `pv-source-v1` digest of `roots` under `workspace_root`.
+/// Computes the `pv-source-v2` digest of a scope under the project root, skipping `exclude`
+/// folders (the evidence folders).
+pub fn scope_digest(
+    project_root: &Path,
+    patterns: &[String],
+    exclude: &[PathBuf],
+) -> Result<SourceDigest, DigestError> {
+    let scope = pv_project::Scope::new(patterns).map_err(|e| DigestError {
+        path: project_root.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, e),
+    })?;
+    let files = scope
+        .files(project_root, exclude)
+        .map_err(|e| DigestError {
+            path: project_root.to_path_buf(),
+            source: io::Error::other(e.to_string()),
+        })?;
+    let mut hasher = Sha256::new();
+    hasher.update(b"pv-source-v2\0");
+    for (key, path) in &files {
+        let bytes = fs::read(path).map_err(|source| DigestError {
+            path: path.clone(),
+            source,
+        })?;
+        hasher.update(key.as_bytes());
+        hasher.update(b"\0");
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    Ok(SourceDigest {
+        algorithm: DIGEST_ALGORITHM.to_string(),
+        roots: patterns.to_vec(),
+        sha256: hex(&hasher.finalize()),
+        files: files.len(),
+    })
+}
+
+/// Computes the `pv-source-v1` digest of `roots` under `workspace_root` (format-1 records).
 pub fn source_digest(workspace_root: &Path, roots: &[&str]) -> Result<SourceDigest, DigestError> {
     let mut hasher = Sha256::new();
     hasher.update(b"pv-source-v1\0");
@@ -79,7 +118,7 @@ pub fn source_digest(workspace_root: &Path, roots: &[&str]) -> Result<SourceDige
         }
     }
     Ok(SourceDigest {
-        algorithm: DIGEST_ALGORITHM.to_string(),
+        algorithm: DIGEST_ALGORITHM_V1.to_string(),
         roots: roots.iter().map(|r| r.to_string()).collect(),
         sha256: hex(&hasher.finalize()),
         files,
@@ -138,6 +177,8 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SOURCE_ROOTS: &[&str] = &["engine/src", "engine/Cargo.toml", "engine/build.rs"];
 
     fn tree() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
@@ -202,6 +243,36 @@ mod tests {
             source_digest(d1.path(), &["r"]).unwrap().sha256,
             source_digest(d2.path(), &["r"]).unwrap().sha256
         );
+    }
+
+    #[test]
+    fn scope_digest_follows_the_scope_only() {
+        let d = tree();
+        fs::create_dir_all(d.path().join("evidence")).unwrap();
+        fs::write(d.path().join("evidence/r.json"), "{}").unwrap();
+        fs::write(d.path().join("README.md"), "text").unwrap();
+        let scope = vec!["engine/src/**".to_string()];
+        let ex = [d.path().join("evidence")];
+        let base = scope_digest(d.path(), &scope, &ex).unwrap();
+        assert_eq!((base.algorithm.as_str(), base.files), ("pv-source-v2", 2));
+        assert_eq!(base.roots, scope);
+        // Outside the scope: nothing changes.
+        fs::write(d.path().join("README.md"), "other text").unwrap();
+        fs::write(d.path().join("engine/Cargo.toml"), "[package]\nname = \"e\"").unwrap();
+        fs::write(d.path().join("evidence/r2.json"), "{}").unwrap();
+        assert_eq!(base, scope_digest(d.path(), &scope, &ex).unwrap());
+        // Inside: an edit, a new file.
+        fs::write(d.path().join("engine/src/lib.rs"), "pub mod a; // edited").unwrap();
+        let edited = scope_digest(d.path(), &scope, &ex).unwrap();
+        assert_ne!(base.sha256, edited.sha256);
+        fs::write(d.path().join("engine/src/new.rs"), "").unwrap();
+        let added = scope_digest(d.path(), &scope, &ex).unwrap();
+        assert_ne!(edited.sha256, added.sha256);
+        assert_eq!(added.files, 3);
+        // A scope whose globs select everything still skips the evidence folder.
+        let all = scope_digest(d.path(), &["**".to_string()], &ex).unwrap();
+        fs::write(d.path().join("evidence/r3.json"), "{}").unwrap();
+        assert_eq!(all, scope_digest(d.path(), &["**".to_string()], &ex).unwrap());
     }
 
     #[test]

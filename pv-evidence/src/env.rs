@@ -1,9 +1,13 @@
 //! Facts about the machine and the checkout, gathered once per process (tests of one binary run
 //! in parallel threads and share them).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pv_project::{Probe, Project};
 
 use crate::record::{GitInfo, Gpu, Hardware};
 
@@ -53,15 +57,6 @@ fn nvidia_gpus() -> Vec<Gpu> {
         .unwrap_or_default()
 }
 
-/// Whether a device named in a contract's `gate.devices` is present. Unknown names are `None`.
-pub fn device_present(name: &str) -> Option<bool> {
-    match name {
-        // The CUDA forward needs a driver that can see a GPU; nvidia-smi is the driver's tool.
-        "cuda" => Some(!hardware().gpus.is_empty()),
-        _ => None,
-    }
-}
-
 /// The commit and dirty flag of the checkout at `dir` (cached per process).
 ///
 /// `PV_GIT_COMMIT` (with `PV_GIT_DIRTY=1` when the build tree had changes) overrides what git
@@ -102,70 +97,104 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
     .clone()
 }
 
-/// The workspace root above `start`: the nearest ancestor whose `Cargo.toml` has a
-/// `[workspace]` table, else `start` itself.
-pub fn workspace_root(start: &Path) -> PathBuf {
-    for dir in start.ancestors() {
-        if let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) {
-            if text.lines().any(|l| l.trim() == "[workspace]") {
-                return dir.to_path_buf();
-            }
-        }
+/// The project of a test crate: `pv.toml` found upward from its manifest folder (else the
+/// defaults at its cargo root), loaded once per folder per process.
+pub fn project(manifest_dir: &Path) -> Result<Arc<Project>, String> {
+    static PROJECTS: Mutex<Vec<(PathBuf, Result<Arc<Project>, String>)>> = Mutex::new(Vec::new());
+    let mut list = PROJECTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, p)) = list.iter().find(|(d, _)| d == manifest_dir) {
+        return p.clone();
     }
-    start.to_path_buf()
+    let p = Project::discover(manifest_dir)
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
+    list.push((manifest_dir.to_path_buf(), p.clone()));
+    p
 }
 
-/// Outcome of probing the `python-oracle` fixture.
-#[derive(Debug, Clone)]
-pub enum PythonProbe {
-    /// The interpreter imports `gguf`, `llama_cpp` and `numpy`.
-    Ready(PathBuf),
-    /// Why it is not usable (reported as the skip reason).
-    Absent(String),
+/// Whether a fixture or device is present, by its `pv.toml` probe: `Ok(value)` (the value of
+/// its `env` variable, or empty) or `Err(why)`, the declared `missing` text with the detail.
+/// Each (kind, name) is probed once per process.
+pub fn probe(kind: &str, name: &str, p: &Probe) -> Result<String, String> {
+    type Seen = Vec<((String, String), Result<String, String>)>;
+    static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+    let key = (kind.to_string(), name.to_string());
+    if let Some((_, r)) = SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(k, _)| *k == key)
+    {
+        return r.clone();
+    }
+    let r = run_probe(kind, name, p);
+    SEEN.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((key, r.clone()));
+    r
 }
 
-/// Probes `$PV_ORACLE_PYTHON` once per process.
-pub fn python_oracle() -> PythonProbe {
-    static PY: OnceLock<PythonProbe> = OnceLock::new();
-    PY.get_or_init(|| {
-        let Some(py) = std::env::var_os("PV_ORACLE_PYTHON") else {
-            return PythonProbe::Absent(
-                "fixture python-oracle: $PV_ORACLE_PYTHON is not set (scripts/test.sh sets it)"
-                    .to_string(),
-            );
-        };
-        let py = PathBuf::from(py);
-        match Command::new(&py)
-            .args(["-c", "import gguf, llama_cpp, numpy"])
-            .output()
-        {
-            Ok(o) if o.status.success() => PythonProbe::Ready(py),
-            Ok(o) => PythonProbe::Absent(format!(
-                "fixture python-oracle: {} cannot import gguf, llama_cpp, numpy: {}",
-                py.display(),
-                String::from_utf8_lossy(&o.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            )),
-            Err(e) => PythonProbe::Absent(format!(
-                "fixture python-oracle: cannot run {}: {e}",
-                py.display()
-            )),
+/// [`probe`] without the cache.
+pub fn run_probe(kind: &str, name: &str, p: &Probe) -> Result<String, String> {
+    let what = format!("{kind} `{name}`");
+    let value = match &p.env {
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => return Err(format!("{what}: {} (${var} is not set)", p.missing)),
+        },
+        None => String::new(),
+    };
+    let Some((prog, args)) = p.probe.split_first() else {
+        return Ok(value);
+    };
+    let subst = |a: &String| a.replace("{env}", &value);
+    let argv: Vec<String> = std::iter::once(prog).chain(args).map(subst).collect();
+    let shown = argv.join(" ");
+    let mut child = match Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return Err(format!("{what}: {} (cannot run `{shown}`: {e})", p.missing)),
+    };
+    // Read stderr on a thread so that a chatty probe cannot block on a full pipe.
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_string(&mut s);
         }
-    })
-    .clone()
-}
-
-/// Whether a fixture named in a contract's `gate.fixtures` is present: `Ok(())`, `Err(reason)`
-/// when absent, or `None` for a fixture name this runtime does not know.
-pub fn fixture_present(name: &str) -> Option<Result<(), String>> {
-    match name {
-        "python-oracle" => Some(match python_oracle() {
-            PythonProbe::Ready(_) => Ok(()),
-            PythonProbe::Absent(why) => Err(why),
-        }),
-        _ => None,
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs_f64(p.timeout_s);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("{what}: {} (waiting for `{shown}`: {e})", p.missing)),
+        }
+    };
+    let err = reader.join().unwrap_or_default();
+    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    match status {
+        None => Err(format!(
+            "{what}: {} (probe `{shown}` did not finish within {} s)",
+            p.missing, p.timeout_s
+        )),
+        Some(st) if st.success() => Ok(value),
+        Some(st) => Err(format!(
+            "{what}: {} (probe `{shown}` exited with {st}{}{last})",
+            p.missing,
+            if last.is_empty() { "" } else { ": " }
+        )),
     }
 }
 
@@ -183,15 +212,43 @@ mod tests {
         assert!(parse_nvidia_smi("").is_empty());
     }
 
-    #[test]
-    fn finds_this_workspace() {
-        let root = workspace_root(Path::new(env!("CARGO_MANIFEST_DIR")));
-        assert!(root.join("pv-evidence").is_dir(), "{}", root.display());
+    fn probe_of(env: Option<&str>, argv: &[&str], timeout_s: f64) -> Probe {
+        Probe {
+            env: env.map(str::to_string),
+            probe: argv.iter().map(|s| s.to_string()).collect(),
+            missing: "install it".to_string(),
+            timeout_s,
+        }
     }
 
     #[test]
-    fn unknown_gates_are_unknown() {
-        assert!(device_present("tpu").is_none());
-        assert!(fixture_present("no-such-fixture").is_none());
+    fn probes_pass_fail_and_time_out() {
+        assert_eq!(run_probe("device", "sh", &probe_of(None, &["true"], 5.0)), Ok(String::new()));
+        let e = run_probe("fixture", "f", &probe_of(None, &["sh", "-c", "echo nope >&2; exit 3"], 5.0))
+            .unwrap_err();
+        assert!(e.contains("fixture `f`: install it") && e.contains("nope"), "{e}");
+        let e = run_probe("fixture", "f", &probe_of(None, &["no-such-program-pv"], 5.0)).unwrap_err();
+        assert!(e.contains("cannot run `no-such-program-pv`"), "{e}");
+        let t = Instant::now();
+        let e = run_probe("fixture", "slow", &probe_of(None, &["sleep", "30"], 0.3)).unwrap_err();
+        assert!(e.contains("did not finish within 0.3 s"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn probes_export_their_variable() {
+        // PATH is always set: its value is substituted for {env} and exported.
+        let path = std::env::var("PATH").unwrap();
+        let p = probe_of(Some("PATH"), &["sh", "-c", "test -n \"$0\"", "{env}"], 5.0);
+        assert_eq!(run_probe("fixture", "p", &p), Ok(path));
+        let p = probe_of(Some("PV_SURELY_UNSET_VARIABLE"), &[], 5.0);
+        let e = run_probe("fixture", "p", &p).unwrap_err();
+        assert!(e.contains("$PV_SURELY_UNSET_VARIABLE is not set"), "{e}");
+    }
+
+    #[test]
+    fn finds_this_project() {
+        let p = project(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(p.root.join("pv-evidence").is_dir(), "{}", p.root.display());
     }
 }

@@ -5,7 +5,7 @@
 //! - [`runtime`]: what `#[falsifier("ID")]` tests call: [`Ctx`], [`FalsifierResult`],
 //!   [`run_falsifier`].
 //! - [`store`]: atomic, collision-free writing and non-destructive reading of records.
-//! - [`digest`]: the source digest over [`digest::SOURCE_ROOTS`], recomputed by `pv` to decide
+//! - [`digest`]: the source digest over a falsifier's scope (`pv.toml`), recomputed by `pv` to decide
 //!   whether evidence is fresh.
 //! - [`bindings`]: the textual scan of `falsifiers/tests/*.rs` for bound tests.
 //!

@@ -12,7 +12,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The record format version written by this crate. Readers reject records with a higher
 /// major format they do not understand.
-pub const RECORD_FORMAT: u32 = 1;
+/// Format 2 added `contract.falsifier_sha256` and the `pv-source-v2` scope digest; format-1
+/// records are still read (their freshness falls back to the whole contract file's hash).
+pub const RECORD_FORMAT: u32 = 2;
 
 /// One run of one falsifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -97,6 +99,11 @@ pub struct ContractRef {
     pub path: String,
     /// sha256 (lowercase hex) of the contract file's bytes.
     pub sha256: String,
+    /// The falsifier's claim digest (`pv-claim-v1`: what its verdict depends on in the
+    /// contract, `pv_contract::digest::claim_digest`). Format 2 on; freshness compares this
+    /// instead of the whole file's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub falsifier_sha256: Option<String>,
 }
 
 /// The outcome of a run.

@@ -12,7 +12,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use crate::digest::{source_digest, SOURCE_ROOTS};
+use std::sync::Arc;
+
+use pv_project::Project;
+
+use crate::digest::scope_digest;
 use crate::env;
 use crate::record::{
     ContractRef, Counterexample, EvidenceRecord, JsonF64, MetricResult, Op, Outcome, SourceDigest,
@@ -47,6 +51,9 @@ pub struct FalsifierMeta {
     pub contract_path: &'static str,
     /// sha256 of the contract file when the test was compiled.
     pub contract_sha256: &'static str,
+    /// The falsifier's claim digest when the test was compiled
+    /// (`pv_contract::digest::claim_digest`).
+    pub falsifier_sha256: &'static str,
     /// Tier.
     pub tier: Tier,
     /// The contract's metrics.
@@ -61,7 +68,7 @@ pub struct FalsifierMeta {
     pub test_name: &'static str,
     /// Test file (`file!()`).
     pub test_file: &'static str,
-    /// `CARGO_MANIFEST_DIR` of the test crate; the workspace root is found above it.
+    /// `CARGO_MANIFEST_DIR` of the test crate; the project (`pv.toml`) is found above it.
     pub manifest_dir: &'static str,
 }
 
@@ -136,7 +143,7 @@ impl<T> ResultExt<T> for Option<T> {
 /// The handle a falsifier body reports through.
 pub struct Ctx {
     id: &'static str,
-    workspace_root: PathBuf,
+    project: Option<Arc<Project>>,
     metrics: Vec<(String, f64)>,
     notes: Vec<String>,
     series: BTreeMap<String, Vec<JsonF64>>,
@@ -145,10 +152,10 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    fn new(meta: &FalsifierMeta, workspace_root: PathBuf) -> Self {
+    fn new(meta: &FalsifierMeta, project: Option<Arc<Project>>) -> Self {
         Ctx {
             id: meta.id,
-            workspace_root,
+            project,
             metrics: Vec::new(),
             notes: Vec::new(),
             series: BTreeMap::new(),
@@ -190,13 +197,21 @@ impl Ctx {
         FalsifierError::Skip(reason.into())
     }
 
-    /// The `python-oracle` interpreter (`$PV_ORACLE_PYTHON`), or a skip when it is absent or
-    /// cannot import `gguf`, `llama_cpp` and `numpy`.
-    pub fn fixture_python(&self) -> Result<PathBuf, FalsifierError> {
-        match env::python_oracle() {
-            env::PythonProbe::Ready(p) => Ok(p),
-            env::PythonProbe::Absent(why) => Err(FalsifierError::Skip(why)),
-        }
+    /// What fixture `name` exports (the value of its `env` variable, or empty), or a skip with
+    /// its `missing` text when it is absent. The name must be declared in `pv.toml`
+    /// (`[fixtures.NAME]`); an undeclared one is an error, not a skip.
+    pub fn fixture(&self, name: &str) -> Result<String, FalsifierError> {
+        let project = self
+            .project
+            .as_ref()
+            .ok_or_else(|| FalsifierError::msg("the project file (pv.toml) did not load"))?;
+        let p = project.fixture(name).ok_or_else(|| {
+            FalsifierError::msg(format!(
+                "fixture `{name}` is not declared in {} ([fixtures.{name}])",
+                project_file(project)
+            ))
+        })?;
+        env::probe("fixture", name, p).map_err(FalsifierError::Skip)
     }
 
     /// The falsifier id this body runs for.
@@ -204,10 +219,21 @@ impl Ctx {
         self.id
     }
 
-    /// The workspace root (for fixtures under the checkout).
-    pub fn workspace_root(&self) -> &Path {
-        &self.workspace_root
+    /// The project root (the folder of `pv.toml`; fixtures under the checkout are found from
+    /// it).
+    pub fn project_root(&self) -> &Path {
+        self.project
+            .as_ref()
+            .map(|p| p.root.as_path())
+            .unwrap_or(Path::new("."))
     }
+}
+
+fn project_file(p: &Project) -> String {
+    p.file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| format!("{} (absent)", p.root.join(pv_project::PROJECT_FILE).display()))
 }
 
 /// The verdict on the reported metrics.
@@ -285,19 +311,30 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn gate_skip(meta: &FalsifierMeta) -> Option<Result<String, String>> {
-    for d in meta.devices {
-        match env::device_present(d) {
-            Some(true) => {}
-            Some(false) => return Some(Ok(format!("device `{d}` not present"))),
-            None => return Some(Err(format!("unknown device `{d}` in gate.devices"))),
-        }
+/// `None` when every gate is present, else `Ok(skip reason)` or `Err(error)` for a gate the
+/// project does not declare (or a project that did not load).
+fn gate_skip(meta: &FalsifierMeta, project: &Result<Arc<Project>, String>) -> Option<Result<String, String>> {
+    if meta.devices.is_empty() && meta.fixtures.is_empty() {
+        return None;
     }
-    for f in meta.fixtures {
-        match env::fixture_present(f) {
-            Some(Ok(())) => {}
-            Some(Err(why)) => return Some(Ok(why)),
-            None => return Some(Err(format!("unknown fixture `{f}` in gate.fixtures"))),
+    let project = match project {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e.clone())),
+    };
+    let gates = meta
+        .devices
+        .iter()
+        .map(|d| ("device", *d, project.device(d)))
+        .chain(meta.fixtures.iter().map(|f| ("fixture", *f, project.fixture(f))));
+    for (kind, name, probe) in gates {
+        let Some(probe) = probe else {
+            return Some(Err(format!(
+                "{kind} `{name}` is named by the contract's gate but not declared in {} ([{kind}s.{name}])",
+                project_file(project)
+            )));
+        };
+        if let Err(why) = env::probe(kind, name, probe) {
+            return Some(Ok(why));
         }
     }
     None
@@ -310,10 +347,10 @@ pub fn run_falsifier_in(
     dir: &Path,
     body: impl FnOnce(&mut Ctx) -> FalsifierResult,
 ) -> Result<RunReport, crate::store::WriteError> {
-    let root = env::workspace_root(Path::new(meta.manifest_dir));
-    let mut ctx = Ctx::new(meta, root.clone());
+    let project = env::project(Path::new(meta.manifest_dir));
+    let mut ctx = Ctx::new(meta, project.as_ref().ok().cloned());
     let start = Instant::now();
-    let (outcome, reason, metrics) = match gate_skip(meta) {
+    let (outcome, reason, metrics) = match gate_skip(meta, &project) {
         Some(Ok(why)) => (
             Outcome::Skipped,
             Some(why),
@@ -354,13 +391,34 @@ pub fn run_falsifier_in(
         }
     };
     let duration_s = start.elapsed().as_secs_f64();
-    let source = source_digest(&root, SOURCE_ROOTS).unwrap_or_else(|e| SourceDigest {
-        // An unreadable source tree makes this record permanently stale, which is right.
-        algorithm: format!("unavailable: {e}"),
-        roots: SOURCE_ROOTS.iter().map(|r| r.to_string()).collect(),
-        sha256: String::new(),
-        files: 0,
-    });
+    let (source, git, outcome, reason) = match &project {
+        Ok(p) => {
+            let scope = p.scope_for(meta.contract, meta.id);
+            let source = scope_digest(&p.root, scope, &p.evidence_dirs()).unwrap_or_else(|e| {
+                SourceDigest {
+                    // An unreadable source tree makes this record permanently stale, which is
+                    // right.
+                    algorithm: format!("unavailable: {e}"),
+                    roots: scope.to_vec(),
+                    sha256: String::new(),
+                    files: 0,
+                }
+            });
+            (source, env::git_info(&p.root), outcome, reason)
+        }
+        // Without a project there is no scope: the run cannot vouch for any source.
+        Err(e) => (
+            SourceDigest {
+                algorithm: format!("unavailable: {e}"),
+                roots: Vec::new(),
+                sha256: String::new(),
+                files: 0,
+            },
+            None,
+            Outcome::Error,
+            Some(format!("the project file did not load: {e}")),
+        ),
+    };
     let record = EvidenceRecord {
         format: RECORD_FORMAT,
         falsifier: meta.id.to_string(),
@@ -369,13 +427,14 @@ pub fn run_falsifier_in(
             version: meta.contract_version.to_string(),
             path: meta.contract_path.to_string(),
             sha256: meta.contract_sha256.to_string(),
+            falsifier_sha256: Some(meta.falsifier_sha256.to_string()),
         },
         outcome,
         reason,
         metrics,
         tier: meta.tier,
         hardware: env::hardware(),
-        git: env::git_info(&root),
+        git,
         source,
         rustc: env!("PV_EVIDENCE_RUSTC_VERSION").to_string(),
         timestamp: format_rfc3339_utc(SystemTime::now()),
@@ -413,12 +472,15 @@ pub fn describe_metric(m: &MetricResult) -> String {
     }
 }
 
-/// Runs a falsifier as a test: gate, body, verdict, one record under `$PV_EVIDENCE_DIR` (default
-/// `<workspace>/evidence/runs`), then a panic on `fail` or `error` naming each failing metric, its
+/// Runs a falsifier as a test: gate, body, verdict, one record under `$PV_EVIDENCE_DIR` (default:
+/// the project's local evidence folder, `pv.toml` `[evidence] local`), then a panic on `fail` or `error` naming each failing metric, its
 /// value, operator and threshold, and the contract's `if_fails` text.
 pub fn run_falsifier(meta: &FalsifierMeta, body: impl FnOnce(&mut Ctx) -> FalsifierResult) {
-    let root = env::workspace_root(Path::new(meta.manifest_dir));
-    let dir = evidence_dir(&root);
+    let dir = match env::project(Path::new(meta.manifest_dir)) {
+        Ok(p) => evidence_dir(&p),
+        // The record (an `error`) still needs a home: the crate's own folder.
+        Err(_) => evidence_dir(&Project::defaults(Path::new(meta.manifest_dir))),
+    };
     let report = match run_falsifier_in(meta, &dir, body) {
         Ok(r) => r,
         // Without its record a run proves nothing; fail loudly rather than pass silently.

@@ -22,11 +22,13 @@ use crate::timefmt::compact_utc;
 /// Environment variable naming the directory records are written to.
 pub const EVIDENCE_DIR_ENV: &str = "PV_EVIDENCE_DIR";
 
-/// The directory records go to: `$PV_EVIDENCE_DIR`, else `<workspace>/evidence/runs`.
-pub fn evidence_dir(workspace_root: &Path) -> PathBuf {
+/// The directory records go to: `$PV_EVIDENCE_DIR`, else the project's local evidence folder
+/// (`pv.toml` `[evidence] local`). Committed evidence is added on purpose, never by a plain
+/// `cargo test`.
+pub fn evidence_dir(project: &pv_project::Project) -> PathBuf {
     match std::env::var_os(EVIDENCE_DIR_ENV) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => workspace_root.join("evidence").join("runs"),
+        _ => project.local_evidence(),
     }
 }
 

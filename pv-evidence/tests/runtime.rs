@@ -31,6 +31,7 @@ fn meta() -> FalsifierMeta {
         contract_version: "0.1.0",
         contract_path: "contracts/meta-v1.yaml",
         contract_sha256: "00",
+        falsifier_sha256: "11",
         tier: Tier::Algorithm,
         metrics: METRICS,
         devices: &[],
@@ -68,7 +69,11 @@ fn pass_when_every_metric_meets_its_threshold() {
     assert!(r.record.series["per_layer"][1].0.is_nan());
     assert_eq!(r.record.contract.id, "meta-v1");
     assert!(r.record.rustc.starts_with("rustc "), "{}", r.record.rustc);
-    assert_eq!(r.record.source.roots, pv_evidence::digest::SOURCE_ROOTS);
+    // No scope configured for this fake: the project's default scope.
+    let project = pv_evidence::env::project(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+    assert_eq!(r.record.source.roots, project.scope_for("meta-v1", "FALSIFY-META-RT-001"));
+    assert_eq!(r.record.source.algorithm, "pv-source-v2");
+    assert_eq!(r.record.contract.falsifier_sha256.as_deref(), Some("11"));
     assert!(pv_evidence::timefmt::parse_rfc3339(&r.record.timestamp).is_some());
 }
 
@@ -175,19 +180,77 @@ fn skip_is_never_a_pass() {
     assert_eq!(e.to_string(), "x");
 }
 
-#[test]
-fn unknown_gate_is_an_error_and_missing_device_a_skip() {
-    let dir = tempfile::tempdir().unwrap();
+/// A project of its own in a temporary folder, with the given `pv.toml`; the meta's manifest
+/// folder points into it so the runtime discovers it.
+fn meta_in_project(pv_toml: &str) -> (tempfile::TempDir, FalsifierMeta) {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("pv.toml"), pv_toml).unwrap();
+    std::fs::create_dir_all(d.path().join("checks/src")).unwrap();
+    std::fs::write(d.path().join("checks/src/lib.rs"), "// code under test\n").unwrap();
+    let manifest: &'static str =
+        Box::leak(d.path().join("checks").display().to_string().into_boxed_str());
     let mut m = meta();
+    m.manifest_dir = manifest;
+    (d, m)
+}
+
+#[test]
+fn gates_come_from_the_project_file() {
+    let (project, mut m) = meta_in_project(
+        r#"
+[devices.never]
+probe = ["false"]
+missing = "this device is never present"
+[fixtures.path]
+env = "PATH"
+missing = "set PATH"
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Undeclared names are errors that say where to declare them.
     m.fixtures = &["no-such-fixture"];
     let r = run_falsifier_in(&m, dir.path(), |_| Ok(())).unwrap();
     assert_eq!(r.record.outcome, Outcome::Error);
-    if pv_evidence::env::device_present("cuda") == Some(false) {
-        let mut m = meta();
-        m.devices = &["cuda"];
-        let r = run_falsifier_in(&m, dir.path(), |_| panic!("must not run")).unwrap();
-        assert_eq!(r.record.outcome, Outcome::Skipped);
-    }
+    let why = r.record.reason.unwrap();
+    assert!(why.contains("not declared in") && why.contains("[fixtures.no-such-fixture]"), "{why}");
+    // An absent device skips without running the body, with the declared message.
+    m.fixtures = &[];
+    m.devices = &["never"];
+    let r = run_falsifier_in(&m, dir.path(), |_| panic!("must not run")).unwrap();
+    assert_eq!(r.record.outcome, Outcome::Skipped);
+    assert!(r.record.reason.unwrap().contains("this device is never present"));
+    // A present fixture runs the body, which can read what it exports.
+    m.devices = &[];
+    m.fixtures = &["path"];
+    let r = run_falsifier_in(&m, dir.path(), |ctx| {
+        let path = ctx.fixture("path")?;
+        ctx.metric("mismatches", if path.is_empty() { 1.0 } else { 0.0 });
+        ctx.metric("ratio", 1.0);
+        let undeclared = ctx.fixture("nope").err().map(|e| e.to_string()).unwrap_or_default();
+        ctx.note(undeclared);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(r.record.outcome, Outcome::Pass, "{:?}", r.record.reason);
+    assert!(r.record.notes[0].contains("fixture `nope` is not declared"), "{:?}", r.record.notes);
+    // The digest covers the project's default scope, in that project.
+    assert_eq!(r.record.source.files, 1);
+    drop(project);
+}
+
+#[test]
+fn a_broken_project_file_is_an_error_record() {
+    let (_project, m) = meta_in_project("[contracts]\ndir = []\n");
+    let dir = tempfile::tempdir().unwrap();
+    let r = run_falsifier_in(&m, dir.path(), |ctx| {
+        ctx.metric("mismatches", 0.0);
+        ctx.metric("ratio", 1.0);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(r.record.outcome, Outcome::Error);
+    let why = r.record.reason.unwrap();
+    assert!(why.contains("pv.toml") && why.contains("unknown field `dir`"), "{why}");
 }
 
 #[test]
