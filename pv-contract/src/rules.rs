@@ -88,6 +88,10 @@ pub mod codes {
     pub const GENERATOR_INPUT: &str = "PV058";
     /// An obligation with generators names no falsifier to run its property test.
     pub const GENERATORS_UNBOUND: &str = "PV059";
+    /// A gate names a device or fixture that the project file does not declare.
+    pub const GATE_UNDECLARED: &str = "PV060";
+    /// The project file's scopes name an unknown contract or falsifier, or select no file.
+    pub const SCOPE: &str = "PV061";
 }
 
 use std::collections::{HashMap, HashSet};
@@ -116,6 +120,64 @@ const fn rule(code: &'static str, severity: Severity, summary: &'static str) -> 
         severity,
         summary,
     }
+}
+
+/// What the project file (`pv.toml`) declares, for the project rules ([`check_project`]).
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    /// The project file, for messages (`pv.toml`, or a note that there is none).
+    pub file: String,
+    /// Declared device names.
+    pub devices: Vec<String>,
+    /// Declared fixture names.
+    pub fixtures: Vec<String>,
+}
+
+/// PV060: every `gate.devices` / `gate.fixtures` entry of a live falsifier names something the
+/// project declares (`[devices.NAME]`, `[fixtures.NAME]`), located at the entry.
+pub fn check_project(set: &ContractSet, declared: &Declared) -> Vec<Diagnostic> {
+    let mut cx = Ctx { out: Vec::new() };
+    for e in set.entries() {
+        for (fi, f) in e.contract.falsifiers.iter().enumerate() {
+            if !f.is_live() {
+                continue;
+            }
+            for (kind, key, names, known) in [
+                ("device", "devices", &f.gate.devices, &declared.devices),
+                ("fixture", "fixtures", &f.gate.fixtures, &declared.fixtures),
+            ] {
+                for (i, name) in names.iter().enumerate() {
+                    if known.contains(name) {
+                        continue;
+                    }
+                    let listed = if known.is_empty() {
+                        format!("it declares no {key}")
+                    } else {
+                        format!("it declares: {}", known.join(", "))
+                    };
+                    let d = cx.err(
+                        codes::GATE_UNDECLARED,
+                        e,
+                        &path!["falsifiers", fi, "gate", key, i],
+                        format!(
+                            "{} names {kind} `{name}`, which {} does not declare ({listed})",
+                            f.id, declared.file
+                        ),
+                        "undeclared",
+                    );
+                    help(
+                        d,
+                        format!(
+                            "declare it in pv.toml: [{key}.{name}] with `probe = [...]` (a command that exits 0 when it is present) and `missing = \"how to provide it\"`; docs/project-file.md"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let mut out = cx.out;
+    sort_diagnostics(&mut out);
+    out
 }
 
 /// Every rule `pv validate` applies, in code order. docs/rules.md documents each one.
@@ -330,6 +392,16 @@ pub const RULES: &[Rule] = &[
         codes::GENERATORS_UNBOUND,
         Severity::Error,
         "an obligation with generators is discharged by a falsifier (its property test)",
+    ),
+    rule(
+        codes::GATE_UNDECLARED,
+        Severity::Error,
+        "every device and fixture a gate names is declared in the project file (pv.toml)",
+    ),
+    rule(
+        codes::SCOPE,
+        Severity::Error,
+        "the project file's scopes name known contracts and falsifiers and each pattern selects a file",
     ),
 ];
 

@@ -72,13 +72,21 @@ pub fn depends_on(manifest: &toml::Table, name: &str) -> bool {
             })
 }
 
-/// The packages under `root`: the workspace's members (`members` entries that are paths or
-/// `dir/*`, minus `exclude`) and the root package if the root manifest has one. A root without
-/// `Cargo.toml` has no packages.
+/// The packages under `root` ([`scan`] without its notes).
 pub fn packages(root: &Path) -> Result<Vec<Package>, ProjectError> {
+    Ok(scan(root)?.0)
+}
+
+/// The packages under `root`: the workspace's members (`members` entries that are paths or
+/// `dir/*`, minus `exclude`) and the root package if the root manifest has one, with notes on
+/// members that were skipped (no folder, an unexpanded pattern) or whose manifest did not
+/// parse (kept, named after their folder). A root without `Cargo.toml` has no packages; a root
+/// manifest that does not parse is an error.
+pub fn scan(root: &Path) -> Result<(Vec<Package>, Vec<String>), ProjectError> {
     let manifest = root.join("Cargo.toml");
+    let mut notes = Vec::new();
     if !manifest.is_file() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), notes));
     }
     let doc = read_manifest(&manifest)?;
     let mut paths = Vec::new();
@@ -101,6 +109,12 @@ pub fn packages(root: &Path) -> Result<Vec<Package>, ProjectError> {
         for m in strings("members") {
             let expanded = match m.strip_suffix("/*") {
                 Some(dir) if !dir.contains(['*', '?', '[']) => glob_dir(root, dir),
+                _ if m.contains(['*', '?', '[']) => {
+                    notes.push(format!(
+                        "member pattern `{m}` not expanded (only `dir/*` is understood)"
+                    ));
+                    Vec::new()
+                }
                 _ => vec![m],
             };
             paths.extend(expanded.into_iter().filter(|p| !exclude.contains(p)));
@@ -110,24 +124,40 @@ pub fn packages(root: &Path) -> Result<Vec<Package>, ProjectError> {
     for p in paths {
         let dir = if p == "." { root.to_path_buf() } else { root.join(&p) };
         let m = dir.join("Cargo.toml");
-        if !m.is_file() {
+        if !dir.is_dir() {
+            notes.push(format!("member `{p}`: no such directory"));
             continue;
         }
-        let doc = read_manifest(&m)?;
-        let name = doc
-            .get("package")
-            .and_then(|p| p.get("name"))
-            .and_then(toml::Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| p.rsplit('/').next().unwrap_or(&p).to_string());
+        let folder_name = || p.rsplit('/').next().unwrap_or(&p).to_string();
+        let doc = if p == "." { Ok(doc.clone()) } else { read_manifest(&m) };
+        let (name, uses_macros) = match doc {
+            Ok(doc) => (
+                doc.get("package")
+                    .and_then(|p| p.get("name"))
+                    .and_then(toml::Value::as_str)
+                    .map(str::to_string)
+                    .unwrap_or_else(folder_name),
+                depends_on(&doc, MACROS_CRATE),
+            ),
+            Err(e) => {
+                let why = match &e {
+                    ProjectError::Parse { message, .. } => {
+                        message.lines().next().unwrap_or("").to_string()
+                    }
+                    other => other.to_string(),
+                };
+                notes.push(format!("member `{p}`: its Cargo.toml does not parse ({why})"));
+                (folder_name(), false)
+            }
+        };
         out.push(Package {
             name,
             path: p,
             dir,
-            uses_macros: depends_on(&doc, MACROS_CRATE),
+            uses_macros,
         });
     }
-    Ok(out)
+    Ok((out, notes))
 }
 
 fn glob_dir(root: &Path, dir: &str) -> Vec<String> {

@@ -24,11 +24,11 @@ fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(100_000);
-    let root = pv_evidence::env::workspace_root(&std::env::current_dir()?);
-    let set = pv_contract::load_dir(root.join("contracts"))?;
-    let current = pv_evidence::digest::source_digest(&root, pv_evidence::digest::SOURCE_ROOTS)?;
-    let mut stale = current.clone();
-    stale.sha256 = "0".repeat(64);
+    let project = pv_project::Project::discover(&std::env::current_dir()?)?;
+    let root = project.root.clone();
+    let set = pv_contract::load_dir(root.join(&project.config.contracts.dirs[0]))?;
+    // One digest per distinct scope, as the runtime writes them.
+    let mut digests = std::collections::HashMap::new();
     let falsifiers: Vec<_> = set
         .entries()
         .iter()
@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
                 .iter()
                 .filter(|f| f.is_live())
                 .map(move |f| (e.contract.clone(), f.clone(), hash.clone()))
+                .collect::<Vec<_>>()
         })
         .collect();
     anyhow::ensure!(!falsifiers.is_empty(), "no live falsifier in contracts/");
@@ -56,6 +57,17 @@ fn main() -> anyhow::Result<()> {
     };
     for i in 0..n {
         let (c, f, hash) = &falsifiers[i % falsifiers.len()];
+        let scope = project.scope_for(&c.contract, &f.id).to_vec();
+        let current = match digests.get(&scope) {
+            Some(d) => Clone::clone(d),
+            None => {
+                let d = pv_evidence::digest::scope_digest(&root, &scope, &project.evidence_dirs())?;
+                digests.insert(scope.clone(), d.clone());
+                d
+            }
+        };
+        let mut stale = current.clone();
+        stale.sha256 = "0".repeat(64);
         let r = next();
         let outcome = match r % 100 {
             0..=84 => Outcome::Pass,
@@ -72,6 +84,7 @@ fn main() -> anyhow::Result<()> {
                 version: c.version.clone(),
                 path: format!("contracts/{}.yaml", c.contract),
                 sha256: hash.clone(),
+                falsifier_sha256: Some(pv_contract::digest::claim_digest(c, f)),
             },
             outcome,
             reason: (outcome != Outcome::Pass).then(|| "synthetic".to_string()),
@@ -101,11 +114,7 @@ fn main() -> anyhow::Result<()> {
                 commit: format!("{:040x}", next()),
                 dirty: r % 2 == 0,
             }),
-            source: if r % 3 == 0 {
-                stale.clone()
-            } else {
-                current.clone()
-            },
+            source: if r % 3 == 0 { stale } else { current },
             rustc: "rustc 1.95.0".into(),
             timestamp: pv_evidence::timefmt::format_rfc3339_utc(t),
             duration_s: 0.5,

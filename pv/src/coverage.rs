@@ -310,13 +310,13 @@ pub struct CratesReport {
 /// for nothing, as in `pv status`).
 pub fn naming_words(
     set: &ContractSet,
-    tests_dir: Option<&Path>,
+    test_dirs: &[PathBuf],
     notes: &mut Vec<String>,
 ) -> HashSet<String> {
-    let mut words = match tests_dir {
-        Some(d) => crate_scan::falsifier_test_words(d, notes),
-        None => HashSet::new(),
-    };
+    let mut words = HashSet::new();
+    for d in test_dirs {
+        words.extend(crate_scan::falsifier_test_words(d, notes));
+    }
     for (_, f) in set.falsifiers().filter(|(_, f)| f.is_live()) {
         for text in [&f.claim, &f.if_fails] {
             words.extend(crate_scan::words(text).map(str::to_string));
@@ -328,10 +328,11 @@ pub fn naming_words(
 /// Per member crate of the workspace at `root`: public functions, named or not by `words`.
 pub fn crates_coverage(
     root: &Path,
+    test_packages: &[PathBuf],
     words: &HashSet<String>,
     mut notes: Vec<String>,
 ) -> Result<CratesReport, ScanError> {
-    let (members, member_notes) = crate_scan::workspace_members(root)?;
+    let (members, member_notes) = crate_scan::workspace_members(root, test_packages)?;
     notes.extend(member_notes);
     let mut crates = Vec::new();
     for m in members {
@@ -454,9 +455,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         By::Obligation => None,
         By::Crate | By::All => {
             let mut notes = Vec::new();
-            let words = naming_words(&set, paths.tests.as_deref(), &mut notes);
+            let tests = paths.tests.clone().unwrap_or_default();
+            let words = naming_words(&set, &tests, &mut notes);
             Some(
-                crates_coverage(&paths.root, &words, notes)
+                crates_coverage(&paths.root, &tests, &words, notes)
                     .context("listing the workspace's crates (`--by obligation` does without)")?,
             )
         }

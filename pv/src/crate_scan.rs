@@ -9,127 +9,51 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// Why the workspace's members could not be read at all.
-#[derive(Debug, thiserror::Error)]
-pub enum ScanError {
-    /// The root manifest could not be read.
-    #[error("cannot read the workspace manifest {path}: {source}")]
-    Manifest {
-        /// `<root>/Cargo.toml`.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The root manifest is not valid TOML.
-    #[error("the workspace manifest {path} is not valid TOML: {message}")]
-    Toml {
-        /// `<root>/Cargo.toml`.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// The root manifest has no `[workspace]` table.
-    #[error("{path} has no [workspace] table, so there are no member crates to list")]
-    NotWorkspace {
-        /// `<root>/Cargo.toml`.
-        path: PathBuf,
-    },
-}
-
-/// Member paths never scanned: the falsifier tests themselves, and fuzz targets.
-pub const SKIPPED_MEMBERS: &[&str] = &["falsifiers", "fuzz"];
+/// Why the project's packages could not be read at all.
+pub type ScanError = pv_project::ProjectError;
 
 /// A member crate to scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Its `[package] name`, or its path when its manifest does not say.
     pub name: String,
-    /// Its path relative to the workspace root, as `members` lists it.
+    /// Its path relative to the project root (`.` for a single-package project).
     pub path: String,
 }
 
-/// The workspace's members (in `members` order), and notes on entries that were skipped.
-pub fn workspace_members(root: &Path) -> Result<(Vec<Member>, Vec<String>), ScanError> {
-    let path = root.join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).map_err(|source| ScanError::Manifest {
-        path: path.clone(),
-        source,
-    })?;
-    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| ScanError::Toml {
-        path: path.clone(),
-        message: e.message().to_string(),
-    })?;
-    let Some(ws) = doc.get("workspace").and_then(toml::Value::as_table) else {
-        return Err(ScanError::NotWorkspace { path });
-    };
-    let strings = |key: &str| -> Vec<String> {
-        ws.get(key)
-            .and_then(toml::Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str())
-                    .map(|s| s.trim_end_matches('/').to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let exclude = strings("exclude");
-    let mut notes = Vec::new();
-    let mut paths = Vec::new();
-    // A root manifest with a [package] is itself a member (as cargo sees it).
-    if doc.contains_key("package") {
-        paths.push(".".to_string());
+/// The project's packages (a workspace's members in `members` order, or the single package),
+/// without the test packages in `skip` (their functions are tests, not claims), and notes on
+/// what was skipped.
+pub fn workspace_members(
+    root: &Path,
+    skip: &[PathBuf],
+) -> Result<(Vec<Member>, Vec<String>), ScanError> {
+    let manifest = root.join("Cargo.toml");
+    if !manifest.is_file() {
+        return Err(pv_project::ProjectError::Read {
+            path: manifest,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no Cargo.toml, so there are no crates to list",
+            ),
+        });
     }
-    for m in strings("members") {
-        match m.strip_suffix("/*") {
-            // `crates/*`: every directory under it with a Cargo.toml, in name order.
-            Some(dir) if !dir.contains(['*', '?', '[']) => paths.extend(glob_dir(root, dir)),
-            _ if m.contains(['*', '?', '[']) => notes.push(format!(
-                "member pattern `{m}` not expanded (only `dir/*` is understood)"
-            )),
-            _ => paths.push(m),
-        }
-    }
+    let (packages, mut notes) = pv_project::cargo::scan(root)?;
     let mut members = Vec::new();
-    for p in paths {
-        let last = p.rsplit('/').next().unwrap_or(&p);
-        if exclude.contains(&p) || SKIPPED_MEMBERS.contains(&last) {
+    for p in packages {
+        if skip.iter().any(|s| *s == p.dir) {
             continue;
         }
-        let dir = root.join(&p);
-        if !dir.is_dir() {
-            notes.push(format!("member `{p}`: no such directory"));
+        if !p.dir.join("src").is_dir() {
+            notes.push(format!("member `{}`: no src/, skipped", p.path));
             continue;
         }
-        if !dir.join("src").is_dir() {
-            notes.push(format!("member `{p}`: no src/, skipped"));
-            continue;
-        }
-        let name = package_name(&dir.join("Cargo.toml")).unwrap_or_else(|| p.clone());
-        members.push(Member { name, path: p });
+        members.push(Member {
+            name: p.name,
+            path: p.path,
+        });
     }
     Ok((members, notes))
-}
-
-fn glob_dir(root: &Path, dir: &str) -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("Cargo.toml").is_file())
-        .map(|e| format!("{dir}/{}", e.file_name().to_string_lossy()))
-        .collect();
-    out.sort();
-    out
-}
-
-/// `[package] name` of a member manifest, if it can be read.
-fn package_name(manifest: &Path) -> Option<String> {
-    let doc: toml::Table = std::fs::read_to_string(manifest).ok()?.parse().ok()?;
-    let name = doc.get("package")?.get("name")?.as_str()?;
-    Some(name.to_string())
 }
 
 /// A public function found in a source file.
@@ -298,7 +222,8 @@ pub fn falsifier_test_words(tests_dir: &Path, notes: &mut Vec<String>) -> HashSe
             tests_dir.display()
         ));
     }
-    let ui = tests_dir.join("ui");
+    // Compile-fail cases (trybuild's conventional folder) name nothing real.
+    let ui = tests_dir.join("tests").join("ui");
     let mut set = HashSet::new();
     for f in files.iter().filter(|f| !f.starts_with(&ui)) {
         match std::fs::read(f) {

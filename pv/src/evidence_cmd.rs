@@ -226,12 +226,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let paths: Paths = args.locations.paths()?;
     let (set, report) = status_for(&paths)?;
-    let model = crate::status_load::model_from_contracts(&set);
+    let model = crate::status_load::model_from_contracts(&set, &paths.project);
     let mut tests = BTreeMap::new();
-    if let Some(dir) = paths.tests.as_ref().filter(|d| d.is_dir()) {
-        for b in pv_evidence::bindings::scan_tests_dir(dir)
-            .with_context(|| format!("scanning {}", dir.display()))?
-        {
+    for dir in paths.tests.iter().flatten().filter(|d| d.is_dir()) {
+        let mut found = pv_evidence::bindings::scan_package(dir)
+            .with_context(|| format!("scanning {}", dir.display()))?;
+        found.extend(
+            pv_evidence::bindings::scan_tests_dir(dir)
+                .with_context(|| format!("scanning {}", dir.display()))?,
+        );
+        for b in found {
             let file = b
                 .file
                 .strip_prefix(&paths.root)

@@ -165,6 +165,10 @@ pub struct FalsifierModel {
     pub retired: Option<String>,
     /// Metric names in contract order (the first is the stage's key metric).
     pub metrics: Vec<String>,
+    /// The claim digest now (`pv_contract::digest::claim_digest`).
+    pub claim_sha256: String,
+    /// The source scope configured now (`pv.toml`).
+    pub scope: Vec<String>,
 }
 
 /// A known divergence.
@@ -197,6 +201,9 @@ pub struct RunRecord {
     pub falsifier: String,
     /// Contract file hash at compile time.
     pub contract_sha256: String,
+    /// The falsifier's claim digest at compile time (format 2 on).
+    #[serde(default)]
+    pub falsifier_sha256: Option<String>,
     /// Outcome.
     pub outcome: Outcome,
     /// Reason.
@@ -227,6 +234,7 @@ impl From<EvidenceRecord> for RunRecord {
         RunRecord {
             falsifier: r.falsifier,
             contract_sha256: r.contract.sha256,
+            falsifier_sha256: r.contract.falsifier_sha256,
             outcome: r.outcome,
             reason: r.reason,
             metrics: r
@@ -517,15 +525,30 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                     rec.source.roots.as_slice(),
                     rec.source.sha256.as_str(),
                 );
-                let src_fresh = *source_cache
-                    .entry(key)
-                    .or_insert_with(|| fresh.source_fresh(&rec.source));
-                let contract_fresh = rec.contract_sha256 == c.sha256;
-                let stale_because = match (contract_fresh, src_fresh) {
-                    (true, true) => None,
-                    (false, true) => Some("contract changed".to_string()),
-                    (true, false) => Some("sources changed".to_string()),
-                    (false, false) => Some("contract and sources changed".to_string()),
+                // A scope-digest record must have digested the scope configured now.
+                let scope_moved = rec.source.algorithm == pv_evidence::digest::DIGEST_ALGORITHM
+                    && rec.source.roots != f.scope;
+                let src_fresh = !scope_moved
+                    && *source_cache
+                        .entry(key)
+                        .or_insert_with(|| fresh.source_fresh(&rec.source));
+                // Format 2 records carry the claim digest; format 1 records fall back to the
+                // whole contract file.
+                let contract_fresh = match &rec.falsifier_sha256 {
+                    Some(d) => *d == f.claim_sha256,
+                    None => rec.contract_sha256 == c.sha256,
+                };
+                let what_moved = match (&rec.falsifier_sha256, scope_moved) {
+                    (Some(_), true) => "claim changed and scope changed",
+                    (Some(_), false) => "claim changed",
+                    (None, _) => "contract changed",
+                };
+                let stale_because = match (contract_fresh, src_fresh, scope_moved) {
+                    (true, true, _) => None,
+                    (false, true, _) => Some(what_moved.to_string()),
+                    (true, false, true) => Some("scope changed".to_string()),
+                    (true, false, false) => Some("sources changed".to_string()),
+                    (false, false, _) => Some(format!("{what_moved}, sources changed")),
                 };
                 views.push(RunView {
                     file: r.file.clone(),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use pv_contract::ContractSet;
+use pv_project::Project;
 
 use crate::status::{StageStatus, StatusReport};
 use crate::status_load::{status_for, Paths};
@@ -25,20 +26,27 @@ pub enum Format {
     Html,
 }
 
-/// Where to look (shared by `status`, `verify` and `evidence report`).
+/// Where to look (shared by `status`, `verify`, `evidence report` and the other commands that
+/// read evidence). Defaults come from the project file, `pv.toml`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Locations {
-    /// Workspace root (default: the nearest ancestor of the current directory whose Cargo.toml
-    /// has a [workspace] table).
+    /// The project file (default: `pv.toml` in the current directory or its nearest ancestor
+    /// that has one; without one, the defaults rooted at the cargo workspace root).
+    #[arg(long, value_name = "FILE", conflicts_with = "root")]
+    pub config: Option<PathBuf>,
+    /// Project root: its `pv.toml` if it has one, else the defaults rooted there.
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Contracts directory (default: <root>/contracts).
+    /// Contracts directory (default: `[contracts] dirs` of pv.toml, `contracts`).
     #[arg(long, value_name = "DIR")]
     pub contracts: Option<PathBuf>,
-    /// Evidence directory, read recursively; repeatable (default: <root>/evidence/runs).
+    /// Evidence directory, read recursively; repeatable (default: pv.toml's committed and
+    /// local evidence folders).
     #[arg(long = "evidence", value_name = "DIR")]
     pub evidence: Vec<PathBuf>,
-    /// Directory of bound tests (default: <root>/falsifiers/tests).
+    /// A folder of bound tests, scanned like a package (`tests/*.rs`, `src/**/*.rs`, `*.rs`
+    /// in it) (default: the packages of `[tests] packages`, else every package that depends
+    /// on contract-macros).
     #[arg(long, value_name = "DIR")]
     pub tests: Option<PathBuf>,
     /// Re-read every record instead of using the summary cache (`$PV_CACHE_DIR`, else
@@ -48,24 +56,32 @@ pub struct Locations {
 }
 
 impl Locations {
+    /// The project these options name.
+    pub fn project(&self) -> anyhow::Result<Project> {
+        Ok(match (&self.config, &self.root) {
+            (Some(file), _) => Project::load(file)?,
+            (None, Some(root)) => match root.join(pv_project::PROJECT_FILE) {
+                f if f.is_file() => Project::load(&f)?,
+                _ => Project::defaults(root),
+            },
+            (None, None) => {
+                let cwd = std::env::current_dir().context("reading the current directory")?;
+                Project::discover(&cwd)?
+            }
+        })
+    }
+
     /// Resolves the defaults.
     pub fn paths(&self) -> anyhow::Result<Paths> {
-        let root = match &self.root {
-            Some(r) => r.clone(),
-            None => {
-                let cwd = std::env::current_dir().context("reading the current directory")?;
-                pv_evidence::env::workspace_root(&cwd)
-            }
-        };
-        let mut p = Paths::in_workspace(&root);
+        let mut p = Paths::for_project(self.project()?)?;
         if let Some(c) = &self.contracts {
-            p.contracts = c.clone();
+            p.contracts = vec![c.clone()];
         }
         if !self.evidence.is_empty() {
             p.evidence = self.evidence.clone();
         }
         if let Some(t) = &self.tests {
-            p.tests = Some(t.clone());
+            p.tests = Some(vec![t.clone()]);
         }
         p.cache = !self.no_cache;
         Ok(p)

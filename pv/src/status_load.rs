@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pv_contract::ContractSet;
+use pv_project::Project;
 use pv_evidence::record::{SourceDigest, Tier};
 use pv_evidence::store::{list_record_files, parse_record};
 use rayon::prelude::*;
@@ -23,28 +24,54 @@ use crate::status::{
 /// Where things are.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// Workspace root (source digests are computed relative to it).
+    /// Project root (source digests are computed relative to it).
     pub root: PathBuf,
-    /// Contracts directory.
-    pub contracts: PathBuf,
-    /// Evidence directories, read recursively (default: `evidence/runs`).
+    /// The project (`pv.toml`, or the defaults): scopes, gates, evidence folders.
+    pub project: Project,
+    /// Contract folders.
+    pub contracts: Vec<PathBuf>,
+    /// Evidence directories, read recursively (default: the project's committed and local
+    /// folders).
     pub evidence: Vec<PathBuf>,
-    /// The bound-test directory (`falsifiers/tests`); `None` or missing: binding not checked.
-    pub tests: Option<PathBuf>,
+    /// Folders scanned for bound tests (each package folder's `tests/*.rs` and `src/**/*.rs`,
+    /// and `*.rs` directly in it); `None`: binding not checked.
+    pub tests: Option<Vec<PathBuf>>,
     /// Use the record summary cache ([`cache_path`]).
     pub cache: bool,
 }
 
 impl Paths {
-    /// The standard layout under a workspace root.
-    pub fn in_workspace(root: &Path) -> Paths {
-        Paths {
-            root: root.to_path_buf(),
-            contracts: root.join("contracts"),
-            evidence: vec![root.join("evidence").join("runs")],
-            tests: Some(root.join("falsifiers").join("tests")),
+    /// The layout a project describes.
+    pub fn for_project(project: Project) -> Result<Paths, pv_project::ProjectError> {
+        let tests = project
+            .test_packages()?
+            .into_iter()
+            .map(|p| p.dir)
+            .collect();
+        Ok(Paths {
+            root: project.root.clone(),
+            contracts: project.contract_dirs(),
+            evidence: project.evidence_dirs(),
+            tests: Some(tests),
             cache: false,
-        }
+            project,
+        })
+    }
+
+    /// The project at `root`: its `pv.toml` if it has one, else the defaults rooted there.
+    pub fn in_workspace(root: &Path) -> Paths {
+        let project = match root.join(pv_project::PROJECT_FILE) {
+            f if f.is_file() => Project::load(&f).unwrap_or_else(|_| Project::defaults(root)),
+            _ => Project::defaults(root),
+        };
+        Paths::for_project(project.clone()).unwrap_or_else(|_| Paths {
+            root: root.to_path_buf(),
+            contracts: project.contract_dirs(),
+            evidence: project.evidence_dirs(),
+            tests: None,
+            cache: false,
+            project,
+        })
     }
 }
 
@@ -68,6 +95,9 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    /// The project file could not be used.
+    #[error(transparent)]
+    Project(#[from] pv_project::ProjectError),
     /// The tests directory could not be scanned.
     #[error("scanning bound tests in {dir}: {source}")]
     Tests {
@@ -79,8 +109,9 @@ pub enum LoadError {
     },
 }
 
-/// Converts loaded contracts into the status model (file hashes from the bytes on disk).
-pub fn model_from_contracts(set: &ContractSet) -> Model {
+/// Converts loaded contracts into the status model (file hashes from the bytes on disk, claim
+/// digests, and each falsifier's scope in `project`).
+pub fn model_from_contracts(set: &ContractSet, project: &Project) -> Model {
     let mut contracts = Vec::new();
     for e in set.entries() {
         let c = &e.contract;
@@ -124,6 +155,8 @@ pub fn model_from_contracts(set: &ContractSet) -> Model {
                     },
                     retired: f.retired.clone(),
                     metrics: f.metrics.iter().map(|m| m.name.clone()).collect(),
+                    claim_sha256: pv_contract::digest::claim_digest(c, f),
+                    scope: project.scope_for(&c.contract, &f.id).to_vec(),
                 })
                 .collect(),
             divergences: c
@@ -179,7 +212,7 @@ struct CacheEntry {
 }
 
 /// Bumped whenever `RunRecord` or the cache layout changes.
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 /// The cache file for this set of evidence directories, if a cache directory can be found.
 pub fn cache_path(dirs: &[PathBuf]) -> Option<PathBuf> {
@@ -359,17 +392,19 @@ pub fn load_runs_excluding(
 /// (algorithm, roots) -> the digest now (None: cannot be recomputed).
 type DigestCache = HashMap<(String, Vec<String>), Option<String>>;
 
-/// Recomputes source digests for the checkout, once per distinct roots list.
+/// Recomputes source digests for the checkout, once per distinct scope (or v1 roots list).
 pub struct SourceFreshness {
     root: PathBuf,
+    exclude: Vec<PathBuf>,
     cache: Mutex<DigestCache>,
 }
 
 impl SourceFreshness {
-    /// For the checkout at `root`.
-    pub fn new(root: &Path) -> Self {
+    /// For the project's checkout (its evidence folders are never part of a scope).
+    pub fn new(project: &Project) -> Self {
         SourceFreshness {
-            root: root.to_path_buf(),
+            root: project.root.clone(),
+            exclude: project.evidence_dirs(),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -380,15 +415,23 @@ impl SourceFreshness {
         cache
             .entry(key)
             .or_insert_with(|| {
-                // Only the algorithm this build implements can be recomputed; anything else is
-                // never fresh.
-                if d.algorithm != pv_evidence::digest::DIGEST_ALGORITHM {
-                    return None;
+                use pv_evidence::digest::{DIGEST_ALGORITHM, DIGEST_ALGORITHM_V1};
+                // Only the algorithms this build implements can be recomputed; anything else
+                // is never fresh.
+                match d.algorithm.as_str() {
+                    DIGEST_ALGORITHM => {
+                        pv_evidence::digest::scope_digest(&self.root, &d.roots, &self.exclude)
+                            .ok()
+                            .map(|s| s.sha256)
+                    }
+                    DIGEST_ALGORITHM_V1 => {
+                        let roots: Vec<&str> = d.roots.iter().map(String::as_str).collect();
+                        pv_evidence::digest::source_digest(&self.root, &roots)
+                            .ok()
+                            .map(|s| s.sha256)
+                    }
+                    _ => None,
                 }
-                let roots: Vec<&str> = d.roots.iter().map(String::as_str).collect();
-                pv_evidence::digest::source_digest(&self.root, &roots)
-                    .ok()
-                    .map(|s| s.sha256)
             })
             .clone()
     }
@@ -400,24 +443,43 @@ impl crate::status::Freshness for SourceFreshness {
     }
 }
 
-/// Ids bound to a test in `tests_dir`, or `None` if the directory does not exist.
-pub fn bound_ids(tests_dir: Option<&Path>) -> Result<Option<HashSet<String>>, LoadError> {
-    let Some(dir) = tests_dir.filter(|d| d.is_dir()) else {
+/// Ids bound to a test in the `dirs` (each scanned as a package folder: `tests/*.rs`,
+/// `src/**/*.rs`, and `*.rs` directly in it), or `None` when binding is not checked.
+pub fn bound_ids(dirs: Option<&[PathBuf]>) -> Result<Option<HashSet<String>>, LoadError> {
+    let Some(dirs) = dirs else {
         return Ok(None);
     };
-    let b = pv_evidence::bindings::scan_tests_dir(dir).map_err(|source| LoadError::Tests {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
-    Ok(Some(b.into_iter().map(|b| b.id).collect()))
+    let mut ids = HashSet::new();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        let err = |source| LoadError::Tests {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let mut b = pv_evidence::bindings::scan_package(dir).map_err(err)?;
+        b.extend(pv_evidence::bindings::scan_tests_dir(dir).map_err(err)?);
+        ids.extend(b.into_iter().map(|b| b.id));
+    }
+    Ok(Some(ids))
 }
 
-/// Loads the contracts of `paths.contracts`.
-pub fn load_contracts(dir: &Path) -> Result<ContractSet, LoadError> {
-    pv_contract::load_dir(dir).map_err(|e| LoadError::Contracts {
-        dir: dir.to_path_buf(),
-        message: e.to_string(),
-    })
+/// Loads the contracts of every folder (one set; an id defined twice is `pv validate`'s
+/// business, the first one wins here).
+pub fn load_contracts(dirs: &[PathBuf]) -> Result<ContractSet, LoadError> {
+    if let [dir] = dirs {
+        return pv_contract::load_dir(dir).map_err(|e| LoadError::Contracts {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        });
+    }
+    let mut loaded = Vec::new();
+    for dir in dirs {
+        let set = pv_contract::load_dir(dir).map_err(|e| LoadError::Contracts {
+            dir: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        loaded.extend(set.entries().iter().cloned());
+    }
+    Ok(ContractSet::new(loaded))
 }
 
 /// "Now" in ns since the epoch.
@@ -433,7 +495,7 @@ pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadErro
     let timing = std::env::var_os("PV_TIMING").is_some();
     let t0 = std::time::Instant::now();
     let set = load_contracts(&paths.contracts)?;
-    let model = model_from_contracts(&set);
+    let model = model_from_contracts(&set, &paths.project);
     let cache = if paths.cache {
         cache_path(&paths.evidence)
     } else {
@@ -443,7 +505,7 @@ pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadErro
     let loaded = load_runs_excluding(&paths.evidence, &[], &[], cache.as_deref())?;
     let t2 = std::time::Instant::now();
     let bound = bound_ids(paths.tests.as_deref())?;
-    let fresh = SourceFreshness::new(&paths.root);
+    let fresh = SourceFreshness::new(&paths.project);
     let mut report = derive(
         &model,
         &loaded.runs,

@@ -12,6 +12,7 @@ use super::*;
 const NOW: i128 = 2_000_000_000 * 1_000_000_000;
 const GOOD_SRC: &str = "src-now";
 const HASH: &str = "hash-now";
+const CLAIM: &str = "claim-now";
 
 fn falsifier(id: &str, tier: Tier) -> FalsifierModel {
     FalsifierModel {
@@ -19,6 +20,8 @@ fn falsifier(id: &str, tier: Tier) -> FalsifierModel {
         tier,
         retired: None,
         metrics: vec!["m".to_string()],
+        claim_sha256: CLAIM.to_string(),
+        scope: vec!["src/**".to_string()],
     }
 }
 
@@ -54,6 +57,7 @@ fn rec(id: &str, outcome: Outcome, src: &str, contract_hash: &str) -> EvidenceRe
             version: "0.1.0".into(),
             path: "contracts/c-v1.yaml".into(),
             sha256: contract_hash.into(),
+            falsifier_sha256: None,
         },
         outcome,
         reason: None,
@@ -365,6 +369,47 @@ fn rule14_unknown_or_cyclic_requirements_are_warned_about() {
     assert!(r.warnings.iter().any(|w| w.contains("cycle")));
     // The cycle does not loop forever and does not invent a failure.
     assert_eq!(r.stage("M-A-2.1").unwrap().status, StageStatus::Discharged);
+}
+
+/// A format-2 record: the claim digest, and a `pv-source-v2` digest over `scope`.
+fn run_v2(id: &str, age_s: i128, claim: &str, scope: &str, src: &str) -> Run {
+    let mut r = rec(id, Outcome::Pass, src, "file-hash-of-another-wording");
+    r.format = 2;
+    r.contract.falsifier_sha256 = Some(claim.into());
+    r.source.algorithm = "pv-source-v2".into();
+    r.source.roots = vec![scope.into()];
+    Run {
+        file: format!("{age_s}-v2.json"),
+        ts: NOW - age_s * 1_000_000_000,
+        record: r.into(),
+    }
+}
+
+#[test]
+fn rule15_format2_freshness_is_the_claim_digest_and_the_configured_scope() {
+    // The whole file changed (another claim was reworded), this claim did not: fresh.
+    let runs = [run_v2(A.0, 10, CLAIM, "src/**", GOOD_SRC)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Discharged);
+    // This claim changed: stale, and the reason says so.
+    let runs = [run_v2(A.0, 10, "claim-before", "src/**", GOOD_SRC)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
+    let m = model(vec![stage("M-A-1.1", &[], &[A.0])], vec![falsifier(A.0, A.1)]);
+    let r = derive_all(&m, &runs, None);
+    let why = r.falsifiers[A.0].runs[0].stale_because.clone();
+    assert_eq!(why.as_deref(), Some("claim changed"));
+    // A source in scope changed: stale.
+    let runs = [run_v2(A.0, 10, CLAIM, "src/**", "old")];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
+    // The record digested another scope than the one configured now: stale, whatever its
+    // digest says (a record cannot choose what it depends on).
+    let runs = [run_v2(A.0, 10, CLAIM, "nothing/**", GOOD_SRC)];
+    let r = derive_all(&m, &runs, None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Stale);
+    let why = r.falsifiers[A.0].runs[0].stale_because.clone();
+    assert_eq!(why.as_deref(), Some("scope changed"));
+    // Format-1 records keep the whole-file rule: another file hash is stale.
+    let runs = [run_with(A.0, Outcome::Pass, 10, GOOD_SRC, "file-hash-of-another-wording", "x")];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
 }
 
 #[test]

@@ -33,6 +33,11 @@ pub struct Args {
     /// Colour for human output.
     #[arg(long, value_enum, default_value_t)]
     pub color: ColorMode,
+    /// The project file (default: `pv.toml` found upward from the current directory). Its
+    /// `[contracts] dirs` are the default paths; its devices, fixtures and scopes are checked
+    /// against the contracts (PV060, PV061).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Which revision to compare with.
@@ -59,6 +64,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// A path was missing, unreadable or held no contract, or the revision is unknown.
     pub usage_error: bool,
+    /// The history rules did not run (no git repository, or no such revision by default).
+    pub history_skipped: bool,
 }
 
 impl Report {
@@ -79,9 +86,81 @@ impl Report {
     }
 }
 
-/// The default contract directory.
+/// The default contract directory, without a project file.
 pub fn default_paths() -> Vec<PathBuf> {
     vec![PathBuf::from("contracts")]
+}
+
+/// The project rules of `project` over the loaded contracts: PV060 (gates) always; PV061
+/// (scopes) when `whole_project` (the set is the project's own contracts, so an id the scopes
+/// name must be in it).
+pub fn check_project(
+    set: &ContractSet,
+    project: &pv_project::Project,
+    whole_project: bool,
+) -> Vec<Diagnostic> {
+    let file = project
+        .file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "the project (no pv.toml; `pv init` writes one)".to_string());
+    let c = &project.config;
+    let declared = rules::Declared {
+        file: file.clone(),
+        devices: c.devices.keys().cloned().collect(),
+        fixtures: c.fixtures.keys().cloned().collect(),
+    };
+    let mut diags = rules::check_project(set, &declared);
+    let Some(path) = project.file.as_ref().filter(|_| whole_project) else {
+        return diags;
+    };
+    let scope_err = |message: String, help: &str| {
+        Diagnostic::file_error(codes::SCOPE, Some(path.clone()), message).with_help(help)
+    };
+    for id in c.scope.contract.keys() {
+        if set.contract(id).is_none() {
+            diags.push(scope_err(
+                format!("[scope.contract] names `{id}`, which no contract defines"),
+                "use a contract id (the `contract:` field), or remove the entry",
+            ));
+        }
+    }
+    for id in c.scope.falsifier.keys() {
+        if set.falsifier(id).is_none() {
+            diags.push(scope_err(
+                format!("[scope.falsifier] names `{id}`, which no contract defines"),
+                "use a falsifier id (FALSIFY-...), or remove the entry",
+            ));
+        }
+    }
+    // The built-in default scope is a conservative net (a project may have no Cargo.lock, for
+    // instance): only scopes the project wrote must select files.
+    let mut scopes: Vec<(String, &Vec<String>)> = Vec::new();
+    if c.scope.default != pv_project::DEFAULT_SCOPE {
+        scopes.push(("[scope] default".into(), &c.scope.default));
+    }
+    scopes.extend(c.scope.contract.iter().map(|(k, v)| (format!("[scope.contract] {k:?}"), v)));
+    scopes.extend(c.scope.falsifier.iter().map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)));
+    for (what, patterns) in scopes {
+        let unmatched = pv_project::Scope::new(patterns)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                s.unmatched(&project.root, &project.evidence_dirs())
+                    .map_err(|e| e.to_string())
+            });
+        match unmatched {
+            Ok(list) => {
+                for p in list {
+                    diags.push(scope_err(
+                        format!("{what}: pattern {p:?} selects no file under {}", project.root.display()),
+                        "a pattern that selects nothing makes the scope miss the code it is meant to cover: fix the path (patterns are relative to the folder of pv.toml)",
+                    ));
+                }
+            }
+            Err(e) => diags.push(scope_err(format!("{what}: {e}"), "see docs/project-file.md")),
+        }
+    }
+    diags
 }
 
 /// Expands the arguments to a sorted, de-duplicated file list. Unreadable paths and directories
@@ -172,6 +251,7 @@ pub fn validate(paths: &[PathBuf], since: &Since) -> Report {
     let mut notes = Vec::new();
     let (files, dirs) = collect_files(paths, &mut diags);
     let mut usage_error = !diags.is_empty();
+    let mut history_skipped = false;
     let results: Vec<(Option<Loaded>, Vec<Diagnostic>)> =
         files.par_iter().map(|f| check_file(f)).collect();
     let mut loaded = Vec::new();
@@ -211,7 +291,10 @@ pub fn validate(paths: &[PathBuf], since: &Since) -> Report {
                     usage_error = true;
                     diags.push(Diagnostic::file_error(codes::IO, None, msg));
                 }
-                Err(HistoryError::Skip(msg)) => notes.push(msg),
+                Err(HistoryError::Skip(msg)) => {
+                    history_skipped = true;
+                    notes.push(msg);
+                }
             }
         }
     }
@@ -223,6 +306,7 @@ pub fn validate(paths: &[PathBuf], since: &Since) -> Report {
         files: files.len(),
         notes,
         usage_error,
+        history_skipped,
     }
 }
 
@@ -334,17 +418,37 @@ fn history(
 
 /// `pv validate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let paths = if args.paths.is_empty() {
-        default_paths()
-    } else {
+    let cwd = std::env::current_dir()?;
+    let project = match &args.config {
+        Some(f) => pv_project::Project::load(f)?,
+        None => pv_project::Project::discover(&cwd)?,
+    };
+    let whole_project = args.paths.is_empty();
+    let paths = if !whole_project {
         args.paths
+    } else if project.file.is_some() {
+        // Shown relative to the current directory where they lie below it (shorter messages).
+        project
+            .contract_dirs()
+            .into_iter()
+            .map(|d| match d.strip_prefix(&cwd) {
+                Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+                _ => d,
+            })
+            .collect()
+    } else {
+        default_paths()
     };
     let since = match (args.no_since, args.since) {
         (true, _) => Since::Off,
         (false, Some(r)) => Since::Rev(r),
         (false, None) => Since::Default,
     };
-    let report = validate(&paths, &since);
+    let mut report = validate(&paths, &since);
+    report
+        .diagnostics
+        .extend(check_project(&report.set, &project, whole_project));
+    rules::sort_diagnostics(&mut report.diagnostics);
     print_report(&report, args.format, args.color)?;
     let code = ExitCode::from(report.exit_code());
     // The process ends here: freeing hundreds of thousands of nodes one by one would only cost
@@ -365,6 +469,7 @@ fn print_report(report: &Report, format: Format, color: ColorMode) -> anyhow::Re
                 "errors": errors,
                 "warnings": warnings,
                 "notes": report.notes,
+                "history_skipped": report.history_skipped,
                 "diagnostics": report.diagnostics.iter().map(render::diagnostic_json).collect::<Vec<_>>(),
             });
             let mut out = std::io::stdout().lock();
@@ -394,11 +499,16 @@ pub fn summary(report: &Report, errors: usize, warnings: usize) -> String {
         plural(stages, "stage"),
         plural(falsifiers, "falsifier")
     );
+    let history = if report.history_skipped {
+        "; history rules not checked"
+    } else {
+        ""
+    };
     if errors == 0 && !report.usage_error {
         if warnings == 0 {
-            format!("ok: {what}")
+            format!("ok: {what}{history}")
         } else {
-            format!("ok: {what} ({})", plural(warnings, "warning"))
+            format!("ok: {what} ({}){history}", plural(warnings, "warning"))
         }
     } else {
         format!(

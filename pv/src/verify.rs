@@ -2,11 +2,12 @@
 //!
 //! 1. `pv validate` on the contracts (stops on errors: status over invalid contracts means
 //!    nothing).
-//! 2. `cargo test -p falsifiers --no-fail-fast [--features ...] [-- --include-ignored]` with
-//!    `PV_EVIDENCE_DIR` set to a fresh run directory (default
-//!    `evidence/runs/local/<UTC time>/`, git-ignored), printing each test's result as it comes.
-//! 3. The dashboard derived from the contracts, the committed evidence (`evidence/runs`, without
-//!    other local runs) and this run's records, with `pv status`'s options.
+//! 2. `cargo test -p PKG... --no-fail-fast [--features ...] [-- --include-ignored]` over the
+//!    project's test packages (`pv.toml` `[tests] packages`, else every package that depends on
+//!    contract-macros) with `PV_EVIDENCE_DIR` set to a fresh run directory (default
+//!    `<local evidence>/<UTC time>/`, git-ignored), printing each test's result as it comes.
+//! 3. The dashboard derived from the contracts, the committed evidence (without other local
+//!    runs) and this run's records, with `pv status`'s options.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ pub struct Args {
     /// Also run the ignored (hardware-tier) falsifiers: passes `--include-ignored` to the tests.
     #[arg(long)]
     pub include_ignored: bool,
-    /// Cargo features of the falsifiers crate (e.g. `cuda`), comma-separated.
+    /// Cargo features of the test packages (e.g. `cuda`), comma-separated.
     #[arg(long, value_name = "FEATURES")]
     pub features: Option<String>,
     /// Build the tests with `--release`.
@@ -37,7 +38,7 @@ pub struct Args {
     /// Only run tests whose name contains this (passed to the test harness).
     #[arg(long, value_name = "FILTER")]
     pub filter: Option<String>,
-    /// Directory for this run's records (default: evidence/runs/local/<UTC time>/).
+    /// Directory for this run's records (default: <pv.toml's local evidence>/<UTC time>/).
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
     /// Skip contract validation.
@@ -74,9 +75,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let root = paths.root.clone();
 
     if !args.no_validate {
-        eprintln!("pv verify: validating {}", paths.contracts.display());
+        let shown: Vec<String> = paths
+            .contracts
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        eprintln!("pv verify: validating {}", shown.join(", "));
         let code = crate::validate::run(crate::validate::Args {
-            paths: vec![paths.contracts.clone()],
+            // The project's own folders are checked as a whole project (PV061 too).
+            paths: match (&args.status.locations.contracts, &paths.project.file) {
+                (None, Some(_)) => Vec::new(),
+                _ => paths.contracts.clone(),
+            },
+            config: paths.project.file.clone(),
             since: None,
             no_since: false,
             format: Default::default(),
@@ -88,12 +99,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let local = paths.project.local_evidence();
     let run_dir = args.run_dir.clone().unwrap_or_else(|| {
-        root.join("evidence")
-            .join("runs")
-            .join("local")
-            .join(pv_evidence::timefmt::compact_utc(SystemTime::now()))
+        local.join(pv_evidence::timefmt::compact_utc(SystemTime::now()))
     });
+    let packages = paths.project.test_packages()?;
+    if packages.is_empty() {
+        bail!(
+            "no package holds bound tests: none depends on contract-macros, and {} names none \
+             under [tests] packages (pv init writes an example)",
+            paths
+                .project
+                .file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "no pv.toml".to_string())
+        );
+    }
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("creating the run directory {}", run_dir.display()))?;
     eprintln!(
@@ -102,8 +124,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(&root)
-        .args(["test", "-p", "falsifiers", "--no-fail-fast"]);
+    cmd.current_dir(&root).arg("test");
+    for p in &packages {
+        cmd.args(["-p", &p.name]);
+    }
+    cmd.arg("--no-fail-fast");
     if args.release {
         cmd.arg("--release");
     }
@@ -167,15 +192,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // The dashboard: committed evidence (other local runs excluded) plus this run.
     let set = load_contracts(&paths.contracts)?;
-    let model = model_from_contracts(&set);
-    let local = root.join("evidence").join("runs").join("local");
+    let model = model_from_contracts(&set, &paths.project);
     let mut dirs = paths.evidence.clone();
     if !dirs.iter().any(|d| run_dir.starts_with(d)) {
         dirs.push(run_dir.clone());
     }
     let loaded = load_runs_excluding(&dirs, &[local], std::slice::from_ref(&run_dir), None)?;
     let bound = bound_ids(paths.tests.as_deref())?;
-    let fresh = SourceFreshness::new(&root);
+    let fresh = SourceFreshness::new(&paths.project);
     let mut report = crate::status::derive(
         &model,
         &loaded.runs,

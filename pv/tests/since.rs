@@ -33,6 +33,12 @@ fn repo() -> tempfile::TempDir {
     git(d, &["init", "-q"]);
     std::fs::create_dir(d.join("contracts")).expect("mkdir");
     std::fs::write(d.join("contracts/demo-v1.yaml"), valid_contract()).expect("write");
+    // The demo's GPU falsifier gates on device `cuda`, which the project must declare (PV060).
+    std::fs::write(
+        d.join("pv.toml"),
+        "[devices.cuda]\nprobe = [\"nvidia-smi\", \"-L\"]\nmissing = \"no GPU\"\n",
+    )
+    .expect("write");
     git(d, &["add", "."]);
     git(d, &["commit", "-q", "-m", "first"]);
     dir

@@ -130,7 +130,7 @@ amendment_history:
 fn report() -> (pv::status::StatusReport, ContractSet) {
     let loaded = pv_contract::load_str("contracts/demo-v1.yaml", DEMO).expect("demo contract");
     let set = ContractSet::new(vec![loaded]);
-    let model = model_from_contracts(&set);
+    let model = model_from_contracts(&set, &pv_project::Project::defaults(std::path::Path::new(".")));
     let sha = model.contracts[0].sha256.clone();
     let src = SourceDigest {
         algorithm: "pv-source-v1".into(),
@@ -145,6 +145,7 @@ fn report() -> (pv::status::StatusReport, ContractSet) {
             record: RunRecord {
                 falsifier: "FALSIFY-DEMO-A-001".into(),
                 contract_sha256: sha.clone(),
+                falsifier_sha256: None,
                 outcome: if i == 7 { Outcome::Fail } else { Outcome::Pass },
                 reason: None,
                 // Values under the 0.35 threshold, except one failing run.

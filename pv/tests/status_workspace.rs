@@ -67,7 +67,16 @@ impl Mini {
     fn new() -> Mini {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nmembers = [\"engine\", \"falsifiers\"]\n",
+        )
+        .unwrap();
+        fs::write(
+            root.join("pv.toml"),
+            "[scope]\ndefault = [\"engine/src/**\", \"engine/Cargo.toml\"]\n",
+        )
+        .unwrap();
         fs::create_dir_all(root.join("contracts")).unwrap();
         fs::write(root.join("contracts/mini-v1.yaml"), CONTRACT).unwrap();
         fs::create_dir_all(root.join("engine/src")).unwrap();
@@ -79,6 +88,11 @@ impl Mini {
         .unwrap();
         fs::create_dir_all(root.join("falsifiers/tests")).unwrap();
         fs::write(root.join("falsifiers/tests/mini.rs"), TESTS).unwrap();
+        fs::write(
+            root.join("falsifiers/Cargo.toml"),
+            "[package]\nname = \"falsifiers\"\n[dev-dependencies]\ncontract-macros = \"0.1\"\n",
+        )
+        .unwrap();
         // FalsifierMeta wants 'static strings; a test process makes a handful of these.
         let manifest: &'static str = Box::leak(
             root.join("falsifiers")
@@ -100,7 +114,13 @@ impl Mini {
     fn meta(&self, id: &'static str) -> FalsifierMeta {
         let bytes = fs::read(self.root().join("contracts/mini-v1.yaml")).unwrap();
         let hash: &'static str =
-            Box::leak(pv_contract::digest::content_hash(bytes).into_boxed_str());
+            Box::leak(pv_contract::digest::content_hash(&bytes).into_boxed_str());
+        let claim: &'static str = {
+            let text = String::from_utf8(bytes).unwrap();
+            let l = pv_contract::load_str("mini-v1.yaml", &text).unwrap();
+            let f = l.contract.falsifiers.iter().find(|f| f.id == id).unwrap();
+            Box::leak(pv_contract::digest::claim_digest(&l.contract, f).into_boxed_str())
+        };
         let (tier, metrics): (Tier, &'static [MetricSpec]) = if id.contains("GPU") {
             (
                 Tier::Hardware,
@@ -128,6 +148,7 @@ impl Mini {
             contract_version: "0.1.0",
             contract_path: "contracts/mini-v1.yaml",
             contract_sha256: hash,
+            falsifier_sha256: claim,
             tier,
             metrics,
             devices: &[],
@@ -186,10 +207,20 @@ fn editing_engine_sources_makes_evidence_stale_until_rerun() {
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Stale);
     m.run("FALSIFY-MINI-A-001", 0.0);
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
-    // Editing the contract (even a comment) also makes old evidence stale.
+    // A file outside the scope: nothing goes stale.
+    fs::write(m.root().join("README.md"), "words\n").unwrap();
+    fs::write(m.root().join("falsifiers/tests/mini.rs"), format!("{TESTS}\n// more\n")).unwrap();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+    // Editing the contract where this claim does not change (a comment, another claim's
+    // wording) stales nothing; editing its threshold does.
     let path = m.root().join("contracts/mini-v1.yaml");
     let text = fs::read_to_string(&path).unwrap();
-    fs::write(&path, format!("# edited\n{text}")).unwrap();
+    let reworded = text.replace("claim: The GPU agrees.", "claim: The GPU agrees with the CPU.");
+    fs::write(&path, format!("# edited\n{reworded}")).unwrap();
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
+    let threshold = reworded.replacen("threshold: 0\n", "threshold: 1\n", 1);
+    assert_ne!(threshold, reworded);
+    fs::write(&path, threshold).unwrap();
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Stale);
 }
 
@@ -256,7 +287,7 @@ fn traceability_rows_flag_stale_and_missing_evidence() {
     )
     .unwrap();
     let (set, report) = status_for(&Paths::in_workspace(m.root())).unwrap();
-    let model = pv::status_load::model_from_contracts(&set);
+    let model = pv::status_load::model_from_contracts(&set, &pv_project::Project::defaults(m.root()));
     let rows = pv::evidence_cmd::rows(&report, &model, &Default::default(), 3);
     let a = rows
         .iter()
