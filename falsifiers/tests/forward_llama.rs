@@ -181,7 +181,7 @@ fn tokens(seed: u64, n: usize, vocab: usize) -> Vec<u32> {
 
 #[falsifier("FALSIFY-QW3-LLAMA-LOGITS-001")]
 fn llama_logits_parity(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir().expect("tmp");
     let mut t = Tally {
         min_cos_float: 1.0,
@@ -234,7 +234,7 @@ fn llama_logits_parity(ctx: &mut Ctx) -> FalsifierResult {
 
 #[falsifier("FALSIFY-QW3-LLAMA-GGUFPY-001")]
 fn llama_gguf_py_parity(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir().expect("tmp");
     let mut t = Tally {
         min_cos_float: 1.0,
@@ -280,7 +280,7 @@ fn llama_gguf_py_parity(ctx: &mut Ctx) -> FalsifierResult {
 
 #[falsifier("FALSIFY-QW3-TOKENIZER-002")]
 fn tokenizer_ids_match_llama(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir().expect("tmp");
     let p = dir.path().join("tiny.gguf");
     write_synthetic(
@@ -366,7 +366,7 @@ fn tokenizer_ids_match_llama(ctx: &mut Ctx) -> FalsifierResult {
 #[falsifier("FALSIFY-QW3-CPU-DECODE-TPS-001")]
 #[ignore = "benchmark: minutes of CPU time; run on a quiet machine with --ignored"]
 fn cpu_decode_speed_vs_llama(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench-cpu.sh");
     let out = Command::new("bash")
         .arg(script)

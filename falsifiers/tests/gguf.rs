@@ -800,7 +800,7 @@ fn json_mismatches(a: &serde_json::Value, b: &serde_json::Value, log: &mut Vec<S
 
 #[falsifier("FALSIFY-GGUF-GGUFPY-001")]
 fn gguf_agrees_with_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir()?;
     let mut log = Vec::new();
     // 1. Our writer -> gguf-py's reader.

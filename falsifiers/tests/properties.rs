@@ -570,7 +570,7 @@ fn planted(
     id: &str,
     body: impl FnOnce(&mut Ctx) -> FalsifierResult,
 ) -> pv_evidence::EvidenceRecord {
-    let meta = prop::planted_meta(id).expect("falsifier in the registry");
+    let meta = prop::planted_meta(falsifiers::entry(id).expect("falsifier in the registry"));
     let dir = tempfile::tempdir().expect("tempdir");
     let run = pv_evidence::run_falsifier_in(&meta, dir.path(), body).expect("record written");
     let rec = run.record;

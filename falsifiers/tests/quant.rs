@@ -144,7 +144,7 @@ fn compare_bits(ours: &[f32], theirs: &[f32]) -> (usize, Option<(usize, u32, u32
 
 #[falsifier("FALSIFY-QK-DEQ-001")]
 fn dequant_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("blocks.gguf");
     let (rows, cols) = (32usize, 1024usize);
@@ -243,7 +243,7 @@ fn q8_0_inputs(rng: &mut Rng) -> Vec<f32> {
 
 #[falsifier("FALSIFY-QK-QUANT-Q80-001")]
 fn q8_0_quantization_matches_gguf_py(ctx: &mut Ctx) -> FalsifierResult {
-    let py = ctx.fixture_python()?;
+    let py = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let dir = tempfile::tempdir()?;
     let mut rng = Rng::new(0x080);
     let x = q8_0_inputs(&mut rng);

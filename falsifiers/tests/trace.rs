@@ -220,7 +220,7 @@ fn falsify_trace_spec_errors_001_can_fail() {
 // FALSIFY-TRACE-NPY-NUMPY-001 (fixture: python-oracle)
 // ---------------------------------------------------------------------------------------------
 
-/// The oracle python (`$PV_ORACLE_PYTHON`, docs/fixtures.md), if it can import numpy.
+/// The oracle python (`$PV_ORACLE_PYTHON`, fixture python-oracle in pv.toml), if it can import numpy.
 fn oracle_python() -> Option<PathBuf> {
     let p = PathBuf::from(std::env::var_os("PV_ORACLE_PYTHON")?);
     let ok = Command::new(&p)
@@ -340,7 +340,7 @@ fn npy_mismatches(python: &Path, write: &dyn Fn(&NpyArray) -> Vec<u8>) -> usize 
 
 #[falsifier("FALSIFY-TRACE-NPY-NUMPY-001")]
 fn trace_npy_numpy(ctx: &mut Ctx) -> FalsifierResult {
-    let python = ctx.fixture_python()?;
+    let python = std::path::PathBuf::from(ctx.fixture("python-oracle")?);
     let m = npy_mismatches(&python, &|a| a.to_bytes().expect("serialize"));
     ctx.metric("numpy_mismatches", m as f64);
     ctx.note(format!(

@@ -137,7 +137,7 @@ pub struct Gate {
     /// Devices that must be present at run time, else the run is skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<String>,
-    /// Named fixtures (docs/fixtures.md), else the run is skipped.
+    /// Fixtures declared in the project file (docs/project-file.md), else the run is skipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fixtures: Vec<String>,
 }

@@ -7,14 +7,20 @@
 //! - [`store`]: atomic, collision-free writing and non-destructive reading of records.
 //! - [`digest`]: the source digest over a falsifier's scope (`pv.toml`), recomputed by `pv` to decide
 //!   whether evidence is fresh.
-//! - [`bindings`]: the textual scan of `falsifiers/tests/*.rs` for bound tests.
+//! - [`bindings`]: the textual scan of test packages for bound tests.
+//! - [`registry`]: the types of the registry `pv-build` generates into a test crate.
+//! - `prop` (feature `prop`): property tests over the strategies `pv-build` generates from
+//!   contracts' `generators:`, with shrunk counterexamples in the record.
 //!
 //! `docs/evidence.md` describes the record; `docs/falsifier-api.md` the test-writing API.
 
 pub mod bindings;
 pub mod digest;
 pub mod env;
+#[cfg(feature = "prop")]
+pub mod prop;
 pub mod record;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod timefmt;

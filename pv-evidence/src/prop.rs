@@ -1,12 +1,12 @@
-//! Property tests bound to falsifiers: run a contract-generated proptest strategy
-//! (`crate::generators`) under the obligation's case count and seed, and put the shrunk
-//! counterexample of a failure into the evidence record.
+//! Property tests bound to falsifiers (feature `prop`): run a contract-generated proptest
+//! strategy (the `pv_generators.rs` that `pv-build` writes) under the obligation's case count
+//! and seed, and put the shrunk counterexample of a failure into the evidence record.
 //!
 //! A `#[falsifier]` body calls [`check`] and reports the two numbers it returns as metrics,
 //! whose thresholds live in the contract like any other falsifier's:
 //!
 //! ```ignore
-//! let r = falsifiers::prop::check(ctx, &g::SPEC, g::strategy(), |inp| property(inp))?;
+//! let r = pv_evidence::prop::check(ctx, &g::SPEC, g::strategy(), |inp| property(inp))?;
 //! ctx.metric("counterexamples", r.counterexamples as f64);
 //! ctx.metric("cases_run", r.cases_run as f64);
 //! ```
@@ -14,10 +14,15 @@
 use std::cell::{Cell, RefCell};
 
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use pv_evidence::record::Counterexample;
-use pv_evidence::{Ctx, FalsifierError, FalsifierMeta};
 
-/// What `falsifiers/build.rs` knows about one obligation's generators.
+/// proptest itself, for the generated strategies (the test crate needs no direct dependency).
+pub use proptest;
+
+use crate::record::Counterexample;
+use crate::registry::Entry;
+use crate::{Ctx, FalsifierError, FalsifierMeta};
+
+/// What `pv-build` knows about one obligation's generators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GenSpec {
     /// `PO-...` id.
@@ -155,18 +160,18 @@ where
     }
 }
 
-/// The runtime metadata of falsifier `id` from the registry, for running a property against a
-/// deliberately wrong function with `pv_evidence::run_falsifier_in` (planted-bug tests): the
-/// thresholds are the contract's, the contract hash is not (such records go to a temporary
-/// directory, never to `evidence/`).
-pub fn planted_meta(id: &str) -> Option<FalsifierMeta> {
-    let e = crate::entry(id)?;
-    Some(FalsifierMeta {
+/// The runtime metadata of a registry entry, for running a property against a deliberately
+/// wrong function with [`crate::run_falsifier_in`] (planted-bug tests): the thresholds are the
+/// contract's, the contract hash is not (such records go to a temporary directory, never to the
+/// evidence folders).
+pub fn planted_meta(e: &Entry) -> FalsifierMeta {
+    FalsifierMeta {
         id: e.id,
         contract: e.contract,
         contract_version: e.contract_version,
         contract_path: e.contract_file,
         contract_sha256: "planted-bug run: not evidence",
+        falsifier_sha256: "planted-bug run: not evidence",
         tier: e.tier,
         metrics: e.metrics,
         devices: &[],
@@ -174,6 +179,6 @@ pub fn planted_meta(id: &str) -> Option<FalsifierMeta> {
         if_fails: "a planted bug: this run must fail",
         test_name: "planted",
         test_file: "planted",
-        manifest_dir: env!("CARGO_MANIFEST_DIR"),
-    })
+        manifest_dir: e.manifest_dir,
+    }
 }
