@@ -61,6 +61,9 @@ pub struct Config {
     /// The devices a contract's `gate.devices` may name.
     #[serde(default)]
     pub devices: BTreeMap<String, Probe>,
+    /// What the project ships, for `pv audit`'s unclaimed-code report.
+    #[serde(default)]
+    pub product: ProductConfig,
 }
 
 impl Default for Config {
@@ -72,8 +75,23 @@ impl Default for Config {
             scope: ScopeConfig::default(),
             fixtures: BTreeMap::new(),
             devices: BTreeMap::new(),
+            product: ProductConfig::default(),
         }
     }
+}
+
+/// `[product]`: the binaries users run. `pv audit` lists the project's source files compiled
+/// into them (cargo's dep-info `.d` files) that no contract's scope covers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductConfig {
+    /// Binary target names (`cargo build --bin NAME` writes `target/<profile>/NAME.d`).
+    #[serde(default)]
+    pub binaries: Vec<String>,
+    /// Files (relative to the project root) that need no claim, each with the reason; they are
+    /// listed, never counted as unclaimed.
+    #[serde(default)]
+    pub unclaimed: BTreeMap<String, String>,
 }
 
 /// `[contracts]`.

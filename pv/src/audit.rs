@@ -194,6 +194,16 @@ pub struct AuditReport {
     /// Whether the bound-test scan ran (false: no tests directory, so "no test" is unknown and
     /// reported as no evidence instead).
     pub bindings_checked: bool,
+    /// Per product binary (`pv.toml` `[product] binaries`): project files compiled into it that
+    /// no contract's scope covers (`crate::unclaimed`).
+    pub product: Vec<crate::unclaimed::BinaryReport>,
+}
+
+impl AuditReport {
+    /// Whether anything breaks: a chain, or unclaimed code in a product binary.
+    pub fn is_clean(&self) -> bool {
+        self.breaks.is_empty() && self.product.iter().all(|b| b.unclaimed.is_empty())
+    }
 }
 
 /// Names of `fn`s carrying `#[kani::proof]` in `text`: the attribute, then (after other
@@ -340,6 +350,7 @@ pub fn audit(set: &ContractSet, report: &StatusReport, proofs: &HashSet<String>)
         }
     }
     AuditReport {
+        product: Vec::new(),
         chains,
         breaks,
         bindings_checked,
@@ -419,6 +430,39 @@ pub fn text(r: &AuditReport) -> String {
     s
 }
 
+/// The unclaimed-code part of the text report (empty when `pv.toml` names no product binary).
+pub fn product_text(product: &[crate::unclaimed::BinaryReport]) -> String {
+    let mut s = String::new();
+    for b in product {
+        let Some(d) = &b.dep_info else {
+            let _ = writeln!(
+                s,
+                "unclaimed code in {}: not checked, no dep-info file (build it first: cargo build --bin {})",
+                b.binary, b.binary
+            );
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "unclaimed code in {} ({} project files compiled in, from {d}):",
+            b.binary, b.files
+        );
+        for f in &b.unclaimed {
+            let _ = writeln!(s, "  UNCLAIMED  {f}  (no contract's scope covers it)");
+        }
+        for (f, why) in &b.excused {
+            let _ = writeln!(s, "  excused    {f}  ({why})");
+        }
+        if b.unclaimed.is_empty() {
+            let _ = writeln!(
+                s,
+                "  every file is in some contract's scope or excused in pv.toml"
+            );
+        }
+    }
+    s
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn json(r: &AuditReport) -> String {
     let mut s = serde_json::to_string_pretty(r)
@@ -427,18 +471,24 @@ pub fn json(r: &AuditReport) -> String {
     s
 }
 
-/// `pv audit`: exit 0 when every chain is intact, 1 on any break, 2 when inputs do not load.
+/// `pv audit`: exit 0 when every chain is intact and no product file is unclaimed, 1 on any
+/// break, 2 when inputs do not load.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = args.locations.paths()?;
     let (set, report) = status_for(&paths).context("deriving falsifier states")?;
     let proofs = kani_proofs(&paths.root);
-    let r = audit(&set, &report, &proofs);
+    let mut r = audit(&set, &report, &proofs);
+    r.product = crate::unclaimed::report(
+        &paths.project,
+        &set,
+        &crate::unclaimed::target_dir(&paths.root),
+    );
     let out = match args.format {
-        Format::Text => text(&r),
+        Format::Text => text(&r) + &product_text(&r.product),
         Format::Json => json(&r),
     };
     crate::graph::emit(&out, args.output.as_deref())?;
-    Ok(if r.breaks.is_empty() {
+    Ok(if r.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
