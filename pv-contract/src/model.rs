@@ -18,7 +18,7 @@ pub const FALSIFIER_ID_PATTERN: &str = r"^FALSIFY(-[A-Z0-9]+)+-[0-9]{3,}$";
 pub const EQUATION_ID_PATTERN: &str = r"^EQ(-[A-Z0-9]+)+$";
 /// Pattern of a proof-obligation id (`PO-QK-Q4K-001`).
 pub const OBLIGATION_ID_PATTERN: &str = r"^PO(-[A-Z0-9]+)+-[0-9]{3,}$";
-/// Pattern of a harness name: a Rust path of snake_case segments (`engine::quant::proof_q4k`).
+/// Pattern of a harness name: a Rust path of snake_case segments (`mycrate::proofs::sum_is_one`).
 pub const HARNESS_NAME_PATTERN: &str = r"^[a-z_][a-z0-9_]*(::[a-z_][a-z0-9_]*)*$";
 /// Pattern of a metric name (`snake_case`).
 pub const METRIC_NAME_PATTERN: &str = r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$";

@@ -1111,7 +1111,7 @@ fn check_usage(e: &Loaded, cx: &mut Ctx) {
     }
 }
 
-/// Whether `name` is a Rust path of snake_case segments (`engine::quant::proof_q4k`).
+/// Whether `name` is a Rust path of snake_case segments (`mycrate::proofs::sum_is_one`).
 pub fn is_harness_name(name: &str) -> bool {
     name.split("::").all(|seg| {
         seg.bytes()
@@ -1221,7 +1221,7 @@ fn check_obligations(set: &ContractSet, e: &Loaded, cx: &mut Ctx) {
                 help(
                     d,
                     "write the harness function's path, snake_case segments joined by '::', \
-                     e.g. engine::quant::proofs::q4k_dequant",
+                     e.g. mycrate::proofs::sum_is_one",
                 );
             }
         }

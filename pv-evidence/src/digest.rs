@@ -258,7 +258,11 @@ mod tests {
         assert_eq!(base.roots, scope);
         // Outside the scope: nothing changes.
         fs::write(d.path().join("README.md"), "other text").unwrap();
-        fs::write(d.path().join("engine/Cargo.toml"), "[package]\nname = \"e\"").unwrap();
+        fs::write(
+            d.path().join("engine/Cargo.toml"),
+            "[package]\nname = \"e\"",
+        )
+        .unwrap();
         fs::write(d.path().join("evidence/r2.json"), "{}").unwrap();
         assert_eq!(base, scope_digest(d.path(), &scope, &ex).unwrap());
         // Inside: an edit, a new file.
@@ -272,7 +276,10 @@ mod tests {
         // A scope whose globs select everything still skips the evidence folder.
         let all = scope_digest(d.path(), &["**".to_string()], &ex).unwrap();
         fs::write(d.path().join("evidence/r3.json"), "{}").unwrap();
-        assert_eq!(all, scope_digest(d.path(), &["**".to_string()], &ex).unwrap());
+        assert_eq!(
+            all,
+            scope_digest(d.path(), &["**".to_string()], &ex).unwrap()
+        );
     }
 
     #[test]

@@ -100,7 +100,8 @@ pub fn git_info(dir: &Path) -> Option<GitInfo> {
 /// The project of a test crate: `pv.toml` found upward from its manifest folder (else the
 /// defaults at its cargo root), loaded once per folder per process.
 pub fn project(manifest_dir: &Path) -> Result<Arc<Project>, String> {
-    static PROJECTS: Mutex<Vec<(PathBuf, Result<Arc<Project>, String>)>> = Mutex::new(Vec::new());
+    type Loaded = Vec<(PathBuf, Result<Arc<Project>, String>)>;
+    static PROJECTS: Mutex<Loaded> = Mutex::new(Vec::new());
     let mut list = PROJECTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, p)) = list.iter().find(|(d, _)| d == manifest_dir) {
         return p.clone();
@@ -179,11 +180,21 @@ pub fn run_probe(kind: &str, name: &str, p: &Probe) -> Result<String, String> {
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(format!("{what}: {} (waiting for `{shown}`: {e})", p.missing)),
+            Err(e) => {
+                return Err(format!(
+                    "{what}: {} (waiting for `{shown}`: {e})",
+                    p.missing
+                ))
+            }
         }
     };
     let err = reader.join().unwrap_or_default();
-    let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     match status {
         None => Err(format!(
             "{what}: {} (probe `{shown}` did not finish within {} s)",
@@ -223,11 +234,26 @@ mod tests {
 
     #[test]
     fn probes_pass_fail_and_time_out() {
-        assert_eq!(run_probe("device", "sh", &probe_of(None, &["true"], 5.0)), Ok(String::new()));
-        let e = run_probe("fixture", "f", &probe_of(None, &["sh", "-c", "echo nope >&2; exit 3"], 5.0))
-            .unwrap_err();
-        assert!(e.contains("fixture `f`: install it") && e.contains("nope"), "{e}");
-        let e = run_probe("fixture", "f", &probe_of(None, &["no-such-program-pv"], 5.0)).unwrap_err();
+        assert_eq!(
+            run_probe("device", "sh", &probe_of(None, &["true"], 5.0)),
+            Ok(String::new())
+        );
+        let e = run_probe(
+            "fixture",
+            "f",
+            &probe_of(None, &["sh", "-c", "echo nope >&2; exit 3"], 5.0),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("fixture `f`: install it") && e.contains("nope"),
+            "{e}"
+        );
+        let e = run_probe(
+            "fixture",
+            "f",
+            &probe_of(None, &["no-such-program-pv"], 5.0),
+        )
+        .unwrap_err();
         assert!(e.contains("cannot run `no-such-program-pv`"), "{e}");
         let t = Instant::now();
         let e = run_probe("fixture", "slow", &probe_of(None, &["sleep", "30"], 0.3)).unwrap_err();

@@ -233,7 +233,12 @@ fn project_file(p: &Project) -> String {
     p.file
         .as_ref()
         .map(|f| f.display().to_string())
-        .unwrap_or_else(|| format!("{} (absent)", p.root.join(pv_project::PROJECT_FILE).display()))
+        .unwrap_or_else(|| {
+            format!(
+                "{} (absent)",
+                p.root.join(pv_project::PROJECT_FILE).display()
+            )
+        })
 }
 
 /// The verdict on the reported metrics.
@@ -313,7 +318,10 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 
 /// `None` when every gate is present, else `Ok(skip reason)` or `Err(error)` for a gate the
 /// project does not declare (or a project that did not load).
-fn gate_skip(meta: &FalsifierMeta, project: &Result<Arc<Project>, String>) -> Option<Result<String, String>> {
+fn gate_skip(
+    meta: &FalsifierMeta,
+    project: &Result<Arc<Project>, String>,
+) -> Option<Result<String, String>> {
     if meta.devices.is_empty() && meta.fixtures.is_empty() {
         return None;
     }
@@ -325,7 +333,11 @@ fn gate_skip(meta: &FalsifierMeta, project: &Result<Arc<Project>, String>) -> Op
         .devices
         .iter()
         .map(|d| ("device", *d, project.device(d)))
-        .chain(meta.fixtures.iter().map(|f| ("fixture", *f, project.fixture(f))));
+        .chain(
+            meta.fixtures
+                .iter()
+                .map(|f| ("fixture", *f, project.fixture(f))),
+        );
     for (kind, name, probe) in gates {
         let Some(probe) = probe else {
             return Some(Err(format!(

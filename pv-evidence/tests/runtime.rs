@@ -71,7 +71,10 @@ fn pass_when_every_metric_meets_its_threshold() {
     assert!(r.record.rustc.starts_with("rustc "), "{}", r.record.rustc);
     // No scope configured for this fake: the project's default scope.
     let project = pv_evidence::env::project(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
-    assert_eq!(r.record.source.roots, project.scope_for("meta-v1", "FALSIFY-META-RT-001"));
+    assert_eq!(
+        r.record.source.roots,
+        project.scope_for("meta-v1", "FALSIFY-META-RT-001")
+    );
     assert_eq!(r.record.source.algorithm, "pv-source-v2");
     assert_eq!(r.record.contract.falsifier_sha256.as_deref(), Some("11"));
     assert!(pv_evidence::timefmt::parse_rfc3339(&r.record.timestamp).is_some());
@@ -187,8 +190,13 @@ fn meta_in_project(pv_toml: &str) -> (tempfile::TempDir, FalsifierMeta) {
     std::fs::write(d.path().join("pv.toml"), pv_toml).unwrap();
     std::fs::create_dir_all(d.path().join("checks/src")).unwrap();
     std::fs::write(d.path().join("checks/src/lib.rs"), "// code under test\n").unwrap();
-    let manifest: &'static str =
-        Box::leak(d.path().join("checks").display().to_string().into_boxed_str());
+    let manifest: &'static str = Box::leak(
+        d.path()
+            .join("checks")
+            .display()
+            .to_string()
+            .into_boxed_str(),
+    );
     let mut m = meta();
     m.manifest_dir = manifest;
     (d, m)
@@ -212,13 +220,20 @@ missing = "set PATH"
     let r = run_falsifier_in(&m, dir.path(), |_| Ok(())).unwrap();
     assert_eq!(r.record.outcome, Outcome::Error);
     let why = r.record.reason.unwrap();
-    assert!(why.contains("not declared in") && why.contains("[fixtures.no-such-fixture]"), "{why}");
+    assert!(
+        why.contains("not declared in") && why.contains("[fixtures.no-such-fixture]"),
+        "{why}"
+    );
     // An absent device skips without running the body, with the declared message.
     m.fixtures = &[];
     m.devices = &["never"];
     let r = run_falsifier_in(&m, dir.path(), |_| panic!("must not run")).unwrap();
     assert_eq!(r.record.outcome, Outcome::Skipped);
-    assert!(r.record.reason.unwrap().contains("this device is never present"));
+    assert!(r
+        .record
+        .reason
+        .unwrap()
+        .contains("this device is never present"));
     // A present fixture runs the body, which can read what it exports.
     m.devices = &[];
     m.fixtures = &["path"];
@@ -226,13 +241,21 @@ missing = "set PATH"
         let path = ctx.fixture("path")?;
         ctx.metric("mismatches", if path.is_empty() { 1.0 } else { 0.0 });
         ctx.metric("ratio", 1.0);
-        let undeclared = ctx.fixture("nope").err().map(|e| e.to_string()).unwrap_or_default();
+        let undeclared = ctx
+            .fixture("nope")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         ctx.note(undeclared);
         Ok(())
     })
     .unwrap();
     assert_eq!(r.record.outcome, Outcome::Pass, "{:?}", r.record.reason);
-    assert!(r.record.notes[0].contains("fixture `nope` is not declared"), "{:?}", r.record.notes);
+    assert!(
+        r.record.notes[0].contains("fixture `nope` is not declared"),
+        "{:?}",
+        r.record.notes
+    );
     // The digest covers the project's default scope, in that project.
     assert_eq!(r.record.source.files, 1);
     drop(project);
@@ -250,7 +273,10 @@ fn a_broken_project_file_is_an_error_record() {
     .unwrap();
     assert_eq!(r.record.outcome, Outcome::Error);
     let why = r.record.reason.unwrap();
-    assert!(why.contains("pv.toml") && why.contains("unknown field `dir`"), "{why}");
+    assert!(
+        why.contains("pv.toml") && why.contains("unknown field `dir`"),
+        "{why}"
+    );
 }
 
 #[test]

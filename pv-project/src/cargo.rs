@@ -30,7 +30,10 @@ pub fn root_above(start: &Path) -> PathBuf {
         if nearest.is_none() {
             nearest = Some(dir.to_path_buf());
         }
-        if text.parse::<toml::Table>().is_ok_and(|t| t.contains_key("workspace")) {
+        if text
+            .parse::<toml::Table>()
+            .is_ok_and(|t| t.contains_key("workspace"))
+        {
             return dir.to_path_buf();
         }
     }
@@ -42,10 +45,11 @@ fn read_manifest(path: &Path) -> Result<toml::Table, ProjectError> {
         path: path.to_path_buf(),
         source,
     })?;
-    text.parse().map_err(|e: toml::de::Error| ProjectError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
-    })
+    text.parse()
+        .map_err(|e: toml::de::Error| ProjectError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })
 }
 
 /// Whether a manifest lists `name` in any dependency table (`[dependencies]`,
@@ -122,14 +126,22 @@ pub fn scan(root: &Path) -> Result<(Vec<Package>, Vec<String>), ProjectError> {
     }
     let mut out = Vec::new();
     for p in paths {
-        let dir = if p == "." { root.to_path_buf() } else { root.join(&p) };
+        let dir = if p == "." {
+            root.to_path_buf()
+        } else {
+            root.join(&p)
+        };
         let m = dir.join("Cargo.toml");
         if !dir.is_dir() {
             notes.push(format!("member `{p}`: no such directory"));
             continue;
         }
         let folder_name = || p.rsplit('/').next().unwrap_or(&p).to_string();
-        let doc = if p == "." { Ok(doc.clone()) } else { read_manifest(&m) };
+        let doc = if p == "." {
+            Ok(doc.clone())
+        } else {
+            read_manifest(&m)
+        };
         let (name, uses_macros) = match doc {
             Ok(doc) => (
                 doc.get("package")
@@ -146,7 +158,9 @@ pub fn scan(root: &Path) -> Result<(Vec<Package>, Vec<String>), ProjectError> {
                     }
                     other => other.to_string(),
                 };
-                notes.push(format!("member `{p}`: its Cargo.toml does not parse ({why})"));
+                notes.push(format!(
+                    "member `{p}`: its Cargo.toml does not parse ({why})"
+                ));
                 (folder_name(), false)
             }
         };
@@ -223,7 +237,10 @@ mod tests {
         assert_eq!(root_above(&r.join("src/deep")), r);
         let p = packages(r).unwrap();
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].name.as_str(), p[0].path.as_str(), p[0].uses_macros), ("softmax", ".", true));
+        assert_eq!(
+            (p[0].name.as_str(), p[0].path.as_str(), p[0].uses_macros),
+            ("softmax", ".", true)
+        );
     }
 
     #[test]

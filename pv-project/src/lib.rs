@@ -40,7 +40,7 @@ pub const PROJECT_FILE: &str = "pv.toml";
 pub const MACROS_CRATE: &str = "contract-macros";
 
 /// What `pv.toml` says. Every table and key is optional; unknown keys are errors.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where contracts live.
@@ -64,20 +64,6 @@ pub struct Config {
     /// What the project ships, for `pv audit`'s unclaimed-code report.
     #[serde(default)]
     pub product: ProductConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            contracts: ContractsConfig::default(),
-            evidence: EvidenceConfig::default(),
-            tests: TestsConfig::default(),
-            scope: ScopeConfig::default(),
-            fixtures: BTreeMap::new(),
-            devices: BTreeMap::new(),
-            product: ProductConfig::default(),
-        }
-    }
 }
 
 /// `[product]`: the binaries users run. `pv audit` lists the project's source files compiled
@@ -379,7 +365,10 @@ impl Project {
                 }
                 if !(p.timeout_s.is_finite() && p.timeout_s > 0.0) {
                     return Err(self.invalid(
-                        format!("[{kind}.{name}] timeout_s = {} is not a positive number of seconds", p.timeout_s),
+                        format!(
+                            "[{kind}.{name}] timeout_s = {} is not a positive number of seconds",
+                            p.timeout_s
+                        ),
                         "e.g. timeout_s = 30",
                     ));
                 }
@@ -534,7 +523,9 @@ falsifier."FALSIFY-X-001" = ["src/a/x.rs"]
 
     #[test]
     fn unknown_keys_are_rejected_with_a_position() {
-        let e = parse("[contracts]\ndir = [\"c\"]\n").unwrap_err().to_string();
+        let e = parse("[contracts]\ndir = [\"c\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/p/pv.toml"), "{e}");
         assert!(e.contains("unknown field `dir`"), "{e}");
         assert!(e.contains("line 2"), "{e}");
@@ -548,7 +539,10 @@ falsifier."FALSIFY-X-001" = ["src/a/x.rs"]
             ("[contracts]\ndirs = []", "dirs is empty"),
             ("[scope]\ndefault = []", "empty scope"),
             ("[scope]\ndefault = [\"src/[\"]", "[scope] default"),
-            ("[fixtures.db]\nmissing = \"start it\"", "neither `probe` nor `env`"),
+            (
+                "[fixtures.db]\nmissing = \"start it\"",
+                "neither `probe` nor `env`",
+            ),
             (
                 "[devices.gpu]\nprobe = [\"x\"]\nmissing = \"m\"\ntimeout_s = 0",
                 "not a positive number",

@@ -53,10 +53,7 @@ impl Scope {
             if literal {
                 b.add(glob(&format!("{p}/**"))?);
             }
-            let base: Vec<&str> = p
-                .split('/')
-                .take_while(|seg| is_literal(seg))
-                .collect();
+            let base: Vec<&str> = p.split('/').take_while(|seg| is_literal(seg)).collect();
             // A literal pattern may name a file: walk from its parent, match exactly.
             let base = if literal {
                 p.to_string()
@@ -94,7 +91,13 @@ impl Scope {
     ) -> Result<Vec<(String, PathBuf)>, ProjectError> {
         let exclude: Vec<PathBuf> = exclude
             .iter()
-            .map(|e| if e.is_absolute() { e.clone() } else { root.join(e) })
+            .map(|e| {
+                if e.is_absolute() {
+                    e.clone()
+                } else {
+                    root.join(e)
+                }
+            })
             .collect();
         let mut out = Vec::new();
         let mut walked: Vec<String> = Vec::new();
@@ -179,11 +182,12 @@ impl Scope {
         let files = self.files(root, exclude)?;
         let mut out = Vec::new();
         for p in &self.patterns {
-            let one = Scope::new(std::slice::from_ref(p)).map_err(|message| ProjectError::Invalid {
-                path: root.join(crate::PROJECT_FILE),
-                message,
-                help: String::new(),
-            })?;
+            let one =
+                Scope::new(std::slice::from_ref(p)).map_err(|message| ProjectError::Invalid {
+                    path: root.join(crate::PROJECT_FILE),
+                    message,
+                    help: String::new(),
+                })?;
             if !files.iter().any(|(rel, _)| one.matches(rel)) {
                 out.push(p.clone());
             }
@@ -238,7 +242,13 @@ mod tests {
         assert_eq!(files(d.path(), &["src/*.rs"]), ["src/lib.rs"]);
         assert_eq!(
             files(d.path(), &["**/*.rs"]),
-            ["src/a/b.rs", "src/a/mod.rs", "src/lib.rs", "sub/src/lib.rs", "tests/t.rs"]
+            [
+                "src/a/b.rs",
+                "src/a/mod.rs",
+                "src/lib.rs",
+                "sub/src/lib.rs",
+                "tests/t.rs"
+            ]
         );
         assert_eq!(
             files(d.path(), &["**/Cargo.toml"]),

@@ -41,7 +41,7 @@ pub fn workspace_members(
     let (packages, mut notes) = pv_project::cargo::scan(root)?;
     let mut members = Vec::new();
     for p in packages {
-        if skip.iter().any(|s| *s == p.dir) {
+        if skip.contains(&p.dir) {
             continue;
         }
         if !p.dir.join("src").is_dir() {
@@ -150,7 +150,7 @@ fn find_word(s: &str, word: &str) -> Option<usize> {
     None
 }
 
-/// Every identifier-like word of `text` (`engine::quant::dequantize(x)` gives `engine`,
+/// Every identifier-like word of `text` (`mycrate::quant::dequantize(x)` gives `mycrate`,
 /// `quant`, `dequantize`, `x`).
 pub fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !is_ident_char(c))

@@ -22,6 +22,9 @@ enum Command {
     Validate(pv::validate::Args),
     /// Print the JSON Schema of contract files.
     Schema(pv::schema::Args),
+    /// Set up pv in a cargo project: pv.toml, an example contract and bound test, CI workflow.
+    #[command(long_about = pv::init::LONG_ABOUT)]
+    Init(pv::init::Args),
     /// Create a new contract (valid v0.1.0 scaffold).
     New(pv::authoring::NewArgs),
     /// Bump a contract's version and append an amendment entry.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => pv::validate::run(args),
         Command::Schema(args) => pv::schema::run(args),
+        Command::Init(args) => pv::init::run(args),
         Command::New(args) => pv::authoring::run_new(args),
         Command::Amend(args) => pv::authoring::run_amend(args),
         Command::Diff(args) => pv::diff::run(args),

@@ -9,9 +9,9 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pv_contract::ContractSet;
-use pv_project::Project;
 use pv_evidence::record::{SourceDigest, Tier};
 use pv_evidence::store::{list_record_files, parse_record};
+use pv_project::Project;
 use rayon::prelude::*;
 
 use serde::{Deserialize, Serialize};

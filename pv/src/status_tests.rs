@@ -393,7 +393,10 @@ fn rule15_format2_freshness_is_the_claim_digest_and_the_configured_scope() {
     // This claim changed: stale, and the reason says so.
     let runs = [run_v2(A.0, 10, "claim-before", "src/**", GOOD_SRC)];
     assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
-    let m = model(vec![stage("M-A-1.1", &[], &[A.0])], vec![falsifier(A.0, A.1)]);
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    );
     let r = derive_all(&m, &runs, None);
     let why = r.falsifiers[A.0].runs[0].stale_because.clone();
     assert_eq!(why.as_deref(), Some("claim changed"));
@@ -408,7 +411,14 @@ fn rule15_format2_freshness_is_the_claim_digest_and_the_configured_scope() {
     let why = r.falsifiers[A.0].runs[0].stale_because.clone();
     assert_eq!(why.as_deref(), Some("scope changed"));
     // Format-1 records keep the whole-file rule: another file hash is stale.
-    let runs = [run_with(A.0, Outcome::Pass, 10, GOOD_SRC, "file-hash-of-another-wording", "x")];
+    let runs = [run_with(
+        A.0,
+        Outcome::Pass,
+        10,
+        GOOD_SRC,
+        "file-hash-of-another-wording",
+        "x",
+    )];
     assert_eq!(one_stage(&runs, &[A]), StageStatus::Stale);
 }
 

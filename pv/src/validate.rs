@@ -139,8 +139,18 @@ pub fn check_project(
     if c.scope.default != pv_project::DEFAULT_SCOPE {
         scopes.push(("[scope] default".into(), &c.scope.default));
     }
-    scopes.extend(c.scope.contract.iter().map(|(k, v)| (format!("[scope.contract] {k:?}"), v)));
-    scopes.extend(c.scope.falsifier.iter().map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)));
+    scopes.extend(
+        c.scope
+            .contract
+            .iter()
+            .map(|(k, v)| (format!("[scope.contract] {k:?}"), v)),
+    );
+    scopes.extend(
+        c.scope
+            .falsifier
+            .iter()
+            .map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)),
+    );
     for (what, patterns) in scopes {
         let unmatched = pv_project::Scope::new(patterns)
             .map_err(|e| e.to_string())
@@ -157,7 +167,10 @@ pub fn check_project(
                     ));
                 }
             }
-            Err(e) => diags.push(scope_err(format!("{what}: {e}"), "see docs/project-file.md")),
+            Err(e) => diags.push(scope_err(
+                format!("{what}: {e}"),
+                "see docs/project-file.md",
+            )),
         }
     }
     diags

@@ -426,7 +426,10 @@ fn coverage_counts_fresh_passes_and_harnesses() {
     // Editing the passing falsifier's claim makes it stale: nothing is covered by evidence.
     fs::write(
         &path,
-        text.replace("claim: Scaling is exact.", "claim: Scaling is exact, always."),
+        text.replace(
+            "claim: Scaling is exact.",
+            "claim: Scaling is exact, always.",
+        ),
     )
     .expect("write");
     let o = pv(ws.path(), &["coverage", "--format", "json"]);
@@ -512,8 +515,9 @@ fn coverage_by_crate_on_hostile_workspaces() {
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(
-        e.starts_with("error: listing the workspace's crates (`--by obligation` does without): reading ")
-            && e.contains("Cargo.toml: no Cargo.toml"),
+        e.starts_with(
+            "error: listing the workspace's crates (`--by obligation` does without): reading "
+        ) && e.contains("Cargo.toml: no Cargo.toml"),
         "{e}"
     );
     let o = pv(ws.path(), &["coverage", "--by", "obligation"]);
@@ -525,7 +529,11 @@ fn coverage_by_crate_on_hostile_workspaces() {
     write(ws.path(), "Cargo.toml", "[workspace\nmembers = [\n");
     let o = pv(ws.path(), &["coverage", "--by", "crate"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("Cargo.toml: TOML parse error"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Cargo.toml: TOML parse error"),
+        "{}",
+        stderr(&o)
+    );
     write(ws.path(), "Cargo.toml", "[package]\nname = \"solo\"\n");
     write(ws.path(), "src/lib.rs", "pub fn solo_fn() {}\n");
     let o = pv(ws.path(), &["coverage", "--by", "crate"]);

@@ -54,7 +54,10 @@ fn pv060_an_undeclared_device_is_a_located_error() {
     );
     // Located at the gate entry, with the fix.
     assert!(e.contains("demo-v1.yaml:34:"), "{e}");
-    assert!(e.contains("help: declare it in pv.toml: [devices.cuda]"), "{e}");
+    assert!(
+        e.contains("help: declare it in pv.toml: [devices.cuda]"),
+        "{e}"
+    );
     // The same contract in a project that declares it is valid.
     write(p.path(), "pv.toml", DECLARED);
     let o = pv(&["validate", "--no-since"], p.path());
@@ -71,7 +74,10 @@ fn pv061_scopes_must_select_files_and_name_known_ids() {
     let e = stderr(&o);
     assert!(e.contains("pattern \"scr/**\" selects no file"), "{e}");
     assert!(e.contains("[scope.contract] names `nope-v1`"), "{e}");
-    assert!(e.contains("[scope.falsifier] names `FALSIFY-DEMO-NOPE-001`"), "{e}");
+    assert!(
+        e.contains("[scope.falsifier] names `FALSIFY-DEMO-NOPE-001`"),
+        "{e}"
+    );
     assert_eq!(e.matches("error[PV061]").count(), 3, "{e}");
 }
 
@@ -81,14 +87,20 @@ fn bad_project_files_are_clear_errors_naming_the_file() {
         ("[contracts]\ndir = [\"c\"]\n", "unknown field `dir`"),
         ("[contracts\n", "TOML parse error"),
         ("[scope]\ndefault = []\n", "empty scope"),
-        ("[scope]\ndefault = [\"../elsewhere/**\"]\n", "leaves the project"),
+        (
+            "[scope]\ndefault = [\"../elsewhere/**\"]\n",
+            "leaves the project",
+        ),
     ] {
         let p = project(text);
         for cmd in [&["validate", "--no-since"][..], &["status"][..]] {
             let o = pv(cmd, p.path());
             assert_eq!(o.status.code(), Some(2), "{cmd:?} {text:?}: {}", stderr(&o));
             let e = stderr(&o);
-            assert!(e.contains("pv.toml") && e.contains(want), "{cmd:?} {text:?}: {e}");
+            assert!(
+                e.contains("pv.toml") && e.contains(want),
+                "{cmd:?} {text:?}: {e}"
+            );
             assert!(!e.contains("panicked"), "{e}");
         }
     }
@@ -96,7 +108,11 @@ fn bad_project_files_are_clear_errors_naming_the_file() {
     let p = project(DECLARED);
     let o = pv(&["status", "--config", "nowhere.toml"], p.path());
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("reading nowhere.toml"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reading nowhere.toml"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -130,7 +130,10 @@ amendment_history:
 fn report() -> (pv::status::StatusReport, ContractSet) {
     let loaded = pv_contract::load_str("contracts/demo-v1.yaml", DEMO).expect("demo contract");
     let set = ContractSet::new(vec![loaded]);
-    let model = model_from_contracts(&set, &pv_project::Project::defaults(std::path::Path::new(".")));
+    let model = model_from_contracts(
+        &set,
+        &pv_project::Project::defaults(std::path::Path::new(".")),
+    );
     let sha = model.contracts[0].sha256.clone();
     let src = SourceDigest {
         algorithm: "pv-source-v1".into(),

@@ -209,13 +209,20 @@ fn editing_engine_sources_makes_evidence_stale_until_rerun() {
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
     // A file outside the scope: nothing goes stale.
     fs::write(m.root().join("README.md"), "words\n").unwrap();
-    fs::write(m.root().join("falsifiers/tests/mini.rs"), format!("{TESTS}\n// more\n")).unwrap();
+    fs::write(
+        m.root().join("falsifiers/tests/mini.rs"),
+        format!("{TESTS}\n// more\n"),
+    )
+    .unwrap();
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
     // Editing the contract where this claim does not change (a comment, another claim's
     // wording) stales nothing; editing its threshold does.
     let path = m.root().join("contracts/mini-v1.yaml");
     let text = fs::read_to_string(&path).unwrap();
-    let reworded = text.replace("claim: The GPU agrees.", "claim: The GPU agrees with the CPU.");
+    let reworded = text.replace(
+        "claim: The GPU agrees.",
+        "claim: The GPU agrees with the CPU.",
+    );
     fs::write(&path, format!("# edited\n{reworded}")).unwrap();
     assert_eq!(m.status("M-MINI-1.1"), StageStatus::Discharged);
     let threshold = reworded.replacen("threshold: 0\n", "threshold: 1\n", 1);
@@ -287,7 +294,8 @@ fn traceability_rows_flag_stale_and_missing_evidence() {
     )
     .unwrap();
     let (set, report) = status_for(&Paths::in_workspace(m.root())).unwrap();
-    let model = pv::status_load::model_from_contracts(&set, &pv_project::Project::defaults(m.root()));
+    let model =
+        pv::status_load::model_from_contracts(&set, &pv_project::Project::defaults(m.root()));
     let rows = pv::evidence_cmd::rows(&report, &model, &Default::default(), 3);
     let a = rows
         .iter()
