@@ -197,12 +197,17 @@ pub struct AuditReport {
     /// Per product binary (`pv.toml` `[product] binaries`): project files compiled into it that
     /// no contract's scope covers (`crate::unclaimed`).
     pub product: Vec<crate::unclaimed::BinaryReport>,
+    /// Evidence records that count for nothing (`docs/status.md`, rule 16): a chain that
+    /// seems intact may rest on none of them.
+    pub invalid: Vec<crate::status::InvalidRecord>,
 }
 
 impl AuditReport {
     /// Whether anything breaks: a chain, or unclaimed code in a product binary.
     pub fn is_clean(&self) -> bool {
-        self.breaks.is_empty() && self.product.iter().all(|b| b.unclaimed.is_empty())
+        self.breaks.is_empty()
+            && self.product.iter().all(|b| b.unclaimed.is_empty())
+            && self.invalid.is_empty()
     }
 }
 
@@ -351,6 +356,7 @@ pub fn audit(set: &ContractSet, report: &StatusReport, proofs: &HashSet<String>)
     }
     AuditReport {
         product: Vec::new(),
+        invalid: report.invalid.clone(),
         chains,
         breaks,
         bindings_checked,
@@ -463,6 +469,22 @@ pub fn product_text(product: &[crate::unclaimed::BinaryReport]) -> String {
     s
 }
 
+/// The invalid-evidence part of the text report.
+pub fn invalid_text(invalid: &[crate::status::InvalidRecord]) -> String {
+    let mut s = String::new();
+    if !invalid.is_empty() {
+        let _ = writeln!(
+            s,
+            "invalid evidence ({}), counted for nothing:",
+            invalid.len()
+        );
+        for i in invalid {
+            let _ = writeln!(s, "  INVALID  {} ({}): {}", i.file, i.falsifier, i.reason);
+        }
+    }
+    s
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn json(r: &AuditReport) -> String {
     let mut s = serde_json::to_string_pretty(r)
@@ -484,7 +506,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &crate::unclaimed::target_dir(&paths.root),
     );
     let out = match args.format {
-        Format::Text => text(&r) + &product_text(&r.product),
+        Format::Text => text(&r) + &product_text(&r.product) + &invalid_text(&r.invalid),
         Format::Json => json(&r),
     };
     crate::graph::emit(&out, args.output.as_deref())?;

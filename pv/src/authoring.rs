@@ -15,9 +15,10 @@ use pv_contract::yaml::Value;
 pub struct NewArgs {
     /// Contract id, e.g. `quant-kernels-v1` (`-v1` is appended when missing).
     pub name: String,
-    /// Directory to create it in.
-    #[arg(long, default_value = "contracts")]
-    pub dir: PathBuf,
+    /// Directory to create it in (default: the first of pv.toml's `[contracts] dirs`, else
+    /// `contracts`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Upper-case area code used in the ids (default: initials of the name's words).
     #[arg(long)]
     pub area: Option<String>,
@@ -54,9 +55,32 @@ pub struct AmendArgs {
     /// Date of the amendment, YYYY-MM-DD (default: today, UTC).
     #[arg(long)]
     pub date: Option<String>,
-    /// Directory holding the contracts.
-    #[arg(long, default_value = "contracts")]
-    pub dir: PathBuf,
+    /// Directory holding the contracts (default: the first of pv.toml's `[contracts] dirs`,
+    /// else `contracts`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `--dir`, else the project's first contract folder (shown relative to the current directory
+/// when it lies below it), else `contracts`.
+fn contracts_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let project = pv_project::Project::discover(&cwd)?;
+    if project.file.is_none() {
+        return Ok(PathBuf::from("contracts"));
+    }
+    let first = project
+        .contract_dirs()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| project.root.join("contracts"));
+    Ok(match first.strip_prefix(&cwd) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
+        _ => first,
+    })
 }
 
 /// Today's date in UTC as YYYY-MM-DD.
@@ -224,12 +248,12 @@ pub fn run_new(args: NewArgs) -> Result<ExitCode> {
     if let Some(d) = problems.first() {
         bail!("internal error: the scaffold is invalid: {d}");
     }
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create {}", args.dir.display()))?;
-    let path = args.dir.join(format!("{id}.yaml"));
+    let dir = contracts_dir(args.dir.clone())?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{id}.yaml"));
     write_new(&path, &text)?;
     eprintln!("created {}", path.display());
-    let schema = args.dir.join("contract.schema.json");
+    let schema = dir.join("contract.schema.json");
     if !schema.exists() {
         write_new(&schema, &crate::schema::schema_text())?;
         eprintln!("created {} (editor completion)", schema.display());
@@ -367,7 +391,8 @@ pub fn amend_text(
 
 /// `pv amend`.
 pub fn run_amend(args: AmendArgs) -> Result<ExitCode> {
-    let path = resolve_contract(&args.contract, &args.dir);
+    let dir = contracts_dir(args.dir.clone())?;
+    let path = resolve_contract(&args.contract, &dir);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let date = args.date.clone().unwrap_or_else(today_utc);

@@ -158,9 +158,100 @@ fn threshold_word(c: &Change, a: &Contract, b: &Contract) -> &'static str {
     }
 }
 
+/// The quantitative tokens of a claim's text, in order: every whitespace-separated word with a
+/// digit in it, kept with the brackets, signs and units glued to it (`(0,1]`, `1e-6`, `5%`),
+/// comparison operators, and the comparison and quantifier words of [`COMPARISON_WORDS`] and
+/// [`COMPARISON_PHRASES`]. Two wordings with the same tokens say the same numbers, bounds and
+/// comparisons; anything else may change what the claim means.
+pub fn quantitative_tokens(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut out = Vec::new();
+    for raw in lower.split_whitespace() {
+        let has_digit = raw.chars().any(|c| c.is_ascii_digit());
+        let is_op = matches!(
+            raw,
+            "<" | "<=" | ">" | ">=" | "==" | "!=" | "=" | "±" | "+-"
+        );
+        if has_digit || is_op {
+            // Sentence punctuation after a number is not part of it.
+            out.push(raw.trim_end_matches(['.', ';', ':']).to_string());
+        } else {
+            let word = raw.trim_matches(|c: char| !c.is_alphanumeric());
+            if COMPARISON_WORDS.contains(&word) {
+                out.push(word.to_string());
+            }
+        }
+    }
+    for phrase in COMPARISON_PHRASES {
+        out.extend(lower.matches(phrase).map(str::to_string));
+    }
+    out
+}
+
+/// Single words that change what a claim's numbers mean.
+pub const COMPARISON_WORDS: &[&str] = &[
+    "below",
+    "above",
+    "under",
+    "over",
+    "within",
+    "exactly",
+    "never",
+    "always",
+    "every",
+    "all",
+    "any",
+    "no",
+    "not",
+    "none",
+    "inclusive",
+    "exclusive",
+];
+
+/// Phrases that change what a claim's numbers mean.
+pub const COMPARISON_PHRASES: &[&str] = &[
+    "at most",
+    "at least",
+    "less than",
+    "more than",
+    "greater than",
+    "fewer than",
+];
+
+/// A claim or criterion text change: `Text` when the wording changed but every number, bound
+/// and comparison is the same, else `Breaking` (the meaning may have changed: `(0,1]` to
+/// `[0,1]` weakens a range).
+fn text_change_class(old: &str, new: &str) -> (Class, &'static str) {
+    if quantitative_tokens(old) == quantitative_tokens(new) {
+        (Class::Text, "")
+    } else {
+        (
+            Class::Breaking,
+            " (its numbers, bounds or comparisons changed: the claim may mean something else)",
+        )
+    }
+}
+
 fn changed_detail(c: &Change, d: &str, a: &Contract, b: &Contract) -> Option<(Class, String)> {
     use Class::{Additive, Breaking, Text};
     let field = d.split([':', ' ']).next().unwrap_or("");
+    let texts = match (c.what, field) {
+        ("falsifier", "claim") => a
+            .falsifier(&c.id)
+            .zip(b.falsifier(&c.id))
+            .map(|(x, y)| (x.claim.as_str(), y.claim.as_str())),
+        ("criterion", "text") => a
+            .acceptance_criteria
+            .iter()
+            .find(|x| x.id == c.id)
+            .zip(b.acceptance_criteria.iter().find(|x| x.id == c.id))
+            .map(|(x, y)| (x.text.as_str(), y.text.as_str())),
+        _ => None,
+    };
+    if let Some((old, new)) = texts {
+        let (class, why) = text_change_class(old, new);
+        return Some((class, format!("{d}{why}")));
+    }
     let class = match (c.what, field) {
         ("contract", "version") => return None,
         ("contract", "id") => Breaking,

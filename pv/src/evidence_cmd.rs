@@ -223,6 +223,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The records that count for nothing (rule 16), after the report: none of them is a row's
+/// evidence.
+pub fn invalid_section(invalid: &[crate::status::InvalidRecord], format: ReportFormat) -> String {
+    if invalid.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    match format {
+        ReportFormat::Markdown => {
+            s.push_str(&format!(
+                "\n## Invalid evidence ({}), counted for nothing\n\n| record | falsifier | why |\n|---|---|---|\n",
+                invalid.len()
+            ));
+            for i in invalid {
+                s.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    i.file.replace('|', "\\|"),
+                    i.falsifier,
+                    i.reason.replace('|', "\\|")
+                ));
+            }
+        }
+        ReportFormat::Html => {
+            use crate::status_render::esc;
+            s.push_str(&format!(
+                "<h2>Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>\n",
+                invalid.len()
+            ));
+            for i in invalid {
+                s.push_str(&format!(
+                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                    esc(&i.file),
+                    esc(&i.falsifier),
+                    esc(&i.reason)
+                ));
+            }
+            s.push_str("</table>\n");
+        }
+    }
+    s
+}
+
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let paths: Paths = args.locations.paths()?;
     let (set, report) = status_for(&paths)?;
@@ -249,10 +291,11 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let rows = rows(&report, &model, &tests, args.runs);
-    let text = match args.format {
+    let mut text = match args.format {
         ReportFormat::Markdown => markdown(&rows),
         ReportFormat::Html => html(&rows),
     };
+    text.push_str(&invalid_section(&report.invalid, args.format));
     match &args.output {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
         None => print!("{text}"),

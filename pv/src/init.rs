@@ -275,15 +275,15 @@ default = {scope_line}
 # falsifier whose fixture or device is absent at run time is skipped, with the `missing`
 # text as the reason; it never passes.
 #
-# [fixtures.python-oracle]
+# [fixtures.numpy-python]
 # # An environment variable that must be set and non-empty; its value is what the test gets
-# # from ctx.fixture("python-oracle"). Optional when `probe` is given.
-# env = "PV_ORACLE_PYTHON"
+# # from ctx.fixture("numpy-python"). Optional when `probe` is given.
+# env = "NUMPY_PYTHON"
 # # A command (argv list) that exits 0 when the fixture is usable; {{env}} is replaced by the
 # # variable's value. Optional when `env` is given.
 # probe = ["{{env}}", "-c", "import numpy"]
 # # The skip reason shown when it is absent: say how to provide it.
-# missing = "set PV_ORACLE_PYTHON to a python that has numpy"
+# missing = "set NUMPY_PYTHON to a python that has numpy"
 # # Seconds before the probe is stopped and the fixture counts as absent. Default: 60.
 # timeout_s = 120
 #
@@ -1108,7 +1108,7 @@ mod tests {
         let p = Project::parse(Path::new("/p"), Path::new("/p/pv.toml"), &uncommented)
             .unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         assert_eq!(p.config.tests.packages, Some(vec!["demo".to_string()]));
-        assert_eq!(p.fixture("python-oracle").map(|f| f.timeout_s), Some(120.0));
+        assert_eq!(p.fixture("numpy-python").map(|f| f.timeout_s), Some(120.0));
         assert_eq!(p.device("cuda").map(|f| f.timeout_s), Some(30.0));
         assert_eq!(
             p.scope_for("demo-v1", "FALSIFY-X-001"),

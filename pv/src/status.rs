@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use pv_evidence::record::{EvidenceRecord, Outcome, SourceDigest, Tier};
+use pv_evidence::record::{EvidenceRecord, JsonF64, Op, Outcome, SourceDigest, Tier};
 use serde::{Deserialize, Serialize};
 
 /// A stage's derived status.
@@ -167,6 +167,9 @@ pub struct FalsifierModel {
     pub metrics: Vec<String>,
     /// The claim digest now (`pv_contract::digest::claim_digest`).
     pub claim_sha256: String,
+    /// `(name, op, threshold)` of each metric now, in contract order: what a record's verdict
+    /// is recomputed against (rule 16).
+    pub thresholds: Vec<(String, Op, f64)>,
     /// The source scope configured now (`pv.toml`).
     pub scope: Vec<String>,
 }
@@ -210,6 +213,13 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// (name, finite value, passed) per contract metric.
     pub metrics: Vec<(String, Option<f64>, bool)>,
+    /// (operator, threshold, value as recorded, non-finite included) per metric, parallel to
+    /// `metrics`: what the verdict is recomputed from.
+    #[serde(default)]
+    pub checks: Vec<(Op, f64, Option<JsonF64>)>,
+    /// The test that wrote it (`module::function`).
+    #[serde(default)]
+    pub test: String,
     /// Source digest.
     pub source: SourceDigest,
     /// RFC 3339 timestamp.
@@ -237,6 +247,12 @@ impl From<EvidenceRecord> for RunRecord {
             falsifier_sha256: r.contract.falsifier_sha256,
             outcome: r.outcome,
             reason: r.reason,
+            checks: r
+                .metrics
+                .iter()
+                .map(|m| (m.op, m.threshold, m.value))
+                .collect(),
+            test: r.test.name,
             metrics: r
                 .metrics
                 .into_iter()
@@ -279,8 +295,11 @@ impl<F: Fn(&SourceDigest) -> bool> Freshness for F {
 pub struct Inputs {
     /// Ids of falsifiers with a bound test; `None` skips the UNIMPLEMENTED rule (no tests dir).
     pub bound: Option<HashSet<String>>,
-    /// "Now" in ns since the epoch, for ages.
+    /// "Now" in ns since the epoch, for ages and the future-timestamp rule.
     pub now: i128,
+    /// Falsifier id -> the function bound to it (rule 16: a record must come from that test);
+    /// `None`: not checked.
+    pub test_functions: Option<HashMap<String, String>>,
 }
 
 /// A run as shown in reports.
@@ -395,8 +414,101 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// Records that could not be read (reported and skipped).
     pub unreadable: Vec<String>,
+    /// Records that contradict themselves or the contract (rule 16): they count for nothing.
+    pub invalid: Vec<InvalidRecord>,
     /// Number of records considered.
     pub records: usize,
+}
+
+/// A record that counts for nothing, and why (rule 16).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidRecord {
+    /// Record file (relative to its evidence directory).
+    pub file: String,
+    /// The falsifier it names.
+    pub falsifier: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// How far in the future a record's timestamp may lie (clock skew between machines).
+pub const FUTURE_SKEW_NS: i128 = 300 * 1_000_000_000;
+
+/// Rule 16: why a record of falsifier `f` is invalid, if it is. `claim_current`: the record was
+/// written against the claim as it is now (so its thresholds must be the contract's).
+pub fn invalid_because(
+    rec: &RunRecord,
+    ts: i128,
+    f: &FalsifierModel,
+    claim_current: bool,
+    inputs: &Inputs,
+) -> Option<String> {
+    if ts > inputs.now + FUTURE_SKEW_NS {
+        return Some(format!(
+            "stamped {} in the future ({}), beyond the {} s allowed for clock skew",
+            fmt_age(((ts - inputs.now) / 1_000_000_000) as f64),
+            rec.timestamp,
+            FUTURE_SKEW_NS / 1_000_000_000
+        ));
+    }
+    if let Some(bound) = inputs.test_functions.as_ref().and_then(|t| t.get(&f.id)) {
+        let function = rec.test.rsplit("::").next().unwrap_or("");
+        if function != bound {
+            return Some(format!(
+                "written by test `{}`, but the test bound to {} is `{bound}`",
+                rec.test, f.id
+            ));
+        }
+    }
+    if !matches!(rec.outcome, Outcome::Pass | Outcome::Fail) {
+        return None;
+    }
+    if rec.checks.len() != rec.metrics.len() {
+        return Some("its metrics carry no operators or thresholds".to_string());
+    }
+    // The thresholds to judge by: the contract's when the record is about the claim as it is
+    // now; otherwise (an older claim) the record's own, checked for consistency only.
+    if claim_current {
+        for (name, op, threshold) in &f.thresholds {
+            let Some(i) = rec.metrics.iter().position(|m| &m.0 == name) else {
+                return Some(format!("lacks metric `{name}`, which {} requires", f.id));
+            };
+            let (rop, rthr, _) = rec.checks[i];
+            if rop != *op || rthr != *threshold {
+                return Some(format!(
+                    "states `{name} {rop} {rthr}`, but the contract says `{name} {op} {threshold}`"
+                ));
+            }
+        }
+        if let Some(extra) = rec
+            .metrics
+            .iter()
+            .find(|m| !f.thresholds.iter().any(|t| t.0 == m.0))
+        {
+            return Some(format!(
+                "reports metric `{}`, which {} does not list",
+                extra.0, f.id
+            ));
+        }
+    }
+    if rec.metrics.is_empty() {
+        return Some(format!("says {} with no metric at all", rec.outcome));
+    }
+    let mut all = true;
+    for ((name, _, passed), (op, threshold, value)) in rec.metrics.iter().zip(&rec.checks) {
+        let holds = value.is_some_and(|v| op.holds(v.0, *threshold));
+        if holds != *passed {
+            return Some(format!(
+                "marks `{name}` {} but {} {op} {threshold} is {holds}",
+                if *passed { "passed" } else { "failed" },
+                value.map_or("no value".to_string(), |v| v.0.to_string()),
+            ));
+        }
+        all &= holds;
+    }
+    let recomputed = if all { Outcome::Pass } else { Outcome::Fail };
+    (recomputed != rec.outcome)
+        .then(|| format!("says {} but its metrics give {recomputed}", rec.outcome))
 }
 
 impl StatusReport {
@@ -500,9 +612,18 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
     }
     for (id, n) in &unknown {
         warnings.push(format!(
-            "{n} evidence record(s) for {id}, which no contract defines (ignored)"
+            "{n} evidence record(s) for {id}, which no contract defines (invalid)"
         ));
     }
+    let mut invalid: Vec<InvalidRecord> = runs
+        .iter()
+        .filter(|r| !defs.contains_key(r.record.falsifier.as_str()))
+        .map(|r| InvalidRecord {
+            file: r.file.clone(),
+            falsifier: r.record.falsifier.clone(),
+            reason: "names a falsifier that no contract defines".to_string(),
+        })
+        .collect();
 
     // Source freshness is the same for every record with the same digest: compute it once each.
     let mut source_cache: HashMap<(&str, &[String], &str), bool> = HashMap::new();
@@ -516,6 +637,20 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
             for &i in by_f.get(f.id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
                 let r = &runs[i];
                 let rec = &r.record;
+                // Format 2 records carry the claim digest; format 1 records fall back to the
+                // whole contract file.
+                let contract_fresh = match &rec.falsifier_sha256 {
+                    Some(d) => *d == f.claim_sha256,
+                    None => rec.contract_sha256 == c.sha256,
+                };
+                if let Some(reason) = invalid_because(rec, r.ts, f, contract_fresh, inputs) {
+                    invalid.push(InvalidRecord {
+                        file: r.file.clone(),
+                        falsifier: f.id.clone(),
+                        reason,
+                    });
+                    continue;
+                }
                 if rec.outcome == Outcome::Skipped {
                     skipped += 1;
                     continue;
@@ -532,12 +667,6 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                     && *source_cache
                         .entry(key)
                         .or_insert_with(|| fresh.source_fresh(&rec.source));
-                // Format 2 records carry the claim digest; format 1 records fall back to the
-                // whole contract file.
-                let contract_fresh = match &rec.falsifier_sha256 {
-                    Some(d) => *d == f.claim_sha256,
-                    None => rec.contract_sha256 == c.sha256,
-                };
                 let what_moved = match (&rec.falsifier_sha256, scope_moved) {
                     (Some(_), true) => "claim changed and scope changed",
                     (Some(_), false) => "claim changed",
@@ -642,9 +771,16 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                 .filter(|f| f.state == FalsifierState::PassFresh)
                 .count();
             let newest = live.iter().filter_map(|f| f.latest()).max_by_key(|r| r.ts);
-            let key_metric = live.first().and_then(|f| {
+            // A failing stage shows what fails: the first failing metric of its first failing
+            // falsifier; any other stage the first metric of its first falsifier.
+            let failing = live.iter().find(|f| f.state == FalsifierState::Failing);
+            let key_metric = failing.or(live.first()).and_then(|f| {
                 let run = f.latest()?;
-                let (name, value, passed) = run.metrics.first()?;
+                let (name, value, passed) = run
+                    .metrics
+                    .iter()
+                    .find(|m| failing.is_some() && !m.2)
+                    .or(run.metrics.first())?;
                 Some(format!(
                     "{name}={}{}",
                     value.map_or("n/a".to_string(), fmt_num),
@@ -678,6 +814,10 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
         unbound,
         warnings,
         unreadable: Vec::new(),
+        invalid: {
+            invalid.sort_by(|a, b| a.file.cmp(&b.file));
+            invalid
+        },
         records: runs.len(),
     }
 }

@@ -108,6 +108,10 @@ pub struct Args {
     /// UNIMPLEMENTED). Repeatable.
     #[arg(long, value_name = "STAGE=STATUS", requires = "check")]
     pub require: Vec<String>,
+    /// With --check: do not fail on invalid evidence records (they still count for nothing and
+    /// are listed). For migrating old evidence only.
+    #[arg(long, requires = "check")]
+    pub allow_invalid: bool,
     /// Also write a JUnit XML file (one test case per stage).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -150,12 +154,22 @@ pub fn meets(actual: StageStatus, required: StageStatus) -> bool {
 }
 
 /// The problems `--check` reports (empty: the check passes).
-pub fn check_problems(report: &StatusReport, reqs: &[Requirement]) -> Vec<String> {
+pub fn check_problems(
+    report: &StatusReport,
+    reqs: &[Requirement],
+    allow_invalid: bool,
+) -> Vec<String> {
     let mut problems: Vec<String> = report
         .stages()
         .filter(|(_, s)| s.status == StageStatus::Failing)
         .map(|(c, s)| format!("{c} {} is FAILING", s.id))
         .collect();
+    if !allow_invalid && !report.invalid.is_empty() {
+        problems.push(format!(
+            "{} invalid evidence record(s) (listed above; --allow-invalid tolerates them while migrating)",
+            report.invalid.len()
+        ));
+    }
     for r in reqs {
         match report.stage(&r.stage) {
             None => problems.push(format!("--require {}: no such stage", r.stage)),
@@ -223,7 +237,7 @@ pub fn report_and_check(
         write_out(Some(j), &status_render::junit(report))?;
     }
     if args.check {
-        let problems = check_problems(report, &reqs);
+        let problems = check_problems(report, &reqs, args.allow_invalid);
         if !problems.is_empty() {
             for p in &problems {
                 eprintln!("check failed: {p}");

@@ -156,6 +156,18 @@ pub fn model_from_contracts(set: &ContractSet, project: &Project) -> Model {
                     retired: f.retired.clone(),
                     metrics: f.metrics.iter().map(|m| m.name.clone()).collect(),
                     claim_sha256: pv_contract::digest::claim_digest(c, f),
+                    thresholds: f
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.name.clone(),
+                                pv_evidence::Op::parse(m.op.as_str())
+                                    .unwrap_or(pv_evidence::Op::Eq),
+                                m.threshold,
+                            )
+                        })
+                        .collect(),
                     scope: project.scope_for(&c.contract, &f.id).to_vec(),
                 })
                 .collect(),
@@ -212,7 +224,7 @@ struct CacheEntry {
 }
 
 /// Bumped whenever `RunRecord` or the cache layout changes.
-const CACHE_VERSION: u32 = 4;
+const CACHE_VERSION: u32 = 5;
 
 /// The cache file for this set of evidence directories, if a cache directory can be found.
 pub fn cache_path(dirs: &[PathBuf]) -> Option<PathBuf> {
@@ -446,10 +458,15 @@ impl crate::status::Freshness for SourceFreshness {
 /// Ids bound to a test in the `dirs` (each scanned as a package folder: `tests/*.rs`,
 /// `src/**/*.rs`, and `*.rs` directly in it), or `None` when binding is not checked.
 pub fn bound_ids(dirs: Option<&[PathBuf]>) -> Result<Option<HashSet<String>>, LoadError> {
+    Ok(bound_tests(dirs)?.map(|m| m.into_keys().collect()))
+}
+
+/// Id -> the function bound to it (empty when the scan found none), for the same `dirs`.
+pub fn bound_tests(dirs: Option<&[PathBuf]>) -> Result<Option<HashMap<String, String>>, LoadError> {
     let Some(dirs) = dirs else {
         return Ok(None);
     };
-    let mut ids = HashSet::new();
+    let mut ids = HashMap::new();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
         let err = |source| LoadError::Tests {
             dir: dir.to_path_buf(),
@@ -457,7 +474,10 @@ pub fn bound_ids(dirs: Option<&[PathBuf]>) -> Result<Option<HashSet<String>>, Lo
         };
         let mut b = pv_evidence::bindings::scan_package(dir).map_err(err)?;
         b.extend(pv_evidence::bindings::scan_tests_dir(dir).map_err(err)?);
-        ids.extend(b.into_iter().map(|b| b.id));
+        ids.extend(
+            b.into_iter()
+                .map(|b| (b.id, b.function.unwrap_or_default())),
+        );
     }
     Ok(Some(ids))
 }
@@ -482,6 +502,16 @@ pub fn load_contracts(dirs: &[PathBuf]) -> Result<ContractSet, LoadError> {
     Ok(ContractSet::new(loaded))
 }
 
+/// The derivation's inputs from the bound-test scan ([`bound_tests`]) and the clock.
+pub fn inputs_from(tests: Option<HashMap<String, String>>) -> Inputs {
+    Inputs {
+        bound: tests.as_ref().map(|t| t.keys().cloned().collect()),
+        now: now_ns(),
+        // A function the scan could not name is not checked.
+        test_functions: tests.map(|t| t.into_iter().filter(|(_, f)| !f.is_empty()).collect()),
+    }
+}
+
 /// "Now" in ns since the epoch.
 pub fn now_ns() -> i128 {
     SystemTime::now()
@@ -504,17 +534,9 @@ pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadErro
     let t1 = std::time::Instant::now();
     let loaded = load_runs_excluding(&paths.evidence, &[], &[], cache.as_deref())?;
     let t2 = std::time::Instant::now();
-    let bound = bound_ids(paths.tests.as_deref())?;
+    let tests = bound_tests(paths.tests.as_deref())?;
     let fresh = SourceFreshness::new(&paths.project);
-    let mut report = derive(
-        &model,
-        &loaded.runs,
-        &fresh,
-        &Inputs {
-            bound,
-            now: now_ns(),
-        },
-    );
+    let mut report = derive(&model, &loaded.runs, &fresh, &inputs_from(tests));
     report.unreadable = loaded.unreadable;
     if timing {
         eprintln!(

@@ -99,7 +99,22 @@ fn footer(r: &StatusReport, out: &mut String) {
     for u in &r.unreadable {
         let _ = writeln!(out, "warning: skipped unreadable evidence {u}");
     }
-    let _ = writeln!(out, "{} evidence record(s) read", r.records);
+    if !r.invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "INVALID evidence ({}), counted for nothing (docs/status.md, rule 16):",
+            r.invalid.len()
+        );
+        for i in &r.invalid {
+            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} evidence record(s) read, {} invalid",
+        r.records,
+        r.invalid.len()
+    );
 }
 
 /// JSON (the report's serde form).
@@ -429,6 +444,23 @@ h3{font-size:15px;margin:12px 0 4px}
             let cov = coverage.contracts.iter().find(|k| k.contract == c.id);
             h.push_str(&status_math::contract_math(contract, cov, set, r));
         }
+    }
+    if !r.invalid.is_empty() {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"invalid\">Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
+            r.invalid.len()
+        );
+        for i in &r.invalid {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&i.file),
+                esc(&i.falsifier),
+                esc(&i.reason)
+            );
+        }
+        h.push_str("</table>\n");
     }
     h.push_str("<h2>Metric history</h2>\n<table><tr><th>falsifier</th><th>metric</th><th>last</th><th>history (newest right)</th></tr>\n");
     for (fid, f) in &r.falsifiers {

@@ -1,6 +1,6 @@
 //! One test per rule of `docs/status.md` (the rule number is in each test's name).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pv_evidence::record::{
     ContractRef, EvidenceRecord, Hardware, JsonF64, MetricResult, Op, Outcome, SourceDigest,
@@ -21,6 +21,7 @@ fn falsifier(id: &str, tier: Tier) -> FalsifierModel {
         retired: None,
         metrics: vec!["m".to_string()],
         claim_sha256: CLAIM.to_string(),
+        thresholds: vec![("m".to_string(), Op::Eq, 0.0)],
         scope: vec!["src/**".to_string()],
     }
 }
@@ -87,7 +88,7 @@ fn rec(id: &str, outcome: Outcome, src: &str, contract_hash: &str) -> EvidenceRe
         timestamp: "2033-05-18T03:33:20.000000Z".into(),
         duration_s: 0.1,
         test: TestRef {
-            name: "t".into(),
+            name: "suite::a_fn".into(),
             file: "t.rs".into(),
         },
         notes: vec![],
@@ -119,6 +120,7 @@ fn derive_all(m: &Model, runs: &[Run], bound: Option<&[&str]>) -> StatusReport {
         &Inputs {
             bound: bound.map(|b| b.iter().map(|s| s.to_string()).collect::<HashSet<_>>()),
             now: NOW,
+            test_functions: None,
         },
     )
 }
@@ -338,8 +340,13 @@ fn rule12_order_is_timestamp_then_file_name_whatever_the_input_order() {
         StageStatus::Discharged
     );
     assert_eq!(one_stage(&[fail, pass], &[A]), StageStatus::Discharged);
-    // A record stamped in the future (skewed clock) is simply the newest.
-    let runs = [run(A.0, Outcome::Fail, -3600), run(A.0, Outcome::Pass, 10)];
+    // A record stamped a little in the future (clock skew between machines) is simply the
+    // newest ...
+    let runs = [run(A.0, Outcome::Fail, -60), run(A.0, Outcome::Pass, 10)];
+    assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
+    // ... but one stamped beyond the allowed skew is invalid (rule 16) and cannot hide a newer
+    // failure.
+    let runs = [run(A.0, Outcome::Fail, 10), run(A.0, Outcome::Pass, -3600)];
     assert_eq!(one_stage(&runs, &[A]), StageStatus::Failing);
 }
 
@@ -423,6 +430,40 @@ fn rule15_format2_freshness_is_the_claim_digest_and_the_configured_scope() {
 }
 
 #[test]
+fn the_key_metric_of_a_failing_stage_is_what_fails() {
+    // A passes; B fails on its second metric.
+    let mut fb = falsifier(B.0, B.1);
+    fb.thresholds.push(("speed_ratio".into(), Op::Ge, 1.0));
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0, B.0])],
+        vec![falsifier(A.0, A.1), fb],
+    );
+    let mut b = rec(B.0, Outcome::Fail, GOOD_SRC, HASH);
+    b.metrics[0].passed = true;
+    b.metrics[0].value = Some(JsonF64(0.0));
+    b.metrics.push(MetricResult {
+        name: "speed_ratio".into(),
+        value: Some(JsonF64(0.61)),
+        op: Op::Ge,
+        threshold: 1.0,
+        unit: None,
+        passed: false,
+    });
+    let runs = [
+        run(A.0, Outcome::Pass, 20),
+        Run {
+            file: "b.json".into(),
+            ts: NOW - 10_000_000_000,
+            record: b.into(),
+        },
+    ];
+    let r = derive_all(&m, &runs, None);
+    let s = r.stage("M-A-1.1").unwrap();
+    assert_eq!(s.status, StageStatus::Failing);
+    assert_eq!(s.key_metric.as_deref(), Some("speed_ratio=0.61 (fails)"));
+}
+
+#[test]
 fn table_fields_count_and_age() {
     let runs = [run(A.0, Outcome::Pass, 120), run(H.0, Outcome::Pass, 7200)];
     let m = model(
@@ -439,4 +480,123 @@ fn table_fields_count_and_age() {
         StageStatus::parse("algorithm-level"),
         Some(StageStatus::AlgorithmLevel)
     );
+}
+
+/// Derives over one forged (or honest) record of A, with A's test bound to `a_fn`.
+fn judge(rec: EvidenceRecord, ts_age_s: i128) -> StatusReport {
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    );
+    let runs = [
+        run(A.0, Outcome::Fail, 100),
+        Run {
+            file: "forged.json".into(),
+            ts: NOW - ts_age_s * 1_000_000_000,
+            record: rec.into(),
+        },
+    ];
+    let mut fns = HashMap::new();
+    fns.insert(A.0.to_string(), "a_fn".to_string());
+    let fresh = |d: &SourceDigest| d.sha256 == GOOD_SRC;
+    derive(
+        &m,
+        &runs,
+        &fresh,
+        &Inputs {
+            bound: Some([A.0.to_string()].into_iter().collect()),
+            now: NOW,
+            test_functions: Some(fns),
+        },
+    )
+}
+
+fn honest_pass() -> EvidenceRecord {
+    let mut r = rec(A.0, Outcome::Pass, GOOD_SRC, HASH);
+    r.test.name = "suite::a_fn".into();
+    r
+}
+
+/// The forged record is invalid for `why`, and the real failure before it still decides.
+fn assert_invalid(r: &StatusReport, why: &str) {
+    assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+    assert!(r.invalid[0].reason.contains(why), "{:?}", r.invalid[0]);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+}
+
+#[test]
+fn rule16_an_honest_record_is_valid() {
+    let r = judge(honest_pass(), 10);
+    assert!(r.invalid.is_empty(), "{:?}", r.invalid);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Discharged);
+}
+
+#[test]
+fn rule16_a_flipped_outcome_is_invalid() {
+    let mut f = rec(A.0, Outcome::Fail, GOOD_SRC, HASH);
+    f.test.name = "suite::a_fn".into();
+    f.outcome = Outcome::Pass;
+    assert_invalid(&judge(f, 10), "says pass but its metrics give fail");
+}
+
+#[test]
+fn rule16_an_edited_metric_value_is_invalid() {
+    let mut f = honest_pass();
+    f.metrics[0].value = Some(JsonF64(3.0));
+    assert_invalid(&judge(f, 10), "marks `m` passed but 3 == 0 is false");
+}
+
+#[test]
+fn rule16_a_removed_metric_is_invalid() {
+    let mut f = honest_pass();
+    f.metrics.clear();
+    assert_invalid(&judge(f.clone(), 10), "lacks metric `m`");
+    // Even against an older claim (whose thresholds pv cannot know), no metric is no pass.
+    f.contract.sha256 = "older".into();
+    assert_invalid(&judge(f, 10), "with no metric at all");
+}
+
+#[test]
+fn rule16_changed_thresholds_are_invalid() {
+    let mut f = honest_pass();
+    f.metrics[0].threshold = 9.0;
+    f.metrics[0].value = Some(JsonF64(9.0));
+    assert_invalid(
+        &judge(f, 10),
+        "states `m == 9`, but the contract says `m == 0`",
+    );
+}
+
+#[test]
+fn rule16_a_future_timestamp_is_invalid() {
+    assert_invalid(&judge(honest_pass(), -86_400 * 365 * 70), "in the future");
+}
+
+#[test]
+fn rule16_a_record_from_another_test_is_invalid() {
+    let mut f = honest_pass();
+    f.test.name = "nothing::ran".into();
+    assert_invalid(
+        &judge(f, 10),
+        "written by test `nothing::ran`, but the test bound to FALSIFY-A-001 is `a_fn`",
+    );
+}
+
+#[test]
+fn rule16_a_record_copied_onto_another_falsifier_is_invalid() {
+    // B's record (metric `other`) relabelled as A's: A's metric is missing.
+    let mut f = honest_pass();
+    f.metrics[0].name = "other".into();
+    assert_invalid(&judge(f, 10), "lacks metric `m`");
+}
+
+#[test]
+fn rule16_records_of_unknown_falsifiers_are_invalid() {
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    );
+    let r = derive_all(&m, &[run("FALSIFY-GONE-001", Outcome::Pass, 1)], None);
+    assert_eq!(r.invalid.len(), 1);
+    assert!(r.invalid[0].reason.contains("no contract defines"));
 }

@@ -26,10 +26,10 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context};
 
-use crate::status::Inputs;
 use crate::status_cmd;
 use crate::status_load::{
-    bound_ids, load_contracts, load_runs_excluding, model_from_contracts, now_ns, SourceFreshness,
+    bound_tests, inputs_from, load_contracts, load_runs_excluding, model_from_contracts,
+    SourceFreshness,
 };
 
 /// `pv verify` arguments.
@@ -358,17 +358,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dirs.push(run_dir.clone());
     }
     let loaded = load_runs_excluding(&dirs, &[local], std::slice::from_ref(&run_dir), None)?;
-    let bound = bound_ids(paths.tests.as_deref())?;
+    let tests = bound_tests(paths.tests.as_deref())?;
     let fresh = SourceFreshness::new(&paths.project);
-    let mut report = crate::status::derive(
-        &model,
-        &loaded.runs,
-        &fresh,
-        &Inputs {
-            bound,
-            now: now_ns(),
-        },
-    );
+    let mut report = crate::status::derive(&model, &loaded.runs, &fresh, &inputs_from(tests));
     report.unreadable = loaded.unreadable;
     let code = status_cmd::report_and_check(&report, &set, &args.status)?;
     if !status.success() {

@@ -49,6 +49,41 @@ fn breaking_additive_and_text_changes_and_the_declared_bump() {
     assert_eq!(o.status.code(), Some(0));
     insta::assert_snapshot!("semver_text_patch", String::from_utf8_lossy(&o.stdout));
 
+    // A claim whose wording changes a bound is not a text change: (0,1] -> [0,1] weakens the
+    // range, which at 0.x needs a minor bump.
+    let ranged = old.replace("claim: It works.", "claim: Every output is in (0,1].");
+    let weakened = bumped(
+        &ranged.replace(
+            "claim: Every output is in (0,1].",
+            "claim: Every output is in [0,1].",
+        ),
+        "0.2.1",
+    );
+    let o = diff(d, &ranged, &weakened, &["--check", "--format", "json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["semver"]["needed"], "minor", "{v}");
+    // ... while rewording around the same numbers stays a patch.
+    let reworded = bumped(
+        &ranged.replace(
+            "claim: Every output is in (0,1].",
+            "claim: Every single output lies in (0,1].",
+        ),
+        "0.2.1",
+    );
+    let o = diff(d, &ranged, &reworded, &["--check"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
     // A loosened threshold and a retired falsifier at 0.x need a minor bump; patch is too small.
     let new = bumped(
         &old.replace("threshold: 100.5", "threshold: 90").replace(

@@ -271,7 +271,14 @@ fn dry_run_prints_everything_and_writes_nothing() {
         .collect();
     assert_eq!(written, FILES);
     assert_eq!(v["skipped"], serde_json::json!([]));
-    assert_eq!(v["next_steps"].as_array().map(Vec::len), Some(4));
+    // dev-dependencies, the recommended pv-build check, validate, cargo test, status.
+    assert_eq!(v["next_steps"].as_array().map(Vec::len), Some(5));
+    assert!(
+        v["next_steps"][1]
+            .as_str()
+            .is_some_and(|s| s.contains("pv-build = \"0.1\"")),
+        "{v}"
+    );
     assert_eq!(
         v["dev_dependencies"]["lines"],
         serde_json::json!([

@@ -247,7 +247,12 @@ fn run(root: &Path, id: &'static str, metric: &'static str, op: Op, threshold: f
         devices: &[],
         fixtures: &[],
         if_fails: "",
-        test_name: "math::t",
+        // The function TESTS binds to `id` (rule 16: a record comes from the bound test).
+        test_name: match id {
+            "FALSIFY-MATH-EXACT-001" => "math::exact",
+            "FALSIFY-MATH-SUM-001" => "math::sum",
+            _ => "math::base",
+        },
         test_file: "tests/math.rs",
         manifest_dir: leak(root.join("falsifiers").display().to_string()),
     };

@@ -149,6 +149,16 @@ fn report() -> (pv::status::StatusReport, ContractSet) {
                 falsifier: "FALSIFY-DEMO-A-001".into(),
                 contract_sha256: sha.clone(),
                 falsifier_sha256: None,
+                checks: vec![(
+                    pv_evidence::Op::Le,
+                    0.35,
+                    Some(pv_evidence::JsonF64(if i == 7 {
+                        0.5
+                    } else {
+                        (i % 4) as f64 * 0.1
+                    })),
+                )],
+                test: "demo::a".into(),
                 outcome: if i == 7 { Outcome::Fail } else { Outcome::Pass },
                 reason: None,
                 // Values under the 0.35 threshold, except one failing run.
@@ -172,6 +182,7 @@ fn report() -> (pv::status::StatusReport, ContractSet) {
         &Inputs {
             bound: None,
             now: 60_000_000_000,
+            test_functions: None,
         },
     );
     (r, set)

@@ -154,7 +154,12 @@ impl Mini {
             devices: &[],
             fixtures: &[],
             if_fails: "",
-            test_name: "mini::t",
+            // The functions TESTS binds (rule 16: a record comes from the bound test).
+            test_name: if id.contains("GPU") {
+                "mini::gpu"
+            } else {
+                "mini::a"
+            },
             test_file: "tests/mini.rs",
             manifest_dir: self.manifest,
         }
@@ -355,4 +360,75 @@ fn the_summary_cache_gives_the_same_runs_as_reading_every_file() {
     fs::remove_file(&a).unwrap();
     let after = load_runs_excluding(&dirs, &[], &[], Some(&cache)).unwrap();
     assert_eq!((after.runs.len(), after.unreadable.len()), (2, 0));
+}
+
+#[test]
+fn a_hand_forged_pass_moves_nothing_and_fails_the_check() {
+    // The forgery of the trusted-evidence issue: a genuinely failing stage, then a hand-written
+    // record saying `pass`, from test `nothing::ran`, dated 2099, digesting no source at all.
+    let m = Mini::new();
+    let real = m.run("FALSIFY-MINI-A-001", 3.0);
+    assert_eq!(m.status("M-MINI-1.1"), StageStatus::Failing);
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&real).unwrap()).unwrap();
+    v["outcome"] = "pass".into();
+    v["reason"] = serde_json::Value::Null;
+    v["metrics"][0]["passed"] = true.into();
+    v["test"]["name"] = "nothing::ran".into();
+    v["timestamp"] = "2099-01-01T00:00:00.000000Z".into();
+    v["source"]["roots"] = serde_json::json!([]);
+    v["source"]["sha256"] = pv_contract::digest::content_hash(b"pv-source-v2\0").into();
+    v["source"]["files"] = 0.into();
+    let forged = m
+        .runs()
+        .join("20990101T000000.000000Z_FALSIFY-MINI-A-001_1-0-00000000.json");
+    fs::write(&forged, serde_json::to_string(&v).unwrap()).unwrap();
+
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    assert_eq!(r.stage("M-MINI-1.1").unwrap().status, StageStatus::Failing);
+    assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+    assert!(
+        r.invalid[0].reason.contains("in the future"),
+        "{:?}",
+        r.invalid
+    );
+    // Dated today, it is still caught: another test wrote it, and its metrics say fail.
+    v["timestamp"] = pv_evidence::timefmt::format_rfc3339_utc(std::time::SystemTime::now()).into();
+    fs::write(&forged, serde_json::to_string(&v).unwrap()).unwrap();
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    assert_eq!(r.stage("M-MINI-1.1").unwrap().status, StageStatus::Failing);
+    assert!(
+        r.invalid[0].reason.contains("nothing::ran"),
+        "{:?}",
+        r.invalid
+    );
+    v["test"]["name"] = "mini::a".into();
+    fs::write(&forged, serde_json::to_string(&v).unwrap()).unwrap();
+    let (_, r) = status_for(&Paths::in_workspace(m.root())).unwrap();
+    assert_eq!(r.stage("M-MINI-1.1").unwrap().status, StageStatus::Failing);
+    assert!(
+        r.invalid[0]
+            .reason
+            .contains("marks `mismatches` passed but 3 == 0 is false"),
+        "{:?}",
+        r.invalid
+    );
+
+    // The CI gate fails, names the invalid record, and does not call the stage discharged.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pv"))
+        .args([
+            "status",
+            "--no-cache",
+            "--check",
+            "--require",
+            "M-MINI-1.1=DISCHARGED",
+        ])
+        .current_dir(m.root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("INVALID evidence (1)"), "{out}");
+    assert!(out.contains("1 invalid evidence record(s)"), "{out}");
+    assert!(out.contains("M-MINI-1.1 is FAILING"), "{out}");
 }
