@@ -30,12 +30,13 @@ if [[ "${1:-}" == "--prepare" ]]; then
     strip -o .device-carry/trace_gpu "$tbin"
     cargo build --release --features cuda -p infer
     strip -o .device-carry/infer "$CARGO_TARGET_DIR/release/infer"
-    # The falsifier runtime digests engine/ under the workspace the binary was built in; carry
-    # that workspace's committed engine sources so the records' digest describes this build
-    # (run --prepare in a clean checkout of the commit you want evidence for).
-    git diff --quiet HEAD -- engine Cargo.toml || echo "warning: engine/ has uncommitted changes: the evidence digest will not match HEAD" >&2
+    # The falsifier runtime finds pv.toml above the workspace the binary was built in (its
+    # scopes, the `cuda` device) and digests each falsifier's scope there; carry that
+    # workspace's committed pv.toml and engine sources so the records' digest describes this
+    # build (run --prepare in a clean checkout of the commit you want evidence for).
+    git diff --quiet HEAD -- engine Cargo.toml pv.toml || echo "warning: engine/ or pv.toml has uncommitted changes: the evidence digest will not match HEAD" >&2
     rm -rf .device-carry/root && mkdir -p .device-carry/root
-    git archive --format=tar HEAD Cargo.toml engine | tar -x -C .device-carry/root
+    git archive --format=tar HEAD Cargo.toml pv.toml engine | tar -x -C .device-carry/root
     pwd > .device-carry/built-root.txt
     # the commit the binaries were built from, for the evidence records (PV_GIT_COMMIT)
     git rev-parse HEAD > .device-carry/built-commit.txt
