@@ -388,7 +388,7 @@ pub struct ProofObligation {
     /// Whether `pv kani` should generate a Kani harness skeleton for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub kani: bool,
-    /// Inputs for a generated property test (`falsifiers/build.rs` emits a proptest strategy).
+    /// Inputs for a generated property test (`pv-build` emits a proptest strategy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generators: Option<Generators>,
 }
@@ -406,9 +406,9 @@ fn default_cases() -> u32 {
     DEFAULT_CASES
 }
 
-/// The inputs a property test draws. `falsifiers/build.rs` turns each obligation's generators
-/// into a module `falsifiers::generators::<po_id_snake>` with an `Inputs` struct (one field per
-/// input, in order), `strategy()` and `SPEC` (cases, seed, obligation, falsifiers).
+/// The inputs a property test draws. `pv-build` turns each obligation's generators into a
+/// module `<po_id_snake>` of the generated `pv_generators.rs` with an `Inputs` struct (one
+/// field per input, in order), `strategy()` and `SPEC` (cases, seed, obligation, falsifiers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Generators {

@@ -1277,7 +1277,7 @@ const RUST_KEYWORDS: &[&str] = &[
 /// Largest integer an `int` range may name: the f64 the YAML number becomes is exact up to it.
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
-/// PV057-PV059: an obligation's generators are something `falsifiers/build.rs` can turn into a
+/// PV057-PV059: an obligation's generators are something `pv-build` can turn into a
 /// proptest strategy that a falsifier runs.
 fn check_generators(
     e: &Loaded,

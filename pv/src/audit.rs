@@ -2,7 +2,7 @@
 //! and lists each place it breaks. Exit 1 if anything breaks.
 //!
 //! The falsifier states come from the status derivation (`docs/status.md`): "bound" is the same
-//! textual scan of `falsifiers/tests/` that `falsifiers/build.rs` uses for the registry, and
+//! textual scan of the test packages that `pv-build` uses for the registry, and
 //! "passing" means `pass_fresh`. Harnesses are checked the same textual way: some `.rs` file in
 //! the workspace has `#[kani::proof]` on a `fn` with the harness's last path segment. pv does
 //! not run harnesses, so a found harness is reported as such, never as evidence.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub enum StageStatus {
     /// The newest decisive run of one of its falsifiers failed (or errored).
     Failing,
-    /// One of its falsifiers has no bound test in `falsifiers/tests/`.
+    /// One of its falsifiers has no bound test in the project's test packages.
     Unimplemented,
     /// One of its falsifiers never passed (no run, or only skipped runs), or a required stage is
     /// below it.
