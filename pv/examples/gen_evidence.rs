@@ -27,6 +27,13 @@ fn main() -> anyhow::Result<()> {
     let project = pv_project::Project::discover(&std::env::current_dir()?)?;
     let root = project.root.clone();
     let set = pv_contract::load_dir(root.join(&project.config.contracts.dirs[0]))?;
+    // The function bound to each falsifier (records name their test).
+    let mut bound = std::collections::HashMap::new();
+    for p in project.test_packages()? {
+        for b in pv_evidence::bindings::scan_package(&p.dir)? {
+            bound.insert(b.id, b.function.unwrap_or_default());
+        }
+    }
     // One digest per distinct scope, as the runtime writes them.
     let mut digests = std::collections::HashMap::new();
     let falsifiers: Vec<_> = set
@@ -91,13 +98,26 @@ fn main() -> anyhow::Result<()> {
             metrics: f
                 .metrics
                 .iter()
-                .map(|m| MetricResult {
-                    name: m.name.clone(),
-                    value: Some(JsonF64((next() % 1000) as f64 / 100.0)),
-                    op: pv_evidence::Op::parse(m.op.as_str()).unwrap_or(pv_evidence::Op::Eq),
-                    threshold: m.threshold,
-                    unit: m.unit.clone(),
-                    passed: outcome == Outcome::Pass,
+                .map(|m| {
+                    use pv_evidence::Op;
+                    let op = Op::parse(m.op.as_str()).unwrap_or(Op::Eq);
+                    let t = m.threshold;
+                    // Values consistent with the outcome (pv recomputes every verdict).
+                    let value = match (outcome, op) {
+                        (Outcome::Pass, Op::Lt) => t - 1.0,
+                        (Outcome::Pass, Op::Gt) => t + 1.0,
+                        (Outcome::Pass, _) => t,
+                        (_, Op::Le | Op::Lt | Op::Eq) => t + 1.0,
+                        (_, Op::Ge | Op::Gt) => t - 1.0,
+                    };
+                    MetricResult {
+                        name: m.name.clone(),
+                        value: Some(JsonF64(value)),
+                        op,
+                        threshold: t,
+                        unit: m.unit.clone(),
+                        passed: op.holds(value, t),
+                    }
                 })
                 .collect(),
             tier: match f.tier {
@@ -119,7 +139,14 @@ fn main() -> anyhow::Result<()> {
             timestamp: pv_evidence::timefmt::format_rfc3339_utc(t),
             duration_s: 0.5,
             test: TestRef {
-                name: format!("bench::{}", f.id.to_lowercase().replace('-', "_")),
+                // The bound test's function, as the runtime writes it (pv checks it).
+                name: format!(
+                    "bench::{}",
+                    bound
+                        .get(&f.id)
+                        .cloned()
+                        .unwrap_or_else(|| f.id.to_lowercase().replace('-', "_"))
+                ),
                 file: "tests/bench.rs".into(),
             },
             notes: vec!["synthetic record for the pv status benchmark".into()],
