@@ -121,6 +121,14 @@ pub fn scan_package(package_dir: &Path) -> io::Result<Vec<Binding>> {
     Ok(out)
 }
 
+/// A folder named as holding bound tests (`pv status --tests DIR`, a test package): scanned as
+/// a package ([`scan_package`]) and for `*.rs` directly in it ([`scan_tests_dir`]).
+pub fn scan_folder(dir: &Path) -> io::Result<Vec<Binding>> {
+    let mut b = scan_package(dir)?;
+    b.extend(scan_tests_dir(dir)?);
+    Ok(b)
+}
+
 fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for e in fs::read_dir(dir)? {
         let e = e?;

@@ -60,14 +60,7 @@ pub fn scope_digest(
     let mut hasher = Sha256::new();
     hasher.update(b"pv-source-v2\0");
     for (key, path) in &files {
-        let bytes = fs::read(path).map_err(|source| DigestError {
-            path: path.clone(),
-            source,
-        })?;
-        hasher.update(key.as_bytes());
-        hasher.update(b"\0");
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
+        hash_file(&mut hasher, key, path)?;
     }
     Ok(SourceDigest {
         algorithm: DIGEST_ALGORITHM.to_string(),
@@ -106,14 +99,7 @@ pub fn source_digest(workspace_root: &Path, roots: &[&str]) -> Result<SourceDige
             .collect();
         keyed.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (key, path) in keyed {
-            let bytes = fs::read(&path).map_err(|source| DigestError {
-                path: path.clone(),
-                source,
-            })?;
-            hasher.update(key.as_bytes());
-            hasher.update(b"\0");
-            hasher.update((bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
+            hash_file(&mut hasher, &key, &path)?;
             files += 1;
         }
     }
@@ -123,6 +109,19 @@ pub fn source_digest(workspace_root: &Path, roots: &[&str]) -> Result<SourceDige
         sha256: hex(&hasher.finalize()),
         files,
     })
+}
+
+/// One file into the digest, as both algorithms hash it: `key NUL length(u64 LE) contents`.
+fn hash_file(hasher: &mut Sha256, key: &str, path: &Path) -> Result<(), DigestError> {
+    let bytes = fs::read(path).map_err(|source| DigestError {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    hasher.update(key.as_bytes());
+    hasher.update(b"\0");
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(&bytes);
+    Ok(())
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DigestError> {

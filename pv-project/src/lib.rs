@@ -165,6 +165,25 @@ fn default_scope() -> Vec<String> {
     DEFAULT_SCOPE.iter().map(|s| s.to_string()).collect()
 }
 
+impl ScopeConfig {
+    /// Every scope with the label messages give it (`[scope] default`,
+    /// `[scope.contract] "ID"`, `[scope.falsifier] "ID"`), default first.
+    pub fn entries(&self) -> Vec<(String, &Vec<String>)> {
+        let mut out = vec![("[scope] default".to_string(), &self.default)];
+        out.extend(
+            self.contract
+                .iter()
+                .map(|(k, v)| (format!("[scope.contract] {k:?}"), v)),
+        );
+        out.extend(
+            self.falsifier
+                .iter()
+                .map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)),
+        );
+        out
+    }
+}
+
 impl Default for ScopeConfig {
     fn default() -> Self {
         ScopeConfig {
@@ -332,21 +351,7 @@ impl Project {
                 ));
             }
         }
-        let mut scopes: Vec<(String, &Vec<String>)> =
-            vec![("[scope] default".to_string(), &c.scope.default)];
-        scopes.extend(
-            c.scope
-                .contract
-                .iter()
-                .map(|(k, v)| (format!("[scope.contract] {k:?}"), v)),
-        );
-        scopes.extend(
-            c.scope
-                .falsifier
-                .iter()
-                .map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)),
-        );
-        for (what, patterns) in scopes {
+        for (what, patterns) in c.scope.entries() {
             if patterns.is_empty() {
                 return Err(self.invalid(
                     format!("{what} is an empty scope"),

@@ -271,12 +271,8 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let model = crate::status_load::model_from_contracts(&set, &paths.project);
     let mut tests = BTreeMap::new();
     for dir in paths.tests.iter().flatten().filter(|d| d.is_dir()) {
-        let mut found = pv_evidence::bindings::scan_package(dir)
+        let found = pv_evidence::bindings::scan_folder(dir)
             .with_context(|| format!("scanning {}", dir.display()))?;
-        found.extend(
-            pv_evidence::bindings::scan_tests_dir(dir)
-                .with_context(|| format!("scanning {}", dir.display()))?,
-        );
         for b in found {
             let file = b
                 .file

@@ -468,12 +468,10 @@ pub fn bound_tests(dirs: Option<&[PathBuf]>) -> Result<Option<HashMap<String, St
     };
     let mut ids = HashMap::new();
     for dir in dirs.iter().filter(|d| d.is_dir()) {
-        let err = |source| LoadError::Tests {
+        let b = pv_evidence::bindings::scan_folder(dir).map_err(|source| LoadError::Tests {
             dir: dir.to_path_buf(),
             source,
-        };
-        let mut b = pv_evidence::bindings::scan_package(dir).map_err(err)?;
-        b.extend(pv_evidence::bindings::scan_tests_dir(dir).map_err(err)?);
+        })?;
         ids.extend(
             b.into_iter()
                 .map(|b| (b.id, b.function.unwrap_or_default())),

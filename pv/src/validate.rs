@@ -135,23 +135,12 @@ pub fn check_project(
     }
     // The built-in default scope is a conservative net (a project may have no Cargo.lock, for
     // instance): only scopes the project wrote must select files.
-    let mut scopes: Vec<(String, &Vec<String>)> = Vec::new();
-    if c.scope.default != pv_project::DEFAULT_SCOPE {
-        scopes.push(("[scope] default".into(), &c.scope.default));
-    }
-    scopes.extend(
-        c.scope
-            .contract
-            .iter()
-            .map(|(k, v)| (format!("[scope.contract] {k:?}"), v)),
-    );
-    scopes.extend(
-        c.scope
-            .falsifier
-            .iter()
-            .map(|(k, v)| (format!("[scope.falsifier] {k:?}"), v)),
-    );
-    for (what, patterns) in scopes {
+    let written = c
+        .scope
+        .entries()
+        .into_iter()
+        .filter(|(_, p)| *p != pv_project::DEFAULT_SCOPE);
+    for (what, patterns) in written {
         let unmatched = pv_project::Scope::new(patterns)
             .map_err(|e| e.to_string())
             .and_then(|s| {
