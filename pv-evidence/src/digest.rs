@@ -265,6 +265,10 @@ mod tests {
         fs::write(d.path().join("evidence/r2.json"), "{}").unwrap();
         assert_eq!(base, scope_digest(d.path(), &scope, &ex).unwrap());
         // Inside: an edit, a new file.
+        // A same-length edit: the contents, not only the sizes, are hashed.
+        fs::write(d.path().join("engine/src/lib.rs"), "pub mod b;").unwrap();
+        let same_len = scope_digest(d.path(), &scope, &ex).unwrap();
+        assert_ne!(base.sha256, same_len.sha256);
         fs::write(d.path().join("engine/src/lib.rs"), "pub mod a; // edited").unwrap();
         let edited = scope_digest(d.path(), &scope, &ex).unwrap();
         assert_ne!(base.sha256, edited.sha256);

@@ -469,22 +469,6 @@ pub fn product_text(product: &[crate::unclaimed::BinaryReport]) -> String {
     s
 }
 
-/// The invalid-evidence part of the text report.
-pub fn invalid_text(invalid: &[crate::status::InvalidRecord]) -> String {
-    let mut s = String::new();
-    if !invalid.is_empty() {
-        let _ = writeln!(
-            s,
-            "invalid evidence ({}), counted for nothing:",
-            invalid.len()
-        );
-        for i in invalid {
-            let _ = writeln!(s, "  INVALID  {} ({}): {}", i.file, i.falsifier, i.reason);
-        }
-    }
-    s
-}
-
 /// Pretty JSON with a trailing newline.
 pub fn json(r: &AuditReport) -> String {
     let mut s = serde_json::to_string_pretty(r)
@@ -506,7 +490,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &crate::unclaimed::target_dir(&paths.root),
     );
     let out = match args.format {
-        Format::Text => text(&r) + &product_text(&r.product) + &invalid_text(&r.invalid),
+        Format::Text => {
+            text(&r) + &product_text(&r.product) + &crate::status_render::invalid_text(&r.invalid)
+        }
         Format::Json => json(&r),
     };
     crate::graph::emit(&out, args.output.as_deref())?;

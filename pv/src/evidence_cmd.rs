@@ -226,43 +226,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The records that count for nothing (rule 16), after the report: none of them is a row's
 /// evidence.
 pub fn invalid_section(invalid: &[crate::status::InvalidRecord], format: ReportFormat) -> String {
-    if invalid.is_empty() {
-        return String::new();
-    }
-    let mut s = String::new();
+    use crate::status_render::{invalid_html, invalid_text};
     match format {
-        ReportFormat::Markdown => {
-            s.push_str(&format!(
-                "\n## Invalid evidence ({}), counted for nothing\n\n| record | falsifier | why |\n|---|---|---|\n",
-                invalid.len()
-            ));
-            for i in invalid {
-                s.push_str(&format!(
-                    "| {} | {} | {} |\n",
-                    i.file.replace('|', "\\|"),
-                    i.falsifier,
-                    i.reason.replace('|', "\\|")
-                ));
-            }
+        ReportFormat::Markdown if !invalid.is_empty() => {
+            let lines = invalid_text(invalid);
+            format!("\n```text\n{lines}```\n")
         }
-        ReportFormat::Html => {
-            use crate::status_render::esc;
-            s.push_str(&format!(
-                "<h2>Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>\n",
-                invalid.len()
-            ));
-            for i in invalid {
-                s.push_str(&format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                    esc(&i.file),
-                    esc(&i.falsifier),
-                    esc(&i.reason)
-                ));
-            }
-            s.push_str("</table>\n");
-        }
+        ReportFormat::Markdown => String::new(),
+        ReportFormat::Html => invalid_html(invalid),
     }
-    s
 }
 
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -667,18 +667,19 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                     && *source_cache
                         .entry(key)
                         .or_insert_with(|| fresh.source_fresh(&rec.source));
-                let what_moved = match (&rec.falsifier_sha256, scope_moved) {
-                    (Some(_), true) => "claim changed and scope changed",
-                    (Some(_), false) => "claim changed",
-                    (None, _) => "contract changed",
-                };
-                let stale_because = match (contract_fresh, src_fresh, scope_moved) {
-                    (true, true, _) => None,
-                    (false, true, _) => Some(what_moved.to_string()),
-                    (true, false, true) => Some("scope changed".to_string()),
-                    (true, false, false) => Some("sources changed".to_string()),
-                    (false, false, _) => Some(format!("{what_moved}, sources changed")),
-                };
+                let mut why = Vec::new();
+                if !contract_fresh {
+                    why.push(match rec.falsifier_sha256 {
+                        Some(_) => "claim changed",
+                        None => "contract changed",
+                    });
+                }
+                if scope_moved {
+                    why.push("scope changed");
+                } else if !src_fresh {
+                    why.push("sources changed");
+                }
+                let stale_because = (!why.is_empty()).then(|| why.join(", "));
                 views.push(RunView {
                     file: r.file.clone(),
                     timestamp: rec.timestamp.clone(),

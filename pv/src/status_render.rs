@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use pv_contract::ContractSet;
 use pv_evidence::record::Outcome;
 
-use crate::status::{fmt_age, fmt_num, FalsifierState, StageStatus, StatusReport};
+use crate::status::{fmt_age, fmt_num, FalsifierState, InvalidRecord, StageStatus, StatusReport};
 use crate::status_math;
 
 /// Plain-text table, one block per contract.
@@ -99,22 +99,54 @@ fn footer(r: &StatusReport, out: &mut String) {
     for u in &r.unreadable {
         let _ = writeln!(out, "warning: skipped unreadable evidence {u}");
     }
-    if !r.invalid.is_empty() {
-        let _ = writeln!(
-            out,
-            "INVALID evidence ({}), counted for nothing (docs/status.md, rule 16):",
-            r.invalid.len()
-        );
-        for i in &r.invalid {
-            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
-        }
-    }
+    out.push_str(&invalid_text(&r.invalid));
     let _ = writeln!(
         out,
         "{} evidence record(s) read, {} invalid",
         r.records,
         r.invalid.len()
     );
+}
+
+/// The invalid records (rule 16) as text lines, one per record after a heading; empty when
+/// there are none. `pv status`, `pv audit` and `pv evidence report` print the same lines.
+pub fn invalid_text(invalid: &[InvalidRecord]) -> String {
+    let mut out = String::new();
+    if !invalid.is_empty() {
+        let _ = writeln!(
+            out,
+            "INVALID evidence ({}), counted for nothing (docs/status.md, rule 16):",
+            invalid.len()
+        );
+        for i in invalid {
+            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
+        }
+    }
+    out
+}
+
+/// The invalid records (rule 16) as an HTML section; empty when there are none.
+pub fn invalid_html(invalid: &[InvalidRecord]) -> String {
+    let mut h = String::new();
+    if invalid.is_empty() {
+        return h;
+    }
+    let _ = writeln!(
+        h,
+        "<h2 id=\"invalid\">Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
+        invalid.len()
+    );
+    for i in invalid {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&i.file),
+            esc(&i.falsifier),
+            esc(&i.reason)
+        );
+    }
+    h.push_str("</table>\n");
+    h
 }
 
 /// JSON (the report's serde form).
@@ -445,23 +477,7 @@ h3{font-size:15px;margin:12px 0 4px}
             h.push_str(&status_math::contract_math(contract, cov, set, r));
         }
     }
-    if !r.invalid.is_empty() {
-        let _ = writeln!(
-            h,
-            "<h2 id=\"invalid\">Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
-            r.invalid.len()
-        );
-        for i in &r.invalid {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&i.file),
-                esc(&i.falsifier),
-                esc(&i.reason)
-            );
-        }
-        h.push_str("</table>\n");
-    }
+    h.push_str(&invalid_html(&r.invalid));
     h.push_str("<h2>Metric history</h2>\n<table><tr><th>falsifier</th><th>metric</th><th>last</th><th>history (newest right)</th></tr>\n");
     for (fid, f) in &r.falsifiers {
         if f.runs.is_empty() {
