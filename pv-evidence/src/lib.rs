@@ -5,6 +5,8 @@
 //! - [`runtime`]: what `#[falsifier("ID")]` tests call: [`Ctx`], [`FalsifierResult`],
 //!   [`run_falsifier`].
 //! - [`store`]: atomic, collision-free writing and non-destructive reading of records.
+//! - [`manifest`]: run manifests (an in-toto Statement in a DSSE envelope) listing the records a
+//!   run wrote, with their digests; a record in no manifest is loose.
 //! - [`digest`]: the source digest over a falsifier's scope (`pv.toml`), recomputed by `pv` to decide
 //!   whether evidence is fresh.
 //! - [`bindings`]: the textual scan of test packages for bound tests.
@@ -17,6 +19,7 @@
 pub mod bindings;
 pub mod digest;
 pub mod env;
+pub mod manifest;
 #[cfg(feature = "prop")]
 pub mod prop;
 pub mod record;

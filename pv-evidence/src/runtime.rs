@@ -460,8 +460,29 @@ pub fn run_falsifier_in(
         details: ctx.details,
         counterexample: ctx.counterexample,
     };
-    let path = write_record(dir, &record)?;
-    Ok(RunReport { record, path })
+    let written = write_record(dir, &record)?;
+    // The record counts only as part of a run: list it in this process's manifest.
+    let file = written
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let project_file = project.as_ref().ok().and_then(|p| {
+        let f = p.file.as_ref()?;
+        let bytes = std::fs::read(f).ok()?;
+        let name = f.strip_prefix(&p.root).unwrap_or(f).display().to_string();
+        Some((name, crate::manifest::sha256_hex(&bytes)))
+    });
+    crate::manifest::record_written(dir, &file, &written.sha256, &record, project_file).map_err(
+        |source| crate::store::WriteError {
+            path: dir.to_path_buf(),
+            source,
+        },
+    )?;
+    Ok(RunReport {
+        record,
+        path: written.path,
+    })
 }
 
 /// `name = value (op threshold)` for messages.

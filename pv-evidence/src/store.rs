@@ -43,7 +43,8 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
-fn unique_suffix() -> String {
+/// `<pid>-<counter>-<random>`: unique per process, call and machine.
+pub(crate) fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut h = RandomState::new().build_hasher();
@@ -72,8 +73,18 @@ pub fn record_file_name(falsifier: &str, t: SystemTime) -> String {
     format!("{}_{safe}_{}.json", compact_utc(t), unique_suffix())
 }
 
-/// Writes `record` into `dir` (created if needed) atomically; returns the final path.
-pub fn write_record(dir: &Path, record: &EvidenceRecord) -> Result<PathBuf, WriteError> {
+/// A record written: where, and the sha256 of its bytes (what its run's manifest lists).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The record file.
+    pub path: PathBuf,
+    /// sha256 (lowercase hex) of the file's bytes.
+    pub sha256: String,
+}
+
+/// Writes `record` into `dir` (created if needed) atomically. The record is not yet part of a
+/// run: [`crate::manifest::record_written`] adds it to one.
+pub fn write_record(dir: &Path, record: &EvidenceRecord) -> Result<Written, WriteError> {
     fs::create_dir_all(dir).map_err(|source| WriteError {
         path: dir.to_path_buf(),
         source,
@@ -99,7 +110,10 @@ pub fn write_record(dir: &Path, record: &EvidenceRecord) -> Result<PathBuf, Writ
             source,
         }
     })?;
-    Ok(final_path)
+    Ok(Written {
+        path: final_path,
+        sha256: crate::manifest::sha256_hex(&json),
+    })
 }
 
 /// Why a file could not be read as a record.
@@ -155,20 +169,40 @@ pub fn parse_record(path: &Path, bytes: &[u8]) -> Result<EvidenceRecord, ReadErr
     Ok(rec)
 }
 
-/// Every `*.json` file under `dir` (recursively), sorted by path; hidden files (in-flight
-/// `.tmp` files) are skipped. A missing directory yields an empty list.
+/// Every record file under `dir` (recursively): `*.json` but not run manifests
+/// (`*.intoto.json`), sorted by path; hidden files (in-flight `.tmp` files) are skipped. A
+/// missing directory yields an empty list.
 pub fn list_record_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+    Ok(list_evidence_files(dir)?.records)
+}
+
+/// The files of an evidence folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EvidenceFiles {
+    /// Record files, sorted by path.
+    pub records: Vec<PathBuf>,
+    /// Run manifests (`*.intoto.json`), sorted by path.
+    pub manifests: Vec<PathBuf>,
+}
+
+/// Records and run manifests under `dir`, in one walk (see [`list_record_files`]).
+pub fn list_evidence_files(dir: &Path) -> io::Result<EvidenceFiles> {
+    let mut all = Vec::new();
     match fs::metadata(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(EvidenceFiles::default()),
         Err(e) => return Err(e),
         Ok(_) => {}
     }
-    walk(dir, &mut out)?;
+    walk(dir, &mut all)?;
     // Byte order of the whole path: deterministic, and much cheaper than `Path`'s
     // component-wise comparison for 100,000 files.
-    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    Ok(out)
+    all.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
+    let (manifests, records) = all.into_iter().partition(|p| {
+        p.as_os_str()
+            .to_string_lossy()
+            .ends_with(crate::manifest::MANIFEST_SUFFIX)
+    });
+    Ok(EvidenceFiles { records, manifests })
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {

@@ -304,7 +304,21 @@ fn parallel_writers_never_collide() {
         .map(|f| f.file_name().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 200);
-    // No temporary file is left behind.
+    // No temporary file is left behind: the records and the one run manifest of this process.
     let all = std::fs::read_dir(d).unwrap().count();
-    assert_eq!(all, 200);
+    assert_eq!(all, 201);
+    // The manifest lists every record once, with the sha256 of its bytes, in a parseable
+    // in-toto Statement.
+    let listed = pv_evidence::store::list_evidence_files(d).unwrap();
+    assert_eq!(listed.manifests.len(), 1);
+    let m = pv_evidence::manifest::read_manifest(&listed.manifests[0]).unwrap();
+    assert_eq!(m.statement.subject.len(), 200);
+    for (name, sha) in m.subjects() {
+        let bytes = std::fs::read(d.join(name)).unwrap();
+        assert_eq!(pv_evidence::manifest::sha256_hex(&bytes), sha, "{name}");
+    }
+    assert_eq!(m.statement.predicate.passed_tests.len(), 200);
+    assert_eq!(m.statement.predicate.result, "pass");
+    assert!(m.envelope.signatures.is_empty());
+    assert!(!m.run.command.is_empty());
 }

@@ -64,6 +64,40 @@ pub struct Config {
     /// What the project ships, for `pv audit`'s unclaimed-code report.
     #[serde(default)]
     pub product: ProductConfig,
+    /// Who may vouch for evidence (signed run manifests); absent: signatures are optional.
+    #[serde(default)]
+    pub trust: Option<TrustConfig>,
+}
+
+/// `[trust]`: which SSH keys may sign run manifests, and for which tier. With it, a record whose
+/// run is unsigned, or signed by a key not allowed for the record's tier, is UNATTESTED.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// An OpenSSH `allowed_signers` file (as `ssh-keygen -Y verify` and git read it), relative
+    /// to the project root.
+    pub allowed_signers: String,
+    /// Principals (as named in `allowed_signers`) whose signature vouches for algorithm-tier
+    /// records.
+    #[serde(default)]
+    pub algorithm: Vec<String>,
+    /// Principals whose signature vouches for hardware-tier records.
+    #[serde(default)]
+    pub hardware: Vec<String>,
+    /// Count only attested records, always (as `pv status --require-attested` does).
+    #[serde(default)]
+    pub require_attested: bool,
+}
+
+/// What happens to a record that no run manifest lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LooseRecords {
+    /// Shown as loose, never counted (the default).
+    #[default]
+    Ignore,
+    /// Counted, for migrating evidence written before run manifests; every dashboard says so.
+    Count,
 }
 
 /// `[product]`: the binaries users run. `pv audit` lists the project's source files compiled
@@ -112,6 +146,9 @@ pub struct EvidenceConfig {
     /// `evidence/local`). `pv status` reads it too.
     #[serde(default = "default_local")]
     pub local: String,
+    /// Records in no run manifest: `ignore` (default) or `count` (migration only).
+    #[serde(default)]
+    pub loose: LooseRecords,
 }
 
 impl Default for EvidenceConfig {
@@ -119,6 +156,7 @@ impl Default for EvidenceConfig {
         EvidenceConfig {
             committed: default_committed(),
             local: default_local(),
+            loose: LooseRecords::default(),
         }
     }
 }
@@ -360,6 +398,20 @@ impl Project {
             }
             Scope::new(patterns).map_err(|e| self.invalid(format!("{what}: {e}"), "globs use `*` within a folder and `**` across folders, relative to the project root"))?;
         }
+        if let Some(t) = &c.trust {
+            if t.allowed_signers.trim().is_empty() {
+                return Err(self.invalid(
+                    "[trust] allowed_signers is empty",
+                    "name an OpenSSH allowed_signers file relative to the project root, e.g. allowed_signers = \".pv/allowed_signers\"",
+                ));
+            }
+            if t.algorithm.is_empty() && t.hardware.is_empty() {
+                return Err(self.invalid(
+                    "[trust] allows no signer for either tier",
+                    "list the principals that may vouch, e.g. algorithm = [\"ci@example.com\"] and hardware = [\"gpu-runner@example.com\"]",
+                ));
+            }
+        }
         for (kind, table) in [("fixtures", &c.fixtures), ("devices", &c.devices)] {
             for (name, p) in table {
                 if p.probe.is_empty() && p.env.is_none() {
@@ -412,6 +464,14 @@ impl Project {
     /// The committed evidence folder.
     pub fn committed_evidence(&self) -> PathBuf {
         self.root.join(&self.config.evidence.committed)
+    }
+
+    /// The `allowed_signers` file of the trust policy, if there is one.
+    pub fn allowed_signers(&self) -> Option<PathBuf> {
+        self.config
+            .trust
+            .as_ref()
+            .map(|t| self.root.join(&t.allowed_signers))
     }
 
     /// The local evidence folder (plain test runs and `pv verify` write here).

@@ -5,12 +5,14 @@
 //! time target/release/pv status --evidence /tmp/pv-bench > /dev/null
 //! ```
 //!
-//! Records are spread over every live falsifier of `contracts/`, with timestamps over the last 30
-//! days, mostly passes, some failures and skips, and a mix of fresh and stale source digests, so
-//! the derivation does all of its work. Written with the real writer (atomic, unique names).
+//! Records are spread over every live falsifier of `contracts/`, in runs a minute apart over the
+//! last days, mostly passes, some failures and skips, and a mix of fresh and stale source digests, so
+//! the derivation does all of its work. Written with the real writer (atomic, unique names), in
+//! runs of 100 records, each with its manifest, as test processes write them.
 
 use std::path::PathBuf;
 
+use pv_evidence::manifest::{RunLog, RunStart};
 use pv_evidence::record::{
     ContractRef, EvidenceRecord, GitInfo, Hardware, JsonF64, MetricResult, Outcome, TestRef,
     RECORD_FORMAT,
@@ -62,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         x ^= x << 17;
         x
     };
+    const RUN_LEN: usize = 100;
+    let mut run: Option<RunLog> = None;
     for i in 0..n {
         let (c, f, hash) = &falsifiers[i % falsifiers.len()];
         let scope = project.scope_for(&c.contract, &f.id).to_vec();
@@ -82,7 +86,27 @@ fn main() -> anyhow::Result<()> {
             93..=95 => Outcome::Error,
             _ => Outcome::Skipped,
         };
-        let t = now - std::time::Duration::from_secs(next() % (30 * 86_400));
+        // Runs of 100 records each, one minute apart, ending now; records a second apart.
+        let run_start =
+            now - std::time::Duration::from_secs(60 * (n.div_ceil(RUN_LEN) - i / RUN_LEN) as u64);
+        let t = run_start + std::time::Duration::from_secs((i % RUN_LEN) as u64);
+        if i % RUN_LEN == 0 {
+            if let Some(log) = run.take() {
+                log.write()?;
+            }
+            run = Some(RunLog::new(
+                &dir,
+                RunStart {
+                    run_id: format!("bench-{:06}", i / RUN_LEN),
+                    invocation: None,
+                    started: run_start,
+                    command: vec!["cargo".into(), "test".into()],
+                    host: "bench".into(),
+                    project_file: None,
+                    adopted: None,
+                },
+            ));
+        }
         let record = EvidenceRecord {
             format: RECORD_FORMAT,
             falsifier: f.id.clone(),
@@ -154,7 +178,18 @@ fn main() -> anyhow::Result<()> {
             details: Default::default(),
             counterexample: None,
         };
-        pv_evidence::store::write_record(&dir, &record)?;
+        let written = pv_evidence::store::write_record(&dir, &record)?;
+        if let Some(log) = run.as_mut() {
+            let name = written
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            log.add(&name, &written.sha256, &record);
+        }
+    }
+    if let Some(log) = run.take() {
+        log.write()?;
     }
     eprintln!("wrote {n} records to {}", dir.display());
     Ok(())

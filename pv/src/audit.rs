@@ -197,9 +197,15 @@ pub struct AuditReport {
     /// Per product binary (`pv.toml` `[product] binaries`): project files compiled into it that
     /// no contract's scope covers (`crate::unclaimed`).
     pub product: Vec<crate::unclaimed::BinaryReport>,
-    /// Evidence records that count for nothing (`docs/status.md`, rule 16): a chain that
-    /// seems intact may rest on none of them.
+    /// Evidence records that count for nothing (`docs/status.md`, rules 16 and 17): a chain
+    /// that seems intact may rest on none of them.
     pub invalid: Vec<crate::status::InvalidRecord>,
+    /// Records a run manifest lists that are gone.
+    pub missing: Vec<String>,
+    /// Records in no run manifest (not counted unless the project opts in).
+    pub loose: usize,
+    /// Records no allowed signer vouches for (with a trust policy).
+    pub unattested: Vec<crate::status::InvalidRecord>,
 }
 
 impl AuditReport {
@@ -208,6 +214,7 @@ impl AuditReport {
         self.breaks.is_empty()
             && self.product.iter().all(|b| b.unclaimed.is_empty())
             && self.invalid.is_empty()
+            && self.missing.is_empty()
     }
 }
 
@@ -357,6 +364,9 @@ pub fn audit(set: &ContractSet, report: &StatusReport, proofs: &HashSet<String>)
     AuditReport {
         product: Vec::new(),
         invalid: report.invalid.clone(),
+        missing: report.missing.clone(),
+        loose: report.loose.len(),
+        unattested: report.unattested.clone(),
         chains,
         breaks,
         bindings_checked,
@@ -491,7 +501,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let out = match args.format {
         Format::Text => {
-            text(&r) + &product_text(&r.product) + &crate::status_render::invalid_text(&r.invalid)
+            text(&r)
+                + &product_text(&r.product)
+                + &crate::status_render::untrusted_text(&report)
+                + &crate::status_render::evidence_summary(&report)
+                + "\n"
         }
         Format::Json => json(&r),
     };

@@ -28,6 +28,14 @@ pub enum EvidenceCommand {
     Report(ReportArgs),
     /// Print the JSON Schema of evidence records.
     Schema,
+    /// Sign run manifests with an SSH key (SSHSIG over the DSSE envelope's payload).
+    Sign(crate::sign::Args),
+    /// Write run manifests for loose records made before manifests existed (migration),
+    /// grouped by the process that wrote them; marked as adopted.
+    Adopt(crate::adopt::Args),
+    /// Check every record and run manifest: digests, signatures, signer per tier, recomputed
+    /// verdicts, contract versions in git. Exit 1 on any problem.
+    Verify(crate::evidence_verify::Args),
 }
 
 /// Report format.
@@ -220,20 +228,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         EvidenceCommand::Report(a) => report(a),
+        EvidenceCommand::Sign(a) => crate::sign::run(a),
+        EvidenceCommand::Adopt(a) => crate::adopt::run(a),
+        EvidenceCommand::Verify(a) => crate::evidence_verify::run(a),
     }
 }
 
-/// The records that count for nothing (rule 16), after the report: none of them is a row's
-/// evidence.
-pub fn invalid_section(invalid: &[crate::status::InvalidRecord], format: ReportFormat) -> String {
-    use crate::status_render::{invalid_html, invalid_text};
+/// The records that count for nothing or that nobody vouches for (rules 16-18), after the
+/// report: none of them is a row's evidence.
+pub fn untrusted_section(report: &StatusReport, format: ReportFormat) -> String {
+    use crate::status_render::{evidence_summary, untrusted_html, untrusted_text};
     match format {
-        ReportFormat::Markdown if !invalid.is_empty() => {
-            let lines = invalid_text(invalid);
-            format!("\n```text\n{lines}```\n")
+        ReportFormat::Markdown => {
+            let lines = untrusted_text(report);
+            format!("\n```text\n{lines}{}\n```\n", evidence_summary(report))
         }
-        ReportFormat::Markdown => String::new(),
-        ReportFormat::Html => invalid_html(invalid),
+        ReportFormat::Html => untrusted_html(report),
     }
 }
 
@@ -263,7 +273,7 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         ReportFormat::Markdown => markdown(&rows),
         ReportFormat::Html => html(&rows),
     };
-    text.push_str(&invalid_section(&report.invalid, args.format));
+    text.push_str(&untrusted_section(&report, args.format));
     match &args.output {
         Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?,
         None => print!("{text}"),

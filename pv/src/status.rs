@@ -194,6 +194,73 @@ pub struct Run {
     pub ts: i128,
     /// What the rules and reports need of the record.
     pub record: RunRecord,
+    /// Which run wrote it, as far as the manifests say (rule 17).
+    pub provenance: Provenance,
+}
+
+/// Where a record stands with the run manifests (rule 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provenance {
+    /// Listed, with the digest of its bytes, in the manifest of `Inputs::runs[i]`.
+    Run(usize),
+    /// Listed in no manifest.
+    Loose,
+    /// Listed in this manifest with another digest: changed after its run wrote it.
+    Altered {
+        /// The manifest (relative to its evidence directory).
+        manifest: String,
+    },
+    /// Listed in this manifest, but the file is gone: the [`Run`] is a placeholder made from
+    /// the manifest's summary of the record (falsifier, outcome, test, metrics).
+    Missing {
+        /// The manifest (relative to its evidence directory).
+        manifest: String,
+    },
+}
+
+/// A run, as its manifest says and its signature proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The manifest file (relative to its evidence directory).
+    pub manifest: String,
+    /// Run id.
+    pub id: String,
+    /// Start, ns since the epoch: runs are ordered by it.
+    pub started: i128,
+    /// What its signatures establish.
+    pub signature: RunSignature,
+}
+
+/// What a run's signatures establish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunSignature {
+    /// No signature.
+    Unsigned,
+    /// Signatures present, but no trust policy to check them against.
+    NotChecked,
+    /// A signature verified against `allowed_signers`: the principal patterns of the key.
+    Verified {
+        /// Principal patterns of the `allowed_signers` lines that accept the key.
+        principals: Vec<String>,
+        /// The key's fingerprint.
+        fingerprint: String,
+    },
+    /// Signed, but by no key `allowed_signers` accepts (UNATTESTED, not INVALID: the bytes may
+    /// be intact, nobody trusted vouches for them).
+    NotAllowed(String),
+    /// A signature that does not verify: the manifest changed after it was signed (INVALID).
+    Broken(String),
+}
+
+/// The trust policy (`pv.toml` `[trust]`): who may vouch for which tier.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustPolicy {
+    /// Identities whose signature vouches for algorithm-tier records.
+    pub algorithm: Vec<String>,
+    /// Identities whose signature vouches for hardware-tier records.
+    pub hardware: Vec<String>,
+    /// Count attested records only.
+    pub require_attested: bool,
 }
 
 /// The part of an [`EvidenceRecord`] that status derivation and reports use (kept small so that
@@ -300,6 +367,12 @@ pub struct Inputs {
     /// Falsifier id -> the function bound to it (rule 16: a record must come from that test);
     /// `None`: not checked.
     pub test_functions: Option<HashMap<String, String>>,
+    /// The runs [`Provenance::Run`] indexes.
+    pub runs: Vec<RunFacts>,
+    /// Count loose records (migration; `pv.toml` `[evidence] loose = "count"`).
+    pub count_loose: bool,
+    /// The trust policy, if the project sets one.
+    pub trust: Option<TrustPolicy>,
 }
 
 /// A run as shown in reports.
@@ -414,8 +487,24 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// Records that could not be read (reported and skipped).
     pub unreadable: Vec<String>,
-    /// Records that contradict themselves or the contract (rule 16): they count for nothing.
+    /// Records that contradict themselves, the contract or their run (rules 16 and 17): they
+    /// count for nothing.
     pub invalid: Vec<InvalidRecord>,
+    /// Records in no run manifest (rule 17): counted only when `count_loose`.
+    pub loose: Vec<String>,
+    /// Whether loose records were counted (migration), which every dashboard says.
+    pub loose_counted: bool,
+    /// Records no allowed signer vouches for (rule 18), when a trust policy is set; counted
+    /// unless the policy requires attestation.
+    pub unattested: Vec<InvalidRecord>,
+    /// Whether unattested records were left out.
+    pub attested_only: bool,
+    /// Records a manifest lists that are not there (`manifest: file`).
+    pub missing: Vec<String>,
+    /// Runs read, and how many of them carry a verified signature.
+    pub runs: usize,
+    /// Runs whose signature verified against `allowed_signers`.
+    pub signed_runs: usize,
     /// Number of records considered.
     pub records: usize,
 }
@@ -592,12 +681,17 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
         }
     }
 
-    // Group runs by falsifier, in deterministic order.
+    // Group runs by falsifier, in deterministic order: the order of the runs that wrote them
+    // (their start), then their own time, then the file name.
+    let run_start = |r: &Run| match r.provenance {
+        Provenance::Run(i) => inputs.runs.get(i).map_or(r.ts, |f| f.started),
+        _ => r.ts,
+    };
     let mut order: Vec<usize> = (0..runs.len()).collect();
     order.sort_by(|&a, &b| {
-        runs[a]
-            .ts
-            .cmp(&runs[b].ts)
+        run_start(&runs[a])
+            .cmp(&run_start(&runs[b]))
+            .then_with(|| runs[a].ts.cmp(&runs[b].ts))
             .then_with(|| runs[a].file.cmp(&runs[b].file))
     });
     let mut by_f: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -625,6 +719,21 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
         })
         .collect();
 
+    let missing: Vec<String> = runs
+        .iter()
+        .filter_map(|r| match &r.provenance {
+            Provenance::Missing { manifest } => Some(format!("{manifest}: {}", r.file)),
+            _ => None,
+        })
+        .collect();
+    // Loose is a fact about the file, whatever it names (rule 17).
+    let mut loose: Vec<String> = runs
+        .iter()
+        .filter(|r| r.provenance == Provenance::Loose)
+        .map(|r| r.file.clone())
+        .collect();
+    let mut unattested = Vec::new();
+
     // Source freshness is the same for every record with the same digest: compute it once each.
     let mut source_cache: HashMap<(&str, &[String], &str), bool> = HashMap::new();
 
@@ -643,13 +752,49 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
                     Some(d) => *d == f.claim_sha256,
                     None => rec.contract_sha256 == c.sha256,
                 };
-                if let Some(reason) = invalid_because(rec, r.ts, f, contract_fresh, inputs) {
+                let invalid_reason = run_invalid_because(&r.provenance, inputs)
+                    .or_else(|| invalid_because(rec, r.ts, f, contract_fresh, inputs));
+                if let Some(reason) = invalid_reason {
+                    // A run that vouched for this record produced *some* result for `f` here;
+                    // with the record invalid, altered or gone, that result is unknown, so no
+                    // older pass may stand in for it (rule 17: tampering with a failure never
+                    // turns it into the previous pass). A loose record vouches for nothing.
+                    if r.provenance != Provenance::Loose {
+                        views.push(RunView {
+                            file: r.file.clone(),
+                            timestamp: rec.timestamp.clone(),
+                            ts: r.ts,
+                            outcome: Outcome::Error,
+                            fresh: true,
+                            stale_because: None,
+                            reason: Some(format!("INVALID record: {reason}")),
+                            metrics: Vec::new(),
+                            commit: rec.commit.clone(),
+                            hardware: rec.hardware.clone(),
+                        });
+                    }
                     invalid.push(InvalidRecord {
                         file: r.file.clone(),
                         falsifier: f.id.clone(),
                         reason,
                     });
                     continue;
+                }
+                if r.provenance == Provenance::Loose && !inputs.count_loose {
+                    continue;
+                }
+                if let Some(policy) = &inputs.trust {
+                    if let Some(reason) = unattested_because(&r.provenance, f.tier, policy, inputs)
+                    {
+                        unattested.push(InvalidRecord {
+                            file: r.file.clone(),
+                            falsifier: f.id.clone(),
+                            reason,
+                        });
+                        if policy.require_attested {
+                            continue;
+                        }
+                    }
                 }
                 if rec.outcome == Outcome::Skipped {
                     skipped += 1;
@@ -819,7 +964,105 @@ pub fn derive(model: &Model, runs: &[Run], fresh: &dyn Freshness, inputs: &Input
             invalid.sort_by(|a, b| a.file.cmp(&b.file));
             invalid
         },
-        records: runs.len(),
+        loose: {
+            loose.sort();
+            loose
+        },
+        loose_counted: inputs.count_loose,
+        unattested: {
+            unattested.sort_by(|a, b| a.file.cmp(&b.file));
+            unattested
+        },
+        attested_only: inputs.trust.as_ref().is_some_and(|t| t.require_attested),
+        missing,
+        runs: inputs.runs.len(),
+        signed_runs: inputs
+            .runs
+            .iter()
+            .filter(|r| matches!(r.signature, RunSignature::Verified { .. }))
+            .count(),
+        records: runs
+            .iter()
+            .filter(|r| !matches!(r.provenance, Provenance::Missing { .. }))
+            .count(),
+    }
+}
+
+/// Rule 17: why a record is invalid because of its run, if it is: changed after its manifest
+/// was written, its run's signature broken, or its run stamped in the future.
+pub fn run_invalid_because(p: &Provenance, inputs: &Inputs) -> Option<String> {
+    let run = match p {
+        Provenance::Loose => return None,
+        Provenance::Altered { manifest } => {
+            return Some(format!(
+                "changed after its run wrote it (its digest differs from the one in {manifest})"
+            ))
+        }
+        Provenance::Missing { manifest } => {
+            return Some(format!(
+                "MISSING: listed in its run's manifest {manifest}, but the file is gone"
+            ))
+        }
+        Provenance::Run(i) => inputs.runs.get(*i)?,
+    };
+    if let RunSignature::Broken(why) = &run.signature {
+        return Some(format!(
+            "its run's manifest {} has a signature that does not verify ({why}): the manifest changed after it was signed",
+            run.manifest
+        ));
+    }
+    (run.started > inputs.now + FUTURE_SKEW_NS).then(|| {
+        format!(
+            "its run ({}) is stamped {} in the future",
+            run.manifest,
+            fmt_age(((run.started - inputs.now) / 1_000_000_000) as f64)
+        )
+    })
+}
+
+/// Rule 18: why no allowed signer vouches for a record of `tier`, if none does.
+pub fn unattested_because(
+    p: &Provenance,
+    tier: Tier,
+    policy: &TrustPolicy,
+    inputs: &Inputs,
+) -> Option<String> {
+    let Provenance::Run(i) = p else {
+        return Some("in no run manifest".to_string());
+    };
+    let Some(run) = inputs.runs.get(*i) else {
+        return Some("in no run manifest".to_string());
+    };
+    let allowed = match tier {
+        Tier::Algorithm => &policy.algorithm,
+        Tier::Hardware => &policy.hardware,
+    };
+    match &run.signature {
+        RunSignature::Unsigned => Some(format!("its run ({}) is unsigned", run.manifest)),
+        RunSignature::NotChecked => Some(format!(
+            "its run's signature ({}) was not checked",
+            run.manifest
+        )),
+        RunSignature::NotAllowed(why) | RunSignature::Broken(why) => {
+            Some(format!("its run ({}): {why}", run.manifest))
+        }
+        RunSignature::Verified {
+            principals,
+            fingerprint,
+        } => {
+            let verified = pv_attest::Verified {
+                principals: principals.clone(),
+                fingerprint: fingerprint.clone(),
+            };
+            let vouches = allowed.iter().any(|id| verified.vouches_as(id));
+            (!vouches).then(|| {
+                format!(
+                    "its run ({}) is signed by {fingerprint} ({}), which [trust] does not allow for {tier}-tier records",
+                    run.manifest,
+                    principals.join(", ")
+                )
+            })
+        }
     }
 }
 

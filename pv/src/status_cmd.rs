@@ -112,6 +112,11 @@ pub struct Args {
     /// are listed). For migrating old evidence only.
     #[arg(long, requires = "check")]
     pub allow_invalid: bool,
+    /// Count only records whose run is signed by a key `[trust]` in pv.toml allows for the
+    /// record's tier (needs a `[trust]` table; `require_attested = true` there makes it the
+    /// default).
+    #[arg(long)]
+    pub require_attested: bool,
     /// Also write a JUnit XML file (one test case per stage).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -168,6 +173,12 @@ pub fn check_problems(
         problems.push(format!(
             "{} invalid evidence record(s) (listed above; --allow-invalid tolerates them while migrating)",
             report.invalid.len()
+        ));
+    }
+    if !allow_invalid && !report.missing.is_empty() {
+        problems.push(format!(
+            "{} record(s) listed in run manifests are missing (listed above)",
+            report.missing.len()
         ));
     }
     for r in reqs {
@@ -251,7 +262,18 @@ pub fn report_and_check(
 
 /// `pv status`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let paths = args.locations.paths()?;
+    let mut paths = args.locations.paths()?;
+    if args.require_attested && paths.project.config.trust.is_none() {
+        bail!(
+            "--require-attested needs a trust policy: add a [trust] table to {} (allowed_signers, and the principals allowed per tier; docs/project-file.md)",
+            paths
+                .project
+                .file
+                .as_ref()
+                .map_or_else(|| pv_project::PROJECT_FILE.to_string(), |f| f.display().to_string())
+        );
+    }
+    paths.require_attested = args.require_attested;
     let (set, report) = status_for(&paths)?;
     report_and_check(&report, &set, &args)
 }

@@ -96,26 +96,107 @@ fn footer(r: &StatusReport, out: &mut String) {
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
-    for u in &r.unreadable {
+    for u in r.unreadable.iter().take(LOOSE_SHOWN) {
         let _ = writeln!(out, "warning: skipped unreadable evidence {u}");
     }
-    out.push_str(&invalid_text(&r.invalid));
-    let _ = writeln!(
-        out,
-        "{} evidence record(s) read, {} invalid",
-        r.records,
-        r.invalid.len()
-    );
+    if r.unreadable.len() > LOOSE_SHOWN {
+        let _ = writeln!(
+            out,
+            "warning: ... and {} more unreadable files (pv evidence verify lists them all)",
+            r.unreadable.len() - LOOSE_SHOWN
+        );
+    }
+    out.push_str(&untrusted_text(r));
+    let _ = writeln!(out, "{}", evidence_summary(r));
 }
 
-/// The invalid records (rule 16) as text lines, one per record after a heading; empty when
-/// there are none. `pv status`, `pv audit` and `pv evidence report` print the same lines.
+/// One line: records read, and how many count for nothing or are not vouched for; runs and
+/// signed runs.
+pub fn evidence_summary(r: &StatusReport) -> String {
+    let mut s = format!(
+        "{} evidence record(s) read: {} invalid, {} loose{}, {} unattested{}, {} missing, {} unreadable; {} run(s), {}",
+        r.records,
+        r.invalid.len(),
+        r.loose.len(),
+        if r.loose_counted { " (COUNTED: [evidence] loose = \"count\")" } else { "" },
+        r.unattested.len(),
+        if r.attested_only { " (not counted)" } else { "" },
+        r.missing.len(),
+        r.unreadable.len(),
+        r.runs,
+        match r.signed_runs {
+            0 => "unsigned".to_string(),
+            n => format!("{n} signed"),
+        },
+    );
+    if r.loose_counted {
+        s.push_str("\nwarning: loose records are counted (migration): nothing vouches for them");
+    }
+    s
+}
+
+/// Loose (and unreadable) files shown by name in text, before "... and N more".
+const LOOSE_SHOWN: usize = 20;
+
+/// The records that count for nothing or that nobody vouches for (rules 16-18), as text: one
+/// section each for invalid, loose, unattested and missing records; empty when there are
+/// none. `pv status`, `pv audit` and `pv evidence report` print the same lines.
+pub fn untrusted_text(r: &StatusReport) -> String {
+    let mut out = invalid_text(&r.invalid);
+    if !r.loose.is_empty() {
+        let _ = writeln!(
+            out,
+            "LOOSE evidence ({}), in no run manifest, {} (docs/status.md, rule 17):",
+            r.loose.len(),
+            if r.loose_counted {
+                "COUNTED for migration"
+            } else {
+                "counted for nothing"
+            }
+        );
+        for f in r.loose.iter().take(LOOSE_SHOWN) {
+            let _ = writeln!(out, "  {f}");
+        }
+        if r.loose.len() > LOOSE_SHOWN {
+            let _ = writeln!(out, "  ... and {} more", r.loose.len() - LOOSE_SHOWN);
+        }
+    }
+    if !r.unattested.is_empty() {
+        let _ = writeln!(
+            out,
+            "UNATTESTED evidence ({}), no allowed signer vouches for it, {} (rule 18):",
+            r.unattested.len(),
+            if r.attested_only {
+                "counted for nothing"
+            } else {
+                "counted (--require-attested leaves it out)"
+            }
+        );
+        for i in &r.unattested {
+            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
+        }
+    }
+    if !r.missing.is_empty() {
+        let _ = writeln!(
+            out,
+            "MISSING evidence ({}): listed in a run manifest, not found (deleted?):",
+            r.missing.len()
+        );
+        for m in &r.missing {
+            let _ = writeln!(out, "  {m}");
+        }
+    }
+    out
+}
+
+/// The invalid records (rules 16 and 17) as text lines, one per record after a heading; empty
+/// when there are none.
 pub fn invalid_text(invalid: &[InvalidRecord]) -> String {
     let mut out = String::new();
     if !invalid.is_empty() {
         let _ = writeln!(
             out,
-            "INVALID evidence ({}), counted for nothing (docs/status.md, rule 16):",
+            "INVALID evidence ({}), never counted as a pass (docs/status.md, rules 16 and 17):",
             invalid.len()
         );
         for i in invalid {
@@ -123,6 +204,76 @@ pub fn invalid_text(invalid: &[InvalidRecord]) -> String {
         }
     }
     out
+}
+
+/// [`untrusted_text`] as HTML sections, and the summary line.
+pub fn untrusted_html(r: &StatusReport) -> String {
+    let mut h = invalid_html(&r.invalid);
+    let mut list = |id: &str, title: String, rows: Vec<(String, String, String)>| {
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            h,
+            "<h2 id=\"{id}\">{}</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
+            esc(&title)
+        );
+        for (a, b, c) in rows {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&a),
+                esc(&b),
+                esc(&c)
+            );
+        }
+        h.push_str("</table>\n");
+    };
+    list(
+        "loose",
+        format!(
+            "Loose evidence ({}), in no run manifest, {}",
+            r.loose.len(),
+            if r.loose_counted {
+                "COUNTED for migration"
+            } else {
+                "counted for nothing"
+            }
+        ),
+        r.loose
+            .iter()
+            .map(|f| (f.clone(), String::new(), "in no run manifest".to_string()))
+            .collect(),
+    );
+    list(
+        "unattested",
+        format!(
+            "Unattested evidence ({}), {}",
+            r.unattested.len(),
+            if r.attested_only {
+                "counted for nothing"
+            } else {
+                "counted"
+            }
+        ),
+        r.unattested
+            .iter()
+            .map(|i| (i.file.clone(), i.falsifier.clone(), i.reason.clone()))
+            .collect(),
+    );
+    list(
+        "missing",
+        format!(
+            "Missing evidence ({}), listed in a run manifest",
+            r.missing.len()
+        ),
+        r.missing
+            .iter()
+            .map(|m| (m.clone(), String::new(), "not found".to_string()))
+            .collect(),
+    );
+    let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(&evidence_summary(r)));
+    h
 }
 
 /// The invalid records (rule 16) as an HTML section; empty when there are none.
@@ -133,7 +284,7 @@ pub fn invalid_html(invalid: &[InvalidRecord]) -> String {
     }
     let _ = writeln!(
         h,
-        "<h2 id=\"invalid\">Invalid evidence ({}), counted for nothing</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
+        "<h2 id=\"invalid\">Invalid evidence ({}), never counted as a pass</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
         invalid.len()
     );
     for i in invalid {
@@ -477,7 +628,7 @@ h3{font-size:15px;margin:12px 0 4px}
             h.push_str(&status_math::contract_math(contract, cov, set, r));
         }
     }
-    h.push_str(&invalid_html(&r.invalid));
+    h.push_str(&untrusted_html(r));
     h.push_str("<h2>Metric history</h2>\n<table><tr><th>falsifier</th><th>metric</th><th>last</th><th>history (newest right)</th></tr>\n");
     for (fid, f) in &r.falsifiers {
         if f.runs.is_empty() {

@@ -14,6 +14,17 @@ const GOOD_SRC: &str = "src-now";
 const HASH: &str = "hash-now";
 const CLAIM: &str = "claim-now";
 
+/// One unsigned run, started before every record of the tests: ordering falls back to the
+/// records' own times.
+fn one_run() -> Vec<RunFacts> {
+    vec![RunFacts {
+        manifest: "run.intoto.json".into(),
+        id: "run-1".into(),
+        started: 0,
+        signature: RunSignature::Unsigned,
+    }]
+}
+
 fn falsifier(id: &str, tier: Tier) -> FalsifierModel {
     FalsifierModel {
         id: id.to_string(),
@@ -108,6 +119,7 @@ fn run_with(id: &str, outcome: Outcome, age_s: i128, src: &str, h: &str, file: &
         file: format!("{age_s}-{file}"),
         ts: NOW - age_s * 1_000_000_000,
         record: rec(id, outcome, src, h).into(),
+        provenance: Provenance::Run(0),
     }
 }
 
@@ -121,6 +133,9 @@ fn derive_all(m: &Model, runs: &[Run], bound: Option<&[&str]>) -> StatusReport {
             bound: bound.map(|b| b.iter().map(|s| s.to_string()).collect::<HashSet<_>>()),
             now: NOW,
             test_functions: None,
+            runs: one_run(),
+            count_loose: false,
+            trust: None,
         },
     )
 }
@@ -389,6 +404,7 @@ fn run_v2(id: &str, age_s: i128, claim: &str, scope: &str, src: &str) -> Run {
         file: format!("{age_s}-v2.json"),
         ts: NOW - age_s * 1_000_000_000,
         record: r.into(),
+        provenance: Provenance::Run(0),
     }
 }
 
@@ -455,6 +471,7 @@ fn the_key_metric_of_a_failing_stage_is_what_fails() {
             file: "b.json".into(),
             ts: NOW - 10_000_000_000,
             record: b.into(),
+            provenance: Provenance::Run(0),
         },
     ];
     let r = derive_all(&m, &runs, None);
@@ -494,6 +511,7 @@ fn judge(rec: EvidenceRecord, ts_age_s: i128) -> StatusReport {
             file: "forged.json".into(),
             ts: NOW - ts_age_s * 1_000_000_000,
             record: rec.into(),
+            provenance: Provenance::Run(0),
         },
     ];
     let mut fns = HashMap::new();
@@ -507,6 +525,9 @@ fn judge(rec: EvidenceRecord, ts_age_s: i128) -> StatusReport {
             bound: Some([A.0.to_string()].into_iter().collect()),
             now: NOW,
             test_functions: Some(fns),
+            runs: one_run(),
+            count_loose: false,
+            trust: None,
         },
     )
 }

@@ -6,6 +6,8 @@
 //!    project's test packages (`pv.toml` `[tests] packages`, else every package that depends on
 //!    contract-macros) with `PV_EVIDENCE_DIR` set to a fresh run directory (default
 //!    `<local evidence>/<UTC time>/`, git-ignored), printing each test's result as it comes.
+//!    Each test process writes a run manifest beside its records, naming this invocation; with
+//!    `--sign KEY` (or `$PV_SIGNING_KEY`) they are signed when the tests are done.
 //! 3. The dashboard derived from the contracts, the committed evidence (without other local
 //!    runs) and this run's records, with `pv status`'s options.
 //!
@@ -28,8 +30,8 @@ use anyhow::{bail, Context};
 
 use crate::status_cmd;
 use crate::status_load::{
-    bound_tests, inputs_from, load_contracts, load_runs_excluding, model_from_contracts,
-    SourceFreshness,
+    bound_tests, derive_loaded, load_contracts, load_runs_excluding, model_from_contracts,
+    SourceFreshness, Trust,
 };
 
 /// `pv verify` arguments.
@@ -61,6 +63,10 @@ pub struct Args {
     /// Skip contract validation.
     #[arg(long)]
     pub no_validate: bool,
+    /// Sign this run's manifests with this OpenSSH private key (default: $PV_SIGNING_KEY when
+    /// set; otherwise the runs stay unsigned).
+    #[arg(long, value_name = "FILE")]
+    pub sign: Option<PathBuf>,
     /// The dashboard's options (as `pv status`).
     #[command(flatten)]
     pub status: status_cmd::Args,
@@ -302,7 +308,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         cmd.arg(f);
     }
     cmd.args(&shard_filters);
+    // Every test process writes its own run manifest; these name the invocation they belong
+    // to (so it can be signed below) and the command that started them.
+    let invocation = format!(
+        "verify-{}-{}",
+        pv_evidence::timefmt::compact_utc(SystemTime::now()),
+        std::process::id()
+    );
+    let command: Vec<String> = std::env::args().collect();
     cmd.env("PV_EVIDENCE_DIR", &run_dir)
+        .env(pv_evidence::manifest::INVOCATION_ENV, &invocation)
+        .env(pv_evidence::manifest::RUN_COMMAND_ENV, command.join(" "))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     eprintln!("pv verify: {:?}", cmd);
@@ -350,6 +366,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("cargo test failed before running any test (a build error? see above)");
     }
 
+    let signing = match &args.sign {
+        Some(k) => Some(crate::sign::signing_key(Some(k))?),
+        None if std::env::var_os(crate::sign::SIGNING_KEY_ENV).is_some_and(|v| !v.is_empty()) => {
+            Some(crate::sign::signing_key(None)?)
+        }
+        None => None,
+    };
+    if let Some(key) = &signing {
+        let (added, _) = crate::sign::sign_all(
+            std::slice::from_ref(&run_dir),
+            key,
+            Some(&invocation),
+            false,
+        )?;
+        eprintln!(
+            "pv verify: signed {added} run manifest(s) with {}",
+            key.fingerprint()
+        );
+    }
+
     // The dashboard: committed evidence (other local runs excluded) plus this run.
     let set = load_contracts(&paths.contracts)?;
     let model = model_from_contracts(&set, &paths.project);
@@ -357,11 +393,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !dirs.iter().any(|d| run_dir.starts_with(d)) {
         dirs.push(run_dir.clone());
     }
-    let loaded = load_runs_excluding(&dirs, &[local], std::slice::from_ref(&run_dir), None)?;
+    let trust = Trust::for_project(&paths.project)?;
+    let loaded = load_runs_excluding(
+        &dirs,
+        &[local],
+        std::slice::from_ref(&run_dir),
+        None,
+        trust.signers.as_ref(),
+    )?;
     let tests = bound_tests(paths.tests.as_deref())?;
     let fresh = SourceFreshness::new(&paths.project);
-    let mut report = crate::status::derive(&model, &loaded.runs, &fresh, &inputs_from(tests));
-    report.unreadable = loaded.unreadable;
+    let report = derive_loaded(
+        &model,
+        loaded,
+        &fresh,
+        tests,
+        &trust,
+        args.status.require_attested,
+    );
     let code = status_cmd::report_and_check(&report, &set, &args.status)?;
     if !status.success() {
         return Ok(ExitCode::from(1));

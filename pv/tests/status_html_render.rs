@@ -172,6 +172,7 @@ fn report() -> (pv::status::StatusReport, ContractSet) {
                 commit: Some("0123456789".into()),
                 hardware: "cpu".into(),
             },
+            provenance: pv::status::Provenance::Run(0),
         })
         .collect();
     let fresh = |_: &SourceDigest| true;
@@ -183,6 +184,14 @@ fn report() -> (pv::status::StatusReport, ContractSet) {
             bound: None,
             now: 60_000_000_000,
             test_functions: None,
+            runs: vec![pv::status::RunFacts {
+                manifest: "run.intoto.json".into(),
+                id: "run-1".into(),
+                started: 0,
+                signature: pv::status::RunSignature::Unsigned,
+            }],
+            count_loose: false,
+            trust: None,
         },
     );
     (r, set)

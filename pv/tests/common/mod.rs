@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+pub mod mini;
+
 /// Run the `pv` binary in `cwd` without colours.
 pub fn pv(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pv"))
