@@ -95,6 +95,10 @@ if [[ -x .device-carry/infer && "$PHASE" != parity && "$PHASE" != trace ]]; then
     echo "== infer synth qwen3-30b-a3b q4_k_m --seed 1 in $((SECONDS - t0)) s" | tee -a "$LOG"
 fi
 
+# Every test process writes a run manifest beside its records (docs/evidence.md); this names the
+# device call they all belong to, and the command that started it.
+export PV_INVOCATION="device-run-$(date -u +%Y%m%dT%H%M%SZ)"
+export PV_RUN_COMMAND="scripts/device-run.sh $*"
 E="PV_EVIDENCE_DIR=$OUT/evidence"
 if [[ -x .device-carry/trace_gpu && ( "$PHASE" == all || "$PHASE" == trace ) ]]; then
     run trace $E .device-carry/trace_gpu

@@ -605,6 +605,48 @@ mod tests {
     }
 
     #[test]
+    fn pae_counts_bytes_not_chars() {
+        // "é" is two bytes in UTF-8; an empty body still gets its length.
+        assert_eq!(pae("é", b""), "DSSEv1 2 é 0 ".as_bytes().to_vec());
+    }
+
+    #[test]
+    fn the_dsse_spec_example_envelope_parses() {
+        // The envelope of the DSSE protocol's test vector (protocol.md).
+        let e: Envelope = serde_json::from_str(
+            r#"{"payload": "aGVsbG8gd29ybGQ=", "payloadType": "http://example.com/HelloWorld",
+                "signatures": [{"sig": "A3JqsQGtVsJ2O2xqrI5IcnXip5GToJ3F+FnZ+O88SjtR6rDAajabZKciJTfUiHqJPcIAriEGAHTVeCUjW2JIZA=="}]}"#,
+        )
+        .unwrap();
+        assert_eq!(decode_base64(&e.payload).unwrap(), b"hello world");
+        assert_eq!(e.signatures[0].keyid, "");
+        // Not an in-toto payload: pv refuses it as a run manifest, with the reason.
+        let err = parse_manifest(Path::new("x"), &serde_json::to_vec(&e).unwrap()).unwrap_err();
+        assert!(err.message.contains("payloadType"), "{err}");
+    }
+
+    #[test]
+    fn the_test_result_spec_example_statement_parses_but_is_no_run() {
+        // The example of the in-toto test-result predicate (spec/predicates/test-results.md),
+        // trimmed to one test name.
+        let text = r#"{"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"digest": {"gitCommit": "d20ace7968ba43c0219f62d71334c1095bab1602"}}],
+            "predicateType": "https://in-toto.io/attestation/test-result/v0.1",
+            "predicate": {"result": "pass",
+              "configuration": [{"name": ".github/workflows/ci.yml",
+                "downloadLocation": "https://github.com/in-toto/in-toto/blob/d20ace7968ba43c0219f62d71334c1095bab1602/.github/workflows/ci.yml",
+                "digest": {"gitBlob": "ebe4add40f63c3c98bc9b32ff1e736f04120b023"}}],
+              "url": "https://github.com/in-toto/in-toto/actions/runs/4425592351",
+              "passedTests": ["build (3.7, ubuntu-latest, py)"], "warnedTests": [], "failedTests": []}}"#;
+        let st: Statement = serde_json::from_str(text).unwrap();
+        assert_eq!(st.predicate.passed_tests.len(), 1);
+        assert!(st.predicate.pv.is_none());
+        let env = envelope_for(&st, Vec::new());
+        let err = parse_manifest(Path::new("x"), &serde_json::to_vec(&env).unwrap()).unwrap_err();
+        assert!(err.message.contains("no `pv` run facts"), "{err}");
+    }
+
+    #[test]
     fn base64_in_all_four_spellings() {
         // 0xfb 0xff encodes to "+/8=" (standard) and "-_8=" (URL-safe).
         for s in ["+/8=", "+/8", "-_8=", "-_8"] {

@@ -621,3 +621,200 @@ fn rule16_records_of_unknown_falsifiers_are_invalid() {
     assert_eq!(r.invalid.len(), 1);
     assert!(r.invalid[0].reason.contains("no contract defines"));
 }
+
+/// Derives over `runs` with the given runs table and trust settings.
+fn derive_with(
+    m: &Model,
+    runs: &[Run],
+    table: Vec<RunFacts>,
+    count_loose: bool,
+    trust: Option<TrustPolicy>,
+) -> StatusReport {
+    let fresh = |d: &SourceDigest| d.sha256 == GOOD_SRC;
+    derive(
+        m,
+        runs,
+        &fresh,
+        &Inputs {
+            bound: None,
+            now: NOW,
+            test_functions: None,
+            runs: table,
+            count_loose,
+            trust,
+        },
+    )
+}
+
+fn in_run(mut r: Run, i: usize) -> Run {
+    r.provenance = Provenance::Run(i);
+    r
+}
+
+fn facts(id: &str, started_age_s: i128, signature: RunSignature) -> RunFacts {
+    RunFacts {
+        manifest: format!("{id}.intoto.json"),
+        id: id.into(),
+        started: NOW - started_age_s * 1_000_000_000,
+        signature,
+    }
+}
+
+fn a_model() -> Model {
+    model(
+        vec![stage("M-A-1.1", &[], &[A.0])],
+        vec![falsifier(A.0, A.1)],
+    )
+}
+
+#[test]
+fn rule17_loose_records_count_only_when_the_project_opts_in() {
+    let mut loose = run(A.0, Outcome::Pass, 10);
+    loose.provenance = Provenance::Loose;
+    let runs = [loose];
+    let r = derive_with(&a_model(), &runs, vec![], false, None);
+    assert_eq!(r.loose.len(), 1);
+    assert!(!r.loose_counted);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Pending);
+    let r = derive_with(&a_model(), &runs, vec![], true, None);
+    assert!(r.loose_counted);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Discharged);
+}
+
+#[test]
+fn rule17_an_altered_or_missing_failure_never_brings_back_the_older_pass() {
+    let table = vec![
+        facts("r1", 100, RunSignature::Unsigned),
+        facts("r2", 50, RunSignature::Unsigned),
+    ];
+    let pass = in_run(run(A.0, Outcome::Pass, 90), 0);
+    for p in [
+        Provenance::Altered {
+            manifest: "r2.intoto.json".into(),
+        },
+        Provenance::Missing {
+            manifest: "r2.intoto.json".into(),
+        },
+    ] {
+        let mut tampered = run(A.0, Outcome::Pass, 40);
+        tampered.provenance = p;
+        let r = derive_with(
+            &a_model(),
+            &[pass.clone(), tampered],
+            table.clone(),
+            false,
+            None,
+        );
+        assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+        assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+        let why = r.falsifiers[A.0].latest().unwrap().reason.clone().unwrap();
+        assert!(why.starts_with("INVALID record:"), "{why}");
+    }
+    // A loose invalid record (future-dated) vouches for nothing and blocks nothing.
+    let mut forged = run(A.0, Outcome::Fail, -3600);
+    forged.provenance = Provenance::Loose;
+    let r = derive_with(&a_model(), &[pass, forged], table, false, None);
+    assert_eq!(r.invalid.len(), 1);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Discharged);
+}
+
+#[test]
+fn rule17_records_are_ordered_by_their_runs_not_their_own_clocks() {
+    // The failure's run started later; the pass claims a later time of its own.
+    let table = vec![
+        facts("early", 100, RunSignature::Unsigned),
+        facts("late", 50, RunSignature::Unsigned),
+    ];
+    let runs = [
+        in_run(run(A.0, Outcome::Pass, 1), 0),
+        in_run(run(A.0, Outcome::Fail, 40), 1),
+    ];
+    let r = derive_with(&a_model(), &runs, table, false, None);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+}
+
+#[test]
+fn rule17_a_run_stamped_in_the_future_invalidates_its_records() {
+    let table = vec![facts("r", -3600, RunSignature::Unsigned)];
+    let r = derive_with(
+        &a_model(),
+        &[in_run(run(A.0, Outcome::Pass, 1), 0)],
+        table,
+        false,
+        None,
+    );
+    assert!(
+        r.invalid[0].reason.contains("in the future"),
+        "{:?}",
+        r.invalid
+    );
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+}
+
+#[test]
+fn rule18_only_a_signer_allowed_for_the_tier_attests() {
+    let policy = TrustPolicy {
+        algorithm: vec!["ci@example.com".into()],
+        hardware: vec!["gpu@example.com".into()],
+        require_attested: true,
+    };
+    let m = model(
+        vec![stage("M-A-1.1", &[], &[A.0, H.0])],
+        vec![falsifier(A.0, A.1), falsifier(H.0, H.1)],
+    );
+    let signed_by = |who: &str| RunSignature::Verified {
+        principals: vec![who.into()],
+        fingerprint: "SHA256:x".into(),
+    };
+    let runs = [
+        in_run(run(A.0, Outcome::Pass, 10), 0),
+        in_run(run(H.0, Outcome::Pass, 10), 0),
+    ];
+    // The CI key vouches for the algorithm tier only.
+    let r = derive_with(
+        &m,
+        &runs,
+        vec![facts("r", 20, signed_by("ci@example.com"))],
+        false,
+        Some(policy.clone()),
+    );
+    assert_eq!(r.unattested.len(), 1);
+    assert_eq!(r.unattested[0].falsifier, H.0);
+    assert_eq!(
+        r.stage("M-A-1.1").unwrap().status,
+        StageStatus::AlgorithmLevel
+    );
+    assert_eq!(r.signed_runs, 1);
+    // Unsigned or unknown keys attest nothing; counted only without require_attested.
+    for sig in [
+        RunSignature::Unsigned,
+        RunSignature::NotAllowed("key not listed".into()),
+    ] {
+        let r = derive_with(
+            &m,
+            &runs,
+            vec![facts("r", 20, sig.clone())],
+            false,
+            Some(policy.clone()),
+        );
+        assert_eq!(r.unattested.len(), 2);
+        assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Pending);
+        let relaxed = TrustPolicy {
+            require_attested: false,
+            ..policy.clone()
+        };
+        let r = derive_with(&m, &runs, vec![facts("r", 20, sig)], false, Some(relaxed));
+        assert_eq!(r.unattested.len(), 2);
+        assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Discharged);
+    }
+    // A broken signature is worse than none: the records are invalid.
+    let r = derive_with(
+        &m,
+        &runs,
+        vec![facts("r", 20, RunSignature::Broken("bad".into()))],
+        false,
+        Some(policy),
+    );
+    assert_eq!(r.invalid.len(), 2);
+    assert_eq!(r.stage("M-A-1.1").unwrap().status, StageStatus::Failing);
+}
