@@ -817,6 +817,16 @@ pub fn now_ns() -> i128 {
 
 /// Everything from files: contracts, records, digests, bindings -> the derived report.
 pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadError> {
+    status_for_selected(paths, &[], &[])
+}
+
+/// As [`status_for`], reading the evidence folders' files except those under `exclude` that
+/// are not under `keep` (`pv verify`: committed evidence and this run, not older local runs).
+pub fn status_for_selected(
+    paths: &Paths,
+    exclude: &[PathBuf],
+    keep: &[PathBuf],
+) -> Result<(ContractSet, StatusReport), LoadError> {
     let timing = std::env::var_os("PV_TIMING").is_some();
     let t0 = std::time::Instant::now();
     let set = load_contracts(&paths.contracts)?;
@@ -830,8 +840,8 @@ pub fn status_for(paths: &Paths) -> Result<(ContractSet, StatusReport), LoadErro
     let t1 = std::time::Instant::now();
     let loaded = load_runs_excluding(
         &paths.evidence,
-        &[],
-        &[],
+        exclude,
+        keep,
         cache.as_deref(),
         trust.signers.as_ref(),
     )?;

@@ -29,10 +29,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::{bail, Context};
 
 use crate::status_cmd;
-use crate::status_load::{
-    bound_tests, derive_loaded, load_contracts, load_runs_excluding, model_from_contracts,
-    SourceFreshness, Trust,
-};
+use crate::status_load::status_for_selected;
 
 /// `pv verify` arguments.
 #[derive(Debug, clap::Args)]
@@ -387,30 +384,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     // The dashboard: committed evidence (other local runs excluded) plus this run.
-    let set = load_contracts(&paths.contracts)?;
-    let model = model_from_contracts(&set, &paths.project);
-    let mut dirs = paths.evidence.clone();
-    if !dirs.iter().any(|d| run_dir.starts_with(d)) {
-        dirs.push(run_dir.clone());
+    let mut dashboard = paths.clone();
+    if !dashboard.evidence.iter().any(|d| run_dir.starts_with(d)) {
+        dashboard.evidence.push(run_dir.clone());
     }
-    let trust = Trust::for_project(&paths.project)?;
-    let loaded = load_runs_excluding(
-        &dirs,
-        &[local],
-        std::slice::from_ref(&run_dir),
-        None,
-        trust.signers.as_ref(),
-    )?;
-    let tests = bound_tests(paths.tests.as_deref())?;
-    let fresh = SourceFreshness::new(&paths.project);
-    let report = derive_loaded(
-        &model,
-        loaded,
-        &fresh,
-        tests,
-        &trust,
-        args.status.require_attested,
-    );
+    dashboard.cache = false;
+    dashboard.require_attested = args.status.require_attested;
+    let (set, report) = status_for_selected(&dashboard, &[local], std::slice::from_ref(&run_dir))?;
     let code = status_cmd::report_and_check(&report, &set, &args.status)?;
     if !status.success() {
         return Ok(ExitCode::from(1));

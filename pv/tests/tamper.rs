@@ -170,12 +170,13 @@ fn a_future_timestamp_is_caught() {
         v["timestamp"] = "2099-01-01T00:00:00.000000Z".into()
     });
     let manifest = manifest_of(&m);
-    reseal_dropping_missing(&manifest);
+    reseal_dropping_missing(&manifest, false);
     views(&m).all_say("in the future");
 }
 
-/// Reseals after a record was deleted on purpose: the forger also drops it from the list.
-fn reseal_dropping_missing(manifest: &Path) {
+/// Reseals after records were deleted on purpose: the forger also drops them from the list,
+/// keeping the old signatures (which then no longer verify) or dropping them.
+fn reseal_dropping_missing(manifest: &Path, keep_signatures: bool) {
     let m = read_manifest(manifest).unwrap();
     let dir = manifest.parent().unwrap();
     let mut statement = m.statement.clone();
@@ -183,7 +184,12 @@ fn reseal_dropping_missing(manifest: &Path) {
     statement.subject.retain(|s| dir.join(&s.name).exists());
     run.records.retain(|r| dir.join(&r.file).exists());
     statement.predicate.pv = Some(run);
-    write_envelope(manifest, &envelope_for(&statement, Vec::new())).unwrap();
+    let signatures = if keep_signatures {
+        m.envelope.signatures.clone()
+    } else {
+        Vec::new()
+    };
+    write_envelope(manifest, &envelope_for(&statement, signatures)).unwrap();
     reseal(manifest);
 }
 
@@ -352,7 +358,7 @@ fn a_manifest_edited_after_signing_is_caught() {
     );
     // The forger deletes the failure and rewrites the signed manifest without it.
     fs::remove_file(&failing).unwrap();
-    reseal_keeping_signatures_dropping_missing(&manifest_of(&m));
+    reseal_dropping_missing(&manifest_of(&m), true);
     let r = report(&m);
     assert!(
         r.invalid
@@ -366,21 +372,6 @@ fn a_manifest_edited_after_signing_is_caught() {
         StageStatus::Discharged
     );
     views(&m).all_say("does not verify");
-}
-
-fn reseal_keeping_signatures_dropping_missing(manifest: &Path) {
-    let m = read_manifest(manifest).unwrap();
-    let dir = manifest.parent().unwrap();
-    let mut statement = m.statement.clone();
-    let mut run = m.run.clone();
-    statement.subject.retain(|s| dir.join(&s.name).exists());
-    run.records.retain(|r| dir.join(&r.file).exists());
-    statement.predicate.pv = Some(run);
-    write_envelope(
-        manifest,
-        &envelope_for(&statement, m.envelope.signatures.clone()),
-    )
-    .unwrap();
 }
 
 #[test]
