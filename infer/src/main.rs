@@ -7,6 +7,7 @@ mod inspect;
 mod logits;
 mod run;
 mod synth;
+mod tokenize;
 mod trace;
 mod trace_diff;
 
@@ -18,6 +19,7 @@ use clap::{Parser, Subcommand};
 /// Typical session:
 ///   infer synth --preset tiny --quant q4_k_m -o tiny.gguf
 ///   infer run tiny.gguf --prompt "the model" --max-tokens 16
+///   infer tokenize tiny.gguf --text "the model" --ids
 ///   infer logits tiny.gguf --tokens 1,2,3 --out logits.npy
 ///   infer bench tiny.gguf --prompt-tokens 64 --gen-tokens 16
 #[derive(Parser, Debug)]
@@ -30,6 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Synth(synth::SynthArgs),
+    Tokenize(tokenize::TokenizeArgs),
     /// Show a GGUF file's metadata and tensor table.
     Inspect(inspect::InspectArgs),
     Run(run::RunArgs),
@@ -42,6 +45,7 @@ enum Cmd {
 fn main() {
     let r = match Cli::parse().cmd {
         Cmd::Synth(a) => synth::run(a),
+        Cmd::Tokenize(a) => tokenize::run(a),
         Cmd::Inspect(a) => inspect::run(a),
         Cmd::Run(a) => run::run(a),
         Cmd::Logits(a) => logits::run(a),
