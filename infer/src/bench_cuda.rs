@@ -11,7 +11,7 @@ use crate::bench::BenchArgs;
 
 #[cfg(not(feature = "cuda"))]
 pub fn run(_args: &BenchArgs) -> Result<()> {
-    anyhow::bail!("--device cuda: this `infer` was built without the `cuda` feature (cargo build --features cuda -p infer)")
+    anyhow::bail!(crate::gpu::NOT_BUILT)
 }
 
 #[cfg(feature = "cuda")]

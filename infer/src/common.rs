@@ -46,7 +46,7 @@ pub fn with_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> Re
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
-    /// NVIDIA GPU (engine::cuda; `infer bench` only so far, needs `--features cuda`)
+    /// NVIDIA GPU (engine::cuda; run, logits, bench and trace; needs `--features cuda`)
     Cuda,
 }
 

@@ -23,10 +23,10 @@ pub struct LogitsArgs {
     /// Token ids, comma-separated
     #[arg(long)]
     pub tokens: String,
-    /// Device to run on
+    /// Device to run on (cuda: the GPU forward, same output layout; needs `--features cuda`)
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
-    /// Activation precision
+    /// Activation precision (CPU)
     #[arg(long, value_enum, default_value_t = Act::Q8)]
     pub act: Act,
     /// Output file: .npy or .json
@@ -38,11 +38,6 @@ pub struct LogitsArgs {
 }
 
 pub fn run(args: LogitsArgs) -> Result<()> {
-    // GPU engineer's guard: never answer a --device cuda request from the CPU
-    anyhow::ensure!(
-        args.device == crate::common::Device::Cpu,
-        "--device cuda is not wired into `infer logits` yet (use `infer trace --device cuda` for GPU logits, or --device cpu)"
-    );
     let tokens = parse_tokens(&args.tokens)?;
     let ext = args.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext != "npy" && ext != "json" {
@@ -51,15 +46,21 @@ pub fn run(args: LogitsArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let (_file, model) = open_model(&args.model)?;
-    let opts = ForwardOptions {
-        act: args.act.to_engine(),
-        ..Default::default()
+    let (file, model) = open_model(&args.model)?;
+    let logits = match args.device {
+        Device::Cpu => {
+            let opts = ForwardOptions {
+                act: args.act.to_engine(),
+                ..Default::default()
+            };
+            with_threads(args.threads, || {
+                let mut cache = KvCache::new(&model, tokens.len());
+                model.forward(&tokens, &mut cache, &opts, Logits::All, None)
+            })??
+        }
+        // The CUDA forward's own precision; --act and --threads are CPU settings.
+        Device::Cuda => crate::gpu::logits(file, &model, &tokens)?,
     };
-    let logits = with_threads(args.threads, || {
-        let mut cache = KvCache::new(&model, tokens.len());
-        model.forward(&tokens, &mut cache, &opts, Logits::All, None)
-    })??;
     let vocab = model.config.vocab;
     if ext == "npy" {
         let arr = NpyArray::new(vec![tokens.len(), vocab], NpyData::F32(logits))?;

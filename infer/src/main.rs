@@ -3,6 +3,7 @@
 mod bench;
 mod bench_cuda;
 mod common;
+mod gpu;
 mod inspect;
 mod logits;
 mod run;

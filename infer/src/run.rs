@@ -9,7 +9,7 @@ use engine::model::{tokenizer_from_gguf, ForwardOptions};
 use engine::sampling::{Sampler, SamplingParams};
 use engine::tokenizer::StreamDecoder;
 
-use crate::common::{open_model, with_threads, Act};
+use crate::common::{open_model, with_threads, Act, Device};
 
 /// Generate text: the prompt is tokenized with the file's own tokenizer, the reply streamed as
 /// it is produced, and generation stops at the end-of-sequence token or after --max-tokens.
@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Worker threads (0: one per core)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Device to run on (cuda: the GPU forward, sampling on the host; needs `--features cuda`)
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -71,26 +74,51 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let mut dec = StreamDecoder::default();
     let stdout = std::io::stdout();
-    let stats = with_threads(args.threads, || {
-        let mut out = stdout.lock();
-        let r = generate(
-            &model,
-            &prompt,
-            args.max_tokens,
-            tok.eos_id(),
-            &mut sampler,
-            &opts,
-            |t| {
-                if let Ok(b) = tok.token_bytes(t) {
-                    let _ = out.write_all(dec.push(&b).as_bytes());
-                    let _ = out.flush();
-                }
-            },
-        );
+    // Each token's bytes go out as soon as they complete a character.
+    let emit = |out: &mut dyn Write, dec: &mut StreamDecoder, t: u32| {
+        if let Ok(b) = tok.token_bytes(t) {
+            let _ = out.write_all(dec.push(&b).as_bytes());
+            let _ = out.flush();
+        }
+    };
+    let finish = |out: &mut dyn Write, dec: &mut StreamDecoder| {
         let _ = out.write_all(dec.finish().as_bytes());
         let _ = writeln!(out);
-        r
-    })??;
+    };
+    let eos = tok.eos_id();
+    let stats = match args.device {
+        Device::Cpu => with_threads(args.threads, || {
+            let mut out = stdout.lock();
+            let r = generate(
+                &model,
+                &prompt,
+                args.max_tokens,
+                eos,
+                &mut sampler,
+                &opts,
+                |t| emit(&mut out, &mut dec, t),
+            );
+            finish(&mut out, &mut dec);
+            r
+        })??,
+        Device::Cuda => {
+            let mut out = stdout.lock();
+            let r = crate::gpu::generate(
+                file,
+                &model,
+                &prompt,
+                args.max_tokens,
+                eos,
+                &mut sampler,
+                |t| emit(&mut out, &mut dec, t),
+            );
+            // A GPU that could not be used printed nothing: leave stdout empty.
+            if r.is_ok() {
+                finish(&mut out, &mut dec);
+            }
+            r?
+        }
+    };
     eprintln!(
         "[{} prompt tokens, {} generated{}; prefill {:.1} tok/s, decode {:.1} tok/s]",
         stats.prompt_tokens,

@@ -130,7 +130,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
 
 #[cfg(not(feature = "cuda"))]
 fn trace_cuda(_: &TraceArgs, _: &[u32], _: &PlanSpec, _: Option<usize>) -> Result<()> {
-    bail!("GPU tracing not built: this `infer` was built without `--features cuda`")
+    bail!(crate::gpu::NOT_BUILT)
 }
 
 /// The CUDA forward as a trace target (engine::tracing::gpu: every stage it holds as a buffer).
@@ -172,8 +172,7 @@ fn trace_cuda(
     spec: &PlanSpec,
     planted: Option<usize>,
 ) -> Result<()> {
-    use engine::cuda::model::{LoadOptions, PlantedBug, MAX_LOGIT_ROWS};
-    use engine::cuda::{GpuDevice, GpuModel};
+    use engine::cuda::model::{PlantedBug, MAX_LOGIT_ROWS};
     if tokens.len() > MAX_LOGIT_ROWS {
         bail!(
             "--device cuda traces at most {MAX_LOGIT_ROWS} tokens (the CUDA forward returns \
@@ -181,19 +180,12 @@ fn trace_cuda(
         );
     }
     let (file, model) = open_model(&args.model)?;
-    let host = engine::tracing::gpu::host_model(file, &model);
-    let dev = GpuDevice::open(0).context("opening CUDA device 0")?;
-    let device = format!("cuda:0 {}", dev.info.name);
     let n = tokens.len();
-    let mut gpu = GpuModel::load(
-        std::sync::Arc::new(dev),
-        &host,
-        LoadOptions {
-            max_ctx: n,
-            max_batch: n,
-        },
-    )
-    .context("loading the model onto the GPU")?;
+    let crate::gpu::Loaded {
+        model: mut gpu,
+        device,
+        ..
+    } = crate::gpu::load(file, &model, n, n)?;
     if let Some(layer) = planted {
         if layer >= model.config.n_layer {
             bail!(
