@@ -24,7 +24,9 @@ fn every_command_refuses_cuda_when_not_built_with_it() {
     let trace_dir = trace_dir.to_str().unwrap();
     for args in [
         vec!["run", model, "--prompt", "hello", "--device", "cuda"],
-        vec!["logits", model, "--tokens", "1,2", "--out", out, "--device", "cuda"],
+        vec![
+            "logits", model, "--tokens", "1,2", "--out", out, "--device", "cuda",
+        ],
         vec!["bench", model, "--device", "cuda"],
         vec![
             "trace",
