@@ -1,11 +1,10 @@
 //! `--device cuda` on every command: without the `cuda` feature each is the same clear error,
 //! never a silent CPU answer. (On a GPU machine, scripts/device-run.sh runs them for real.)
 
-use std::process::Command;
-
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn every_command_refuses_cuda_when_not_built_with_it() {
+    use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.gguf");
     let model = model.to_str().unwrap();
