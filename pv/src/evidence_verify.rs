@@ -38,6 +38,9 @@ pub struct Args {
     /// Do not ask git whether each record's commit and contract version exist.
     #[arg(long)]
     pub no_git: bool,
+    /// List only the records with a problem (the summary still counts every record).
+    #[arg(long)]
+    pub problems_only: bool,
 }
 
 /// Output format.
@@ -352,11 +355,11 @@ fn contract_refs(dirs: &[PathBuf]) -> HashMap<String, ContractOf> {
     out
 }
 
-/// The table and summary.
-pub fn text(v: &Verification) -> String {
+/// The table (every record, or with `problems_only` those with a problem) and the summary.
+pub fn text(v: &Verification, problems_only: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    for r in &v.records {
+    for r in v.records.iter().filter(|r| r.problem || !problems_only) {
         let _ = writeln!(
             out,
             "{} {} [{}]\n    run: {}\n    signature: {}\n    verdict: {}\n    git: {}",
@@ -394,7 +397,7 @@ pub fn text(v: &Verification) -> String {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let v = verify(&args.locations, !args.no_git).context("verifying evidence")?;
     let out = match args.format {
-        Format::Table => text(&v),
+        Format::Table => text(&v, args.problems_only),
         Format::Json => serde_json::to_string_pretty(&v)? + "\n",
     };
     crate::graph::emit(&out, None)?;

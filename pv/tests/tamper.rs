@@ -493,3 +493,35 @@ fn ten_thousand_junk_files_are_listed_and_change_nothing() {
     );
     assert!(out.lines().count() < 200, "{} lines", out.lines().count());
 }
+
+#[test]
+fn evidence_verify_can_list_only_the_records_with_a_problem() {
+    let m = Mini::new();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    let forged = m
+        .runs()
+        .join("20261208T000000.000000Z_FALSIFY-MINI-A-001_1-0-0000abcd.json");
+    fs::copy(m.run("FALSIFY-MINI-A-001", 0.0), &forged).unwrap();
+    let (code, all) = pv_out(m.root(), &["evidence", "verify", "--no-git"]);
+    let (code2, some) = pv_out(
+        m.root(),
+        &["evidence", "verify", "--no-git", "--problems-only"],
+    );
+    assert_eq!((code, code2), (1, 1));
+    assert_eq!(
+        all.matches("\nok   ").count() + all.starts_with("ok   ") as usize,
+        2,
+        "{all}"
+    );
+    assert!(!some.contains("ok   2026"), "{some}");
+    assert!(some.contains("FAIL 20261208T000000"), "{some}");
+    assert!(some.contains("3 record(s)"), "{some}");
+    // JSON lists every record either way.
+    let (_, json) = pv_out(
+        m.root(),
+        &["evidence", "verify", "--no-git", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json[..json.rfind('}').unwrap() + 1]).unwrap();
+    assert_eq!(v["records"].as_array().unwrap().len(), 3);
+    assert_eq!(v["summary"]["loose"], 1);
+}
