@@ -13,7 +13,7 @@
 //!    crate, the first member of a workspace): one `#[falsifier]` test for that falsifier;
 //! 4. the local evidence folder appended to `.gitignore`;
 //! 5. `.github/workflows/pv.yml`: validate, `pv verify --partition K/4` in four shards, and a
-//!    final `pv status --check` over the shards' evidence.
+//!    final `pv status --check` and `pv evidence verify` over the shards' evidence.
 //!
 //! It never overwrites: a file that exists is left as is (`.gitignore` is only appended to, and
 //! only when the line is missing), so running it again writes nothing new. It never edits
@@ -44,7 +44,7 @@ any folder inside it. Relative to the cargo root it writes:
                                crate itself, or a workspace's first member)
   .gitignore                   + the local evidence folder (/evidence/local/)
   .github/workflows/pv.yml     CI: pv validate, pv verify --partition K/4 in four shards,
-                               pv status --check over their evidence
+                               pv status --check and pv evidence verify over their evidence
 
 A file that exists is left as is (.gitignore is only appended to), so running it twice is \
 harmless. Cargo.toml is never edited: the [dev-dependencies] lines the tests need are printed \
@@ -385,7 +385,7 @@ fn {EXAMPLE_FUNCTION}(ctx: &mut pv_evidence::Ctx) -> pv_evidence::FalsifierResul
 }
 
 /// The CI workflow: validate, four shards of `pv verify --partition`, then `pv status --check`
-/// over their evidence (`local` is pv.toml's local evidence folder).
+/// and `pv evidence verify` over their evidence (`local` is pv.toml's local evidence folder).
 pub fn workflow_text(local: &str) -> String {
     format!(
         r#"# pv: check the contracts, run the falsifiers in four shards, derive the status from their
@@ -421,8 +421,10 @@ jobs:
       - name: Install pv
         # Or, from a checkout of pv's sources: cargo install --locked --path path/to/pv
         run: cargo install --locked pv
-      # Each shard runs the falsifiers whose id hashes to it, and writes their records to its
-      # own folder.
+      # Each shard runs the falsifiers whose id hashes to it, and writes their records, with
+      # one run manifest per test process, to its own folder. To have the runs vouched for,
+      # store an SSH private key as a secret and pass it with --sign (or PV_SIGNING_KEY), and
+      # add a [trust] table to pv.toml (docs/evidence.md, "Trust model").
       - run: pv verify --no-validate --partition ${{{{ matrix.shard }}}}/4 --run-dir {local}/shard-${{{{ matrix.shard }}}}
       - uses: actions/upload-artifact@v4
         if: ${{{{ !cancelled() }}}}
@@ -446,8 +448,11 @@ jobs:
           pattern: pv-evidence-*
           path: {local}/
           merge-multiple: true
-      # Exit 1 if any stage is FAILING.
+      # Exit 1 if any stage is FAILING, or any record is invalid or missing from its run.
       - run: pv status --check
+      # Every record and run manifest checked as an auditor would (digests, signatures,
+      # recomputed verdicts); exit 1 on any problem.
+      - run: pv evidence verify --problems-only
 "#
     )
 }
@@ -1164,6 +1169,7 @@ mod tests {
         assert!(w.contains("run: cargo install --locked pv"));
         assert!(w.contains("path: evidence/local/"));
         assert!(w.contains("- run: pv status --check"));
+        assert!(w.contains("- run: pv evidence verify --problems-only"));
         assert!(w.contains("- run: pv validate"));
         assert!(w.contains("if: ${{ !cancelled() }}"));
     }
