@@ -525,3 +525,42 @@ fn evidence_verify_can_list_only_the_records_with_a_problem() {
     assert_eq!(v["records"].as_array().unwrap().len(), 3);
     assert_eq!(v["summary"]["loose"], 1);
 }
+
+#[test]
+fn pv_evidence_sign_signs_with_a_key_file_and_refuses_bad_keys() {
+    let m = Mini::new();
+    m.run("FALSIFY-MINI-A-001", 0.0);
+    let keys = with_trust(&m, true);
+    let key_file = m.root().join("ci_key");
+    fs::write(&key_file, keys.ci.to_openssh()).unwrap();
+    let runs = m.runs();
+    let runs = runs.to_str().unwrap();
+    let key = key_file.to_str().unwrap();
+    // --dry-run changes nothing.
+    let (code, out) = pv_out(
+        m.root(),
+        &["evidence", "sign", "--key", key, "--dry-run", runs],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("would sign 1"), "{out}");
+    assert_eq!(report(&m).signed_runs, 0);
+    let (code, out) = pv_out(m.root(), &["evidence", "sign", "--key", key, runs]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&keys.ci.fingerprint()), "{out}");
+    let r = report(&m);
+    assert_eq!((r.signed_runs, r.unattested.len()), (1, 0));
+    assert_eq!(
+        r.stage("M-MINI-1.1").unwrap().status,
+        StageStatus::Discharged
+    );
+    // Bad keys are clear errors (exit 2), and sign nothing.
+    fs::write(m.root().join("not_a_key"), "hello").unwrap();
+    for bad in ["not_a_key", "no_such_file"] {
+        let (code, out) = pv_out(m.root(), &["evidence", "sign", "--key", bad, runs]);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("loading the signing key"), "{out}");
+    }
+    let (code, out) = pv_out(m.root(), &["evidence", "sign", runs]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("PV_SIGNING_KEY"), "{out}");
+}
