@@ -96,16 +96,13 @@ fn footer(r: &StatusReport, out: &mut String) {
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
-    for u in r.unreadable.iter().take(LOOSE_SHOWN) {
-        let _ = writeln!(out, "warning: skipped unreadable evidence {u}");
-    }
-    if r.unreadable.len() > LOOSE_SHOWN {
-        let _ = writeln!(
-            out,
-            "warning: ... and {} more unreadable files (pv evidence verify lists them all)",
-            r.unreadable.len() - LOOSE_SHOWN
-        );
-    }
+    capped_lines(
+        out,
+        r.unreadable
+            .iter()
+            .map(|u| format!("warning: skipped unreadable evidence {u}")),
+        "warning: ... and {} more unreadable files (pv evidence verify lists them all)",
+    );
     out.push_str(&untrusted_text(r));
     let _ = writeln!(out, "{}", evidence_summary(r));
 }
@@ -138,11 +135,46 @@ pub fn evidence_summary(r: &StatusReport) -> String {
 /// Loose (and unreadable) files shown by name in text, before "... and N more".
 const LOOSE_SHOWN: usize = 20;
 
+/// Writes the first [`LOOSE_SHOWN`] of `lines`, then `more` with the count of the rest in
+/// place of `{}`.
+fn capped_lines(out: &mut String, lines: impl ExactSizeIterator<Item = String>, more: &str) {
+    let total = lines.len();
+    for l in lines.take(LOOSE_SHOWN) {
+        let _ = writeln!(out, "{l}");
+    }
+    if total > LOOSE_SHOWN {
+        let _ = writeln!(
+            out,
+            "{}",
+            more.replace("{}", &(total - LOOSE_SHOWN).to_string())
+        );
+    }
+}
+
+/// A heading and one `file (falsifier): reason` line per record; nothing when there are none.
+fn record_lines(out: &mut String, heading: String, records: &[InvalidRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{heading}");
+    for i in records {
+        let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
+    }
+}
+
 /// The records that count for nothing or that nobody vouches for (rules 16-18), as text: one
 /// section each for invalid, loose, unattested and missing records; empty when there are
 /// none. `pv status`, `pv audit` and `pv evidence report` print the same lines.
 pub fn untrusted_text(r: &StatusReport) -> String {
-    let mut out = invalid_text(&r.invalid);
+    let mut out = String::new();
+    record_lines(
+        &mut out,
+        format!(
+            "INVALID evidence ({}), never counted as a pass (docs/status.md, rules 16 and 17):",
+            r.invalid.len()
+        ),
+        &r.invalid,
+    );
     if !r.loose.is_empty() {
         let _ = writeln!(
             out,
@@ -154,16 +186,15 @@ pub fn untrusted_text(r: &StatusReport) -> String {
                 "counted for nothing"
             }
         );
-        for f in r.loose.iter().take(LOOSE_SHOWN) {
-            let _ = writeln!(out, "  {f}");
-        }
-        if r.loose.len() > LOOSE_SHOWN {
-            let _ = writeln!(out, "  ... and {} more", r.loose.len() - LOOSE_SHOWN);
-        }
+        capped_lines(
+            &mut out,
+            r.loose.iter().map(|f| format!("  {f}")),
+            "  ... and {} more",
+        );
     }
-    if !r.unattested.is_empty() {
-        let _ = writeln!(
-            out,
+    record_lines(
+        &mut out,
+        format!(
             "UNATTESTED evidence ({}), no allowed signer vouches for it, {} (rule 18):",
             r.unattested.len(),
             if r.attested_only {
@@ -171,11 +202,9 @@ pub fn untrusted_text(r: &StatusReport) -> String {
             } else {
                 "counted (--require-attested leaves it out)"
             }
-        );
-        for i in &r.unattested {
-            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
-        }
-    }
+        ),
+        &r.unattested,
+    );
     if !r.missing.is_empty() {
         let _ = writeln!(
             out,
@@ -189,49 +218,52 @@ pub fn untrusted_text(r: &StatusReport) -> String {
     out
 }
 
-/// The invalid records (rules 16 and 17) as text lines, one per record after a heading; empty
-/// when there are none.
-pub fn invalid_text(invalid: &[InvalidRecord]) -> String {
-    let mut out = String::new();
-    if !invalid.is_empty() {
-        let _ = writeln!(
-            out,
-            "INVALID evidence ({}), never counted as a pass (docs/status.md, rules 16 and 17):",
-            invalid.len()
-        );
-        for i in invalid {
-            let _ = writeln!(out, "  {} ({}): {}", i.file, i.falsifier, i.reason);
-        }
+/// `(file, falsifier, reason)` rows of `records`, for [`html_section`].
+fn record_rows(records: &[InvalidRecord]) -> Vec<(&str, &str, &str)> {
+    records
+        .iter()
+        .map(|i| (i.file.as_str(), i.falsifier.as_str(), i.reason.as_str()))
+        .collect()
+}
+
+/// An HTML section: heading and a record / falsifier / why table; nothing without rows.
+fn html_section(h: &mut String, id: &str, title: &str, rows: Vec<(&str, &str, &str)>) {
+    if rows.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(
+        h,
+        "<h2 id=\"{id}\">{}</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
+        esc(title)
+    );
+    for (a, b, c) in rows {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(a),
+            esc(b),
+            esc(c)
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 /// [`untrusted_text`] as HTML sections, and the summary line.
 pub fn untrusted_html(r: &StatusReport) -> String {
-    let mut h = invalid_html(&r.invalid);
-    let mut list = |id: &str, title: String, rows: Vec<(String, String, String)>| {
-        if rows.is_empty() {
-            return;
-        }
-        let _ = writeln!(
-            h,
-            "<h2 id=\"{id}\">{}</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
-            esc(&title)
-        );
-        for (a, b, c) in rows {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&a),
-                esc(&b),
-                esc(&c)
-            );
-        }
-        h.push_str("</table>\n");
-    };
-    list(
+    let mut h = String::new();
+    html_section(
+        &mut h,
+        "invalid",
+        &format!(
+            "Invalid evidence ({}), never counted as a pass",
+            r.invalid.len()
+        ),
+        record_rows(&r.invalid),
+    );
+    html_section(
+        &mut h,
         "loose",
-        format!(
+        &format!(
             "Loose evidence ({}), in no run manifest, {}",
             r.loose.len(),
             if r.loose_counted {
@@ -242,12 +274,13 @@ pub fn untrusted_html(r: &StatusReport) -> String {
         ),
         r.loose
             .iter()
-            .map(|f| (f.clone(), String::new(), "in no run manifest".to_string()))
+            .map(|f| (f.as_str(), "", "in no run manifest"))
             .collect(),
     );
-    list(
+    html_section(
+        &mut h,
         "unattested",
-        format!(
+        &format!(
             "Unattested evidence ({}), {}",
             r.unattested.len(),
             if r.attested_only {
@@ -256,47 +289,21 @@ pub fn untrusted_html(r: &StatusReport) -> String {
                 "counted"
             }
         ),
-        r.unattested
-            .iter()
-            .map(|i| (i.file.clone(), i.falsifier.clone(), i.reason.clone()))
-            .collect(),
+        record_rows(&r.unattested),
     );
-    list(
+    html_section(
+        &mut h,
         "missing",
-        format!(
+        &format!(
             "Missing evidence ({}), listed in a run manifest",
             r.missing.len()
         ),
         r.missing
             .iter()
-            .map(|m| (m.clone(), String::new(), "not found".to_string()))
+            .map(|m| (m.as_str(), "", "not found"))
             .collect(),
     );
     let _ = writeln!(h, "<p class=\"muted\">{}</p>", esc(&evidence_summary(r)));
-    h
-}
-
-/// The invalid records (rule 16) as an HTML section; empty when there are none.
-pub fn invalid_html(invalid: &[InvalidRecord]) -> String {
-    let mut h = String::new();
-    if invalid.is_empty() {
-        return h;
-    }
-    let _ = writeln!(
-        h,
-        "<h2 id=\"invalid\">Invalid evidence ({}), never counted as a pass</h2>\n<table><tr><th>record</th><th>falsifier</th><th>why</th></tr>",
-        invalid.len()
-    );
-    for i in invalid {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&i.file),
-            esc(&i.falsifier),
-            esc(&i.reason)
-        );
-    }
-    h.push_str("</table>\n");
     h
 }
 
